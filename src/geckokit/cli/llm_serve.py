@@ -1,0 +1,29 @@
+"""``geckokit llm-serve``: one GGUF model behind an OpenAI-compatible completions API."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("llm-serve")
+@click.option(
+    "--model", default=None, help="Registry name or GGUF path (default: the default LLM)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=int)
+@click.option(
+    "--n-ctx", default=4096, show_default=True, type=int, help="Context length in tokens."
+)
+def llm_serve(model: str | None, host: str, port: int, n_ctx: int) -> None:
+    """Serve an LLM at /v1/completions and /v1/chat/completions.
+
+    Echoed prompt log-probabilities (echo + logprobs) are reported from the correct position,
+    so other geckokit processes can score query likelihood through it (--llm http://HOST:PORT/v1).
+    """
+    from geckokit._deps import require
+    from geckokit.llm.llamacpp import LlamaCppLLM
+    from geckokit.llm.server import create_app
+
+    uvicorn = require("uvicorn", extra="serve", purpose="the LLM server")
+    llm = LlamaCppLLM(model or "qwen2.5-coder-0.5b-instruct", n_ctx=n_ctx)
+    uvicorn.run(create_app(llm), host=host, port=port, log_level="info")

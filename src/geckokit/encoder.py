@@ -1,0 +1,17 @@
+"""Loading sentence-transformers encoders by registry name, path or hub id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geckokit._deps import require
+
+
+def load_encoder(name: str | None = None, *, device: str | None = None) -> Any:
+    """A ``SentenceTransformer`` for ``name`` (default: all-MiniLM-L6-v2 from its PyPI package)."""
+    from geckokit.registry import DEFAULT_ENCODER, ModelKind, resolve
+
+    st = require("sentence_transformers", extra="train", purpose="encoders")
+    return st.SentenceTransformer(
+        resolve(name or DEFAULT_ENCODER, kind=ModelKind.ENCODER), device=device
+    )

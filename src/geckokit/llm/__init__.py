@@ -1,0 +1,87 @@
+"""The LLM seam and its backends.
+
+:func:`load_llm` turns what a user typed into a backend:
+
+- a registry name (``qwen2.5-coder-0.5b-instruct``) or a ``.gguf`` path -> llama.cpp in process;
+- an ``http://`` or ``https://`` URL (the API root, e.g. ``http://host:8000/v1``) -> any
+  OpenAI-compatible server; ``URL#model-name`` picks a model the server lists;
+- ``hf:ID_OR_PATH`` -> transformers (GPU users).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Any
+
+from geckokit.llm.base import (
+    LLM,
+    ContinuationScore,
+    Generation,
+    Labels,
+    Message,
+    Prompt,
+    UsageStats,
+    yes_no_labels,
+)
+
+__all__ = [
+    "LLM",
+    "Backend",
+    "ContinuationScore",
+    "Generation",
+    "Labels",
+    "Message",
+    "Prompt",
+    "UsageStats",
+    "load_llm",
+    "yes_no_labels",
+]
+
+
+class Backend(str, Enum):
+    LLAMACPP = "llamacpp"
+    OPENAI = "openai"
+    TRANSFORMERS = "transformers"
+
+    @classmethod
+    def parse(cls, value: str) -> Backend:
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(b.value for b in cls)
+            raise ValueError(f"unknown LLM backend {value!r}; valid: {valid}") from None
+
+
+def detect_backend(spec: str) -> Backend:
+    if spec.startswith(("http://", "https://")):
+        return Backend.OPENAI
+    if spec.startswith("hf:"):
+        return Backend.TRANSFORMERS
+    return Backend.LLAMACPP
+
+
+def load_llm(spec: str | None = None, *, backend: str | None = None, **options: Any) -> LLM:
+    """Build an LLM from a name, path or URL (see the module docstring).
+
+    ``spec=None`` gives the default model. ``backend`` forces a backend; ``options`` go to
+    its constructor (e.g. ``n_ctx`` for llama.cpp, ``api_key`` for HTTP). For HTTP, the API
+    key defaults to the ``OPENAI_API_KEY`` environment variable.
+    """
+    from geckokit.registry import DEFAULT_LLM
+
+    spec = spec or DEFAULT_LLM
+    kind = Backend.parse(backend) if backend else detect_backend(spec)
+    if kind is Backend.OPENAI:
+        from geckokit.llm.openai_http import OpenAICompatibleLLM
+
+        url, _, model = spec.partition("#")
+        options.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
+        return OpenAICompatibleLLM(url, model=model or None, **options)
+    if kind is Backend.TRANSFORMERS:
+        from geckokit.llm.transformers_backend import TransformersLLM
+
+        return TransformersLLM(spec.removeprefix("hf:"), **options)
+    from geckokit.llm.llamacpp import LlamaCppLLM
+
+    return LlamaCppLLM(spec, **options)

@@ -1,0 +1,151 @@
+"""The LLM seam: the three operations the Gecko recipe asks of a language model.
+
+FRet step 1 (paper section 3.2) needs *generation*; step 2 scores candidates by *query
+likelihood* (log-probability of a continuation) and by *relevance classification*
+(log-probability of a closed set of label words). Every backend implements :class:`LLM`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict, runtime_checkable
+
+
+class Message(TypedDict):
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+#: A prompt is raw text (sent as is) or a chat, which the backend renders with the model's
+#: chat template, ending with the assistant's turn opened.
+Prompt = str | Sequence[Message]
+
+#: Label words for relevance classification: label -> its spellings, whose probabilities
+#: are summed (e.g. {"yes": ["Yes", " Yes", "yes"], "no": ["No", " No", "no"]}).
+Labels = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The text an LLM wrote for one prompt."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """Log-probabilities of a continuation's tokens given a prompt.
+
+    ``token_logprobs[i]`` is log P(token_i | prompt, tokens before i), natural log.
+    """
+
+    tokens: tuple[str, ...]
+    token_logprobs: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        """Summed log-probability of the whole continuation."""
+        return float(math.fsum(self.token_logprobs))
+
+    @property
+    def mean(self) -> float:
+        """Mean per-token log-probability (query likelihood in Gecko's sense)."""
+        return self.total / len(self.token_logprobs) if self.token_logprobs else float("nan")
+
+
+@dataclass
+class UsageStats:
+    """Token counts a backend has spent, for benchmarks and cost estimates."""
+
+    prompt_tokens_evaluated: int = 0  # tokens run through the model (cache hits excluded)
+    prompt_tokens_cached: int = 0  # tokens served from a reused prefix
+    completion_tokens: int = 0
+    requests: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.prompt_tokens_evaluated = self.prompt_tokens_cached = 0
+        self.completion_tokens = self.requests = 0
+        self.extra.clear()
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """What geckokit needs from a language model.
+
+    Implementations: :class:`geckokit.llm.llamacpp.LlamaCppLLM` (in-process, default),
+    :class:`geckokit.llm.openai_http.OpenAICompatibleLLM` (vLLM, llama.cpp server, Ollama,
+    hosted APIs) and :class:`geckokit.llm.transformers_backend.TransformersLLM` (GPU).
+    """
+
+    model_id: str
+    usage: UsageStats
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Write a completion for each prompt. ``temperature=0`` is greedy decoding;
+        ``seed`` makes sampling reproducible; generation ends at any string in ``stop``
+        (not included in the text)."""
+        ...
+
+    def score(
+        self, prompts: Sequence[Prompt], continuations: Sequence[str]
+    ) -> list[ContinuationScore]:
+        """Log-probabilities of ``continuations[i]`` following ``prompts[i]``, per token.
+
+        Used for query likelihood (Gecko, Appendix A). A chat prompt is rendered with the
+        assistant turn opened, so the continuation is scored as the assistant's answer.
+        """
+        ...
+
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Labels) -> list[dict[str, float]]:
+        """For each prompt, log P(label) of the next output for every label, summing the
+        probabilities of the label's spellings (natural log; not renormalised over labels)."""
+        ...
+
+
+def yes_no_labels() -> dict[str, list[str]]:
+    """The spellings of a yes/no answer whose probabilities are summed."""
+    return {
+        "yes": ["Yes", " Yes", "yes", " yes", "YES"],
+        "no": ["No", " No", "no", " no", "NO"],
+    }
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    """log(sum(exp(v))) computed stably; -inf for an empty sequence."""
+    finite = [v for v in values if v != float("-inf")]
+    if not finite:
+        return float("-inf")
+    top = max(finite)
+    return top + math.log(math.fsum(math.exp(v - top) for v in finite))
+
+
+def check_pairs(prompts: Sequence[object], others: Sequence[object], what: str) -> None:
+    """Validate that two batch arguments line up."""
+    if len(prompts) != len(others):
+        raise ValueError(
+            f"got {len(prompts)} prompts but {len(others)} {what}; pass one {what[:-1]} per prompt"
+        )
+
+
+def check_labels(labels: Labels) -> None:
+    if not labels:
+        raise ValueError("labels is empty; pass e.g. {'yes': ['Yes', ' Yes'], 'no': ['No', ' No']}")
+    for label, spellings in labels.items():
+        if isinstance(spellings, str) or not spellings:
+            raise ValueError(
+                f"label {label!r} needs a list of spellings, got {spellings!r}; e.g. ['Yes', ' Yes']"
+            )

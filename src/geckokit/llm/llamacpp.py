@@ -1,0 +1,325 @@
+"""In-process llama.cpp backend (llama-cpp-python), the default.
+
+Scoring does not use llama-cpp-python's ``echo``/``logprobs`` path: that path reports each
+prompt token's log-probability from the logits computed *after* the token (its issue #1983)
+and sorts the whole vocabulary per token. Instead this backend decodes with its own batch,
+asks llama.cpp for logits only at the positions that predict the scored tokens, and reads
+exactly those rows. Every call reuses the longest prefix already in the KV cache, so a
+shared few-shot prefix, or a passage scored against many queries, is evaluated once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from geckokit._deps import require
+from geckokit.llm.base import (
+    ContinuationScore,
+    Generation,
+    Labels,
+    Prompt,
+    UsageStats,
+    check_labels,
+    check_pairs,
+    logsumexp,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    row = row.astype(np.float64, copy=False)
+    top = row.max()
+    return row - (top + math.log(np.exp(row - top).sum()))
+
+
+class LlamaCppLLM:
+    """An LLM in this process through llama-cpp-python.
+
+    ``model`` is a registry name, a local GGUF path or ``org/repo:file.gguf`` (online).
+    ``n_threads`` defaults to the number of CPU cores; ``n_ctx`` bounds prompt + output.
+    """
+
+    def __init__(
+        self,
+        model: str = "qwen2.5-coder-0.5b-instruct",
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        n_gpu_layers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        from geckokit.registry import ModelKind, resolve
+
+        llama_cpp = require("llama_cpp", extra="llama", purpose="the llama.cpp LLM backend")
+        path = resolve(model, kind=ModelKind.LLM)
+        usage = UsageStats()
+        eval_calls: list[int] = []  # sizes of llama-cpp-python's own eval calls
+
+        class _CountingLlama(llama_cpp.Llama):  # type: ignore[misc, name-defined]
+            def eval(self, tokens: Sequence[int]) -> None:
+                eval_calls.append(len(tokens))
+                super().eval(tokens)
+
+        with _quiet_stderr():
+            self._llama = _CountingLlama(
+                model_path=path,
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_gpu_layers=n_gpu_layers,
+                logits_all=False,
+                seed=seed,
+                verbose=False,
+            )
+        self._llama_cpp = llama_cpp
+        self.usage = usage
+        self._eval_calls = eval_calls
+        self.model_path = path
+        self.model_id = os.path.basename(path)
+        self.n_ctx = n_ctx
+        self._n_vocab = self._llama.n_vocab()
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._n_batch = n_batch
+        self._formatter = self._chat_formatter()
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(self._llama.detokenize(list(tokens))).decode("utf-8", errors="replace")
+
+    def render(self, prompt: Prompt) -> str:
+        """The text the model sees: raw prompts as they are, chats through the chat template
+        with the assistant turn opened."""
+        if isinstance(prompt, str):
+            return prompt
+        if self._formatter is None:
+            raise ValueError(
+                f"{self.model_id} has no chat template; pass raw-text prompts to this model"
+            )
+        return str(self._formatter(messages=list(prompt)).prompt)
+
+    def _prompt_tokens(self, prompt: Prompt) -> list[int]:
+        return self.tokenize(self.render(prompt), add_bos=True, special=True)
+
+    def _chat_formatter(self) -> Any:
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        from llama_cpp import llama_chat_format
+
+        model = self._llama._model
+        eos_id, bos_id = self._llama.token_eos(), self._llama.token_bos()
+        eos = model.token_get_text(eos_id) if eos_id >= 0 else ""
+        bos = model.token_get_text(bos_id) if bos_id >= 0 else ""
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
+        )
+
+    # -------------------------------------------------------------- generation
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        out = []
+        for i, prompt in enumerate(prompts):
+            text = self.render(prompt)
+            n_prompt = len(self.tokenize(text, add_bos=True, special=True))
+            self._check_fits(n_prompt + max_tokens)
+            self._eval_calls.clear()
+            result = self._llama.create_completion(
+                prompt=text,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                seed=None if seed is None else seed + i,
+                stop=list(stop) if stop else None,
+            )
+            choice = result["choices"][0]
+            usage = result["usage"]
+            # The first eval call is the prompt's uncached suffix; later ones are sampled tokens.
+            prompt_evaluated = self._eval_calls[0] if self._eval_calls else 0
+            self.usage.prompt_tokens_evaluated += prompt_evaluated
+            self.usage.prompt_tokens_cached += max(0, n_prompt - prompt_evaluated)
+            self.usage.completion_tokens += int(usage["completion_tokens"])
+            self.usage.requests += 1
+            out.append(
+                Generation(
+                    text=choice["text"],
+                    prompt_tokens=int(usage["prompt_tokens"]),
+                    completion_tokens=int(usage["completion_tokens"]),
+                    finish_reason=choice.get("finish_reason") or "stop",
+                )
+            )
+        return out
+
+    # ----------------------------------------------------------------- scoring
+    def score(
+        self, prompts: Sequence[Prompt], continuations: Sequence[str]
+    ) -> list[ContinuationScore]:
+        check_pairs(prompts, continuations, "continuations")
+        out = []
+        for prompt, continuation in zip(prompts, continuations, strict=True):
+            prompt_ids = self._prompt_tokens(prompt)
+            cont_ids = self.tokenize(continuation)
+            if not cont_ids:
+                raise ValueError("cannot score an empty continuation")
+            ids = prompt_ids + cont_ids
+            start = len(prompt_ids)
+            rows = self.eval_rows(ids, range(start - 1, len(ids) - 1))
+            logprobs = tuple(
+                float(_log_softmax(rows[start - 1 + k])[tok]) for k, tok in enumerate(cont_ids)
+            )
+            pieces = tuple(self.detokenize([t]) for t in cont_ids)
+            out.append(ContinuationScore(tokens=pieces, token_logprobs=logprobs))
+            self.usage.requests += 1
+        return out
+
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Labels) -> list[dict[str, float]]:
+        check_labels(labels)
+        spellings = {label: [self.tokenize(s) for s in spell] for label, spell in labels.items()}
+        out = []
+        for prompt in prompts:
+            prompt_ids = self._prompt_tokens(prompt)
+            last = len(prompt_ids) - 1
+            dist = _log_softmax(self.eval_rows(prompt_ids, [last])[last])
+            result = {}
+            for label, token_lists in spellings.items():
+                values = []
+                for toks in token_lists:
+                    if len(toks) == 1:
+                        values.append(float(dist[toks[0]]))
+                    else:  # a multi-token spelling: score it as a continuation
+                        values.append(self._continuation_logprob(prompt_ids, toks, dist))
+                result[label] = logsumexp(values)
+            out.append(result)
+            self.usage.requests += 1
+        return out
+
+    def _continuation_logprob(
+        self, prompt_ids: list[int], toks: list[int], first: np.ndarray
+    ) -> float:
+        ids = prompt_ids + toks
+        start = len(prompt_ids)
+        rows = self.eval_rows(ids, range(start, len(ids) - 1))
+        total = float(first[toks[0]])
+        for k in range(1, len(toks)):
+            total += float(_log_softmax(rows[start - 1 + k])[toks[k]])
+        return total
+
+    # ------------------------------------------------------------- the engine
+    def eval_rows(
+        self, ids: Sequence[int], positions: Sequence[int] | range
+    ) -> dict[int, np.ndarray]:
+        """Run ``ids`` through the model, reusing the cached prefix, and return the logits
+        rows at ``positions`` (each row predicts the token after that position).
+
+        Only the tokens after the longest prefix shared with the KV cache are decoded; if a
+        requested row lies inside that prefix, decoding restarts just before it.
+        """
+        self._check_fits(len(ids))
+        llama = self._llama
+        wanted = sorted(set(positions))
+        if wanted and (wanted[0] < 0 or wanted[-1] >= len(ids)):
+            raise ValueError(
+                f"positions must lie in [0, {len(ids)}), got {wanted[0]}..{wanted[-1]}"
+            )
+        cached = llama.n_tokens
+        common = 0
+        limit = min(cached, len(ids))
+        existing = llama.input_ids[:limit]
+        arr = np.asarray(ids[:limit], dtype=existing.dtype)
+        mismatch = np.nonzero(existing != arr)[0]
+        common = int(mismatch[0]) if mismatch.size else limit
+        keep = min(common, wanted[0] if wanted else common, len(ids) - 1)
+        llama.n_tokens = keep
+        llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+        self.usage.prompt_tokens_cached += keep
+        rows = self._decode(ids[keep:], keep, set(wanted))
+        llama._requires_eval = True  # generation must refresh its logits before sampling
+        return rows
+
+    def _decode(
+        self, tokens: Sequence[int], n_past: int, wanted: set[int]
+    ) -> dict[int, np.ndarray]:
+        llama, lib, batch = self._llama, self._llama_cpp, self._batch
+        rows: dict[int, np.ndarray] = {}
+        for start in range(0, len(tokens), self._n_batch):
+            chunk = tokens[start : start + self._n_batch]
+            batch.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                pos = n_past + start + i
+                batch.token[i] = tok
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = pos in wanted
+            rc = lib.llama_decode(llama._ctx.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+            base = n_past + start
+            llama.input_ids[base : base + len(chunk)] = chunk
+            llama.n_tokens = base + len(chunk)
+            self.usage.prompt_tokens_evaluated += len(chunk)
+            for i in range(len(chunk)):
+                if base + i in wanted:
+                    ptr = lib.llama_get_logits_ith(llama._ctx.ctx, i)
+                    rows[base + i] = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+        return rows
+
+    def _check_fits(self, n_tokens: int) -> None:
+        if n_tokens > self.n_ctx:
+            raise ValueError(
+                f"{n_tokens} tokens do not fit the context of {self.n_ctx}; "
+                "shorten the passage (passage token budget) or raise n_ctx"
+            )
+
+    def reset_cache(self) -> None:
+        """Forget the KV cache, so the next call evaluates its whole prompt."""
+        self._llama.reset()
+        self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        self._llama.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """llama.cpp prints model-loading chatter on the C stderr; hide it unless debugging."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)

@@ -1,0 +1,128 @@
+"""The in-process llama.cpp backend with the real Qwen2.5-Coder-0.5B model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from geckokit.llm import yes_no_labels
+
+pytestmark = pytest.mark.slow
+
+PASSAGE = (
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
+    "It was designed by the company of engineer Gustave Eiffel and built for the 1889 World's Fair."
+)
+PREFIX = f"Passage: {PASSAGE}\nQuery:"
+QUERY = " where is the eiffel tower"
+
+
+def test_generate_is_deterministic_when_greedy(llm) -> None:
+    chat = [{"role": "user", "content": "Name the capital of France in one word."}]
+    first, second = llm.generate([chat, chat], max_tokens=8, temperature=0.0)
+    assert "Paris" in first.text
+    assert first.text == second.text
+    assert first.prompt_tokens > 10 and 0 < first.completion_tokens <= 8
+
+
+def test_generate_respects_seed_and_stop(llm) -> None:
+    chat = [{"role": "user", "content": "Write three different words about the sea."}]
+    a = llm.generate([chat], max_tokens=12, temperature=1.0, seed=7)[0]
+    b = llm.generate([chat], max_tokens=12, temperature=1.0, seed=7)[0]
+    assert a.text == b.text
+    counted = llm.generate(["1, 2, 3, 4,"], max_tokens=20, temperature=0.0, stop=[" 7"])[0]
+    assert " 7" not in counted.text and "5" in counted.text
+    assert counted.finish_reason == "stop"
+
+
+def test_score_reads_the_previous_position(llm) -> None:
+    # llama-cpp-python's echo path reports -21.1 for "iff" (the following position's logits);
+    # the right value, from the logits before the token, is near 0.
+    score = llm.score([PREFIX], [QUERY])[0]
+    assert len(score.tokens) == len(score.token_logprobs) >= 5
+    assert "".join(score.tokens) == QUERY
+    assert all(math.isfinite(v) and v <= 0 for v in score.token_logprobs)
+    by_piece = dict(zip(score.tokens, score.token_logprobs, strict=True))
+    assert by_piece["iff"] > -1.0
+    assert score.total == pytest.approx(sum(score.token_logprobs))
+    assert score.mean == pytest.approx(score.total / len(score.tokens))
+
+
+def test_score_matches_a_full_logits_evaluation(llm, llm_path: str) -> None:
+    from llama_cpp import Llama
+
+    reference = Llama(model_path=llm_path, n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    try:
+        prompt_ids = reference.tokenize(PREFIX.encode(), add_bos=True, special=True)
+        cont_ids = reference.tokenize(QUERY.encode(), add_bos=False)
+        reference.eval(prompt_ids + cont_ids)
+        expected = []
+        for k, tok in enumerate(cont_ids):
+            row = np.asarray(reference.scores[len(prompt_ids) - 1 + k], dtype=np.float64)
+            expected.append(row[tok] - (row.max() + math.log(np.exp(row - row.max()).sum())))
+    finally:
+        reference.close()
+    got = llm.score([PREFIX], [QUERY])[0].token_logprobs
+    assert np.allclose(got, expected, atol=0.02)
+
+
+def test_prefix_is_evaluated_once(llm) -> None:
+    llm.reset_cache()
+    llm.usage.reset()
+    llm.score([PREFIX], [QUERY])
+    first = llm.usage.prompt_tokens_evaluated
+    llm.usage.reset()
+    again = llm.score([PREFIX, PREFIX], [" who designed the eiffel tower", " when was it built"])
+    later = llm.usage.prompt_tokens_evaluated
+    # only the queries (plus the one position before each) are evaluated the second time
+    assert later <= sum(len(s.tokens) + 1 for s in again)
+    assert later < first / 3
+    assert llm.usage.prompt_tokens_cached > 0
+    fresh = llm.score([PREFIX], [" who designed the eiffel tower"])[0]
+    llm.reset_cache()
+    cold = llm.score([PREFIX], [" who designed the eiffel tower"])[0]
+    assert np.allclose(fresh.token_logprobs, cold.token_logprobs, atol=0.02)
+
+
+def test_label_logprobs_sum_spellings(llm) -> None:
+    prompt = "Question: Is Paris the capital of France? Answer Yes or No.\nAnswer:"
+    labels = yes_no_labels()
+    result = llm.label_logprobs([prompt], labels)[0]
+    assert set(result) == {"yes", "no"}
+    assert result["yes"] > result["no"]
+    singles = llm.label_logprobs([prompt], {s: [s] for s in labels["yes"]})[0]
+    assert result["yes"] >= max(singles.values()) - 1e-9
+    assert math.exp(result["yes"]) == pytest.approx(
+        sum(math.exp(v) for v in singles.values()), rel=1e-6
+    )
+
+
+def test_chat_prompts_for_scoring_and_labels(llm) -> None:
+    chat = [{"role": "user", "content": "Is the sky blue on a clear day? Answer Yes or No."}]
+    labels = llm.label_logprobs([chat], yes_no_labels())[0]
+    assert labels["yes"] > labels["no"]
+    score = llm.score([chat], ["Yes"])[0]
+    assert score.total == pytest.approx(
+        llm.label_logprobs([chat], {"y": ["Yes"]})[0]["y"], abs=0.02
+    )
+
+
+def test_multi_token_label_spelling(llm) -> None:
+    prompt = "Question: Is water wet? Answer Yes or No.\nAnswer:"
+    spelled = " Absolutely"
+    assert len(llm.tokenize(spelled)) > 1 or True
+    got = llm.label_logprobs([prompt], {"sure": [spelled]})[0]["sure"]
+    assert got == pytest.approx(llm.score([prompt], [spelled])[0].total, abs=0.02)
+
+
+def test_bad_input_is_refused(llm) -> None:
+    with pytest.raises(ValueError, match="continuations"):
+        llm.score(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="empty continuation"):
+        llm.score(["a"], [""])
+    with pytest.raises(ValueError, match="spellings"):
+        llm.label_logprobs(["a"], {"yes": "Yes"})
+    with pytest.raises(ValueError, match="do not fit the context"):
+        llm.score(["word " * 3000], [" x"])

@@ -1,0 +1,186 @@
+"""The OpenAI-compatible HTTP backend against real servers on localhost serving the real model."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from geckokit.llm import yes_no_labels
+from geckokit.llm.openai_http import LLMServerError, OpenAICompatibleLLM
+from tests.conftest import free_port, start_server
+
+PREFIX = "Passage: Honey bees tell each other where flowers are by dancing.\nQuery:"
+QUERY = " how do bees communicate"
+
+
+@pytest.fixture(scope="module")
+def geckokit_server(llm_path: str) -> Iterator[str]:
+    yield from start_server(
+        ["-m", "geckokit.cli.main", "llm-serve", "--model", llm_path, "--n-ctx", "2048"], "/health"
+    )
+
+
+@pytest.fixture(scope="module")
+def remote(geckokit_server: str) -> Iterator[OpenAICompatibleLLM]:
+    client = OpenAICompatibleLLM(geckokit_server, max_concurrency=2)
+    yield client
+    client.close()
+
+
+@pytest.mark.slow
+def test_generation_matches_in_process(remote: OpenAICompatibleLLM, llm) -> None:
+    chat = [{"role": "user", "content": "Name the capital of France in one word."}]
+    here = llm.generate([chat, "The capital of Italy is"], max_tokens=8, temperature=0.0)
+    there = remote.generate([chat, "The capital of Italy is"], max_tokens=8, temperature=0.0)
+    assert [g.text for g in there] == [g.text for g in here]
+    assert there[0].prompt_tokens == here[0].prompt_tokens
+    assert remote.usage.requests >= 2
+
+
+@pytest.mark.slow
+def test_scores_agree_with_in_process(remote: OpenAICompatibleLLM, llm) -> None:
+    here = llm.score([PREFIX], [QUERY])[0]
+    there = remote.score([PREFIX], [QUERY])[0]
+    assert "".join(there.tokens) == QUERY
+    assert np.allclose(there.token_logprobs, here.token_logprobs, atol=0.05)
+    assert there.mean == pytest.approx(here.mean, abs=0.02)
+
+
+@pytest.mark.slow
+def test_label_logprobs_agree_with_in_process(remote: OpenAICompatibleLLM, llm) -> None:
+    prompt = "Question: Is Paris in France? Answer Yes or No.\nAnswer:"
+    chat = [{"role": "user", "content": "Is Paris in France? Answer Yes or No."}]
+    here = llm.label_logprobs([prompt, chat], yes_no_labels())
+    there = remote.label_logprobs([prompt, chat], yes_no_labels())
+    for h, t in zip(here, there, strict=True):
+        assert t["yes"] == pytest.approx(h["yes"], abs=0.05)
+        assert t["yes"] > t["no"]
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_server(llm_path: str) -> Iterator[str]:
+    pytest.importorskip("sse_starlette", reason="llama-cpp-python[server] is not installed")
+    yield from start_server(
+        ["-m", "llama_cpp.server", "--model", llm_path, "--n_ctx", "2048"], "/v1/models"
+    )
+
+
+@pytest.mark.slow
+def test_llama_cpp_python_server(llama_cpp_server: str, llm) -> None:
+    """llama-cpp-python's own server: generation works, shifted echo log-probabilities are caught."""
+    client = OpenAICompatibleLLM(llama_cpp_server)
+    try:
+        there = client.generate(["The capital of Italy is"], max_tokens=6, temperature=0.0)[0]
+        here = llm.generate(["The capital of Italy is"], max_tokens=6, temperature=0.0)[0]
+        assert there.text == here.text
+        with pytest.raises(LLMServerError, match="shifted by one position"):
+            client.score([PREFIX], [QUERY])
+    finally:
+        client.close()
+
+
+def test_unreachable_server_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(LLMServerError, match=rf"{url}/models failed after 3 attempts"):
+        OpenAICompatibleLLM(url, max_retries=2, backoff=0.01)
+    client = OpenAICompatibleLLM(url, model="m", max_retries=1, backoff=0.01)
+    with pytest.raises(LLMServerError, match=rf"{url}/completions failed after 2 attempts"):
+        client.generate(["hi"])
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers 503, then 429 with Retry-After, then a valid completion."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        n = len(self.calls)
+        self.calls.append(self.path)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if n == 0:
+            self.send_response(503)
+            self.end_headers()
+            return
+        if n == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        body = json.dumps(
+            {
+                "choices": [{"text": "ok", "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_retries_429_and_5xx_then_succeeds() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = OpenAICompatibleLLM(
+            f"http://127.0.0.1:{server.server_port}/v1", model="m", backoff=0.01
+        )
+        out = client.generate(["hi"], max_tokens=2)
+        assert out[0].text == "ok" and len(_Flaky.calls) == 3
+        assert client.usage.prompt_tokens_evaluated == 3
+    finally:
+        server.shutdown()
+
+
+class _TopLogprobs(http.server.BaseHTTPRequestHandler):
+    """A chat completion whose first token's alternatives include "Yes" and " Yes" only."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        top = [
+            {"token": "Yes", "logprob": -0.5},
+            {"token": " Yes", "logprob": -1.5},
+            {"token": "Maybe", "logprob": -3.0},
+        ]
+        choice = {
+            "message": {"content": "Yes"},
+            "finish_reason": "length",
+            "logprobs": {"content": [{"token": "Yes", "logprob": -0.5, "top_logprobs": top}]},
+        }
+        body = json.dumps({"choices": [choice], "usage": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_labels_sum_visible_spellings_and_floor_the_rest() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TopLogprobs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OpenAICompatibleLLM(f"http://127.0.0.1:{server.server_port}/v1", model="m")
+        got = client.label_logprobs([[{"role": "user", "content": "?"}]], yes_no_labels())[0]
+        assert got["yes"] == pytest.approx(math.log(math.exp(-0.5) + math.exp(-1.5)))
+        assert got["no"] == -3.0  # no spelling visible: the lowest visible value bounds it
+    finally:
+        server.shutdown()
+
+
+def test_base_url_is_validated() -> None:
+    with pytest.raises(ValueError, match="http:// or https://"):
+        OpenAICompatibleLLM("localhost:8000")

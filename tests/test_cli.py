@@ -1,0 +1,71 @@
+"""The command line: help, version, models, errors, and `check` with the real models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from geckokit import __version__
+from geckokit.cli.main import cli
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geckokit.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_help_and_version() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("models", "check", "llm-serve"):
+        assert command in result.output
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, geckokit, geckokit.registry, geckokit.llm, geckokit.cli.main\n"
+        "heavy = [m for m in ('torch', 'llama_cpp', 'ray', 'fastapi', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geckokit._deps import MissingDependencyError, require
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'geckokit\[ray\]'"):
+        require("surely_not_installed_pkg", extra="ray", purpose="Ray pipelines")
+
+
+def test_models_list_and_path() -> None:
+    result = CliRunner().invoke(cli, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert "qwen2.5-coder-0.5b-instruct" in result.output and "Apache-2.0" in result.output
+    result = CliRunner().invoke(cli, ["models", "path", "all-minilm-l6-v2"])
+    assert result.exit_code == 0 and result.output.strip().endswith("model")
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    result = run("models", "pull", "gpt-17")
+    assert result.returncode == 2
+    assert "unknown model 'gpt-17'" in result.stderr and "Known models:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_check_runs_every_operation_with_the_real_models() -> None:
+    result = run("check")
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "generate" in out and "query likelihood" in out and "relevance labels" in out
+    assert "cosine(query, passage)" in out and out.rstrip().endswith("ok")
