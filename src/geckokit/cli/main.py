@@ -45,10 +45,11 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from geckokit.cli import check, llm_serve, models
+    from geckokit.cli import check, generate, llm_serve, models
 
     cli.add_command(models.models)
     cli.add_command(check.check)
+    cli.add_command(generate.generate)
     cli.add_command(llm_serve.llm_serve)
 
 

@@ -1,0 +1,136 @@
+"""``geckokit generate``: FRet step 1, a task and a query per passage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@click.command()
+@click.option(
+    "--corpus",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="JSONL, Parquet, CSV, a BEIR folder or a folder of .txt/.md files.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder (queries/, rejects/, manifest.json).",
+)
+@click.option(
+    "--llm",
+    "llm_spec",
+    default=None,
+    help="Registry name, GGUF path or OpenAI-compatible URL (default: qwen2.5-coder-0.5b-instruct).",
+)
+@click.option("--limit", type=int, default=None, help="Use only the first N passages.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds task-type draws and sampling, per passage.",
+)
+@click.option("--queries-per-passage", type=int, default=1, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Tries per query, each with a new seed.",
+)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option(
+    "--prompt",
+    "prompt_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A prompt template TOML (default: the bundled generate_v1.toml).",
+)
+@click.option(
+    "--shard-size",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Passages per output shard (the unit of resumption).",
+)
+@click.option(
+    "--passage-tokens",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Split longer documents into passages of this many tokens.",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Skip unreadable corpus lines (reported) instead of stopping.",
+)
+def generate(
+    corpus: Path,
+    out: Path,
+    llm_spec: str | None,
+    limit: int | None,
+    seed: int,
+    queries_per_passage: int,
+    max_attempts: int,
+    temperature: float,
+    prompt_path: Path | None,
+    shard_size: int,
+    passage_tokens: int,
+    skip_invalid: bool,
+) -> None:
+    """FRet step 1: for each passage the LLM writes a task description and a query.
+
+    Rerun the same command to resume: finished shards are kept, at most the shard in flight
+    is redone.
+    """
+    from rich.console import Console
+
+    from geckokit.corpus import load_corpus
+    from geckokit.fret.generate import GenerateConfig
+    from geckokit.fret.generate_run import generate_queries
+    from geckokit.fret.prompts import load_generate_prompt
+    from geckokit.llm import load_llm
+
+    loaded = load_corpus(
+        corpus, max_tokens=passage_tokens, errors="skip" if skip_invalid else "raise", limit=limit
+    )
+    config = GenerateConfig(
+        queries_per_passage=queries_per_passage,
+        max_attempts=max_attempts,
+        temperature=temperature,
+        seed=seed,
+    )
+    prompt = load_generate_prompt(prompt_path)
+    llm = load_llm(llm_spec)
+    manifest = generate_queries(
+        loaded, out, llm=llm, config=config, prompt=prompt, shard_size=shard_size
+    )
+    print_summary(Console(), manifest, out)
+
+
+def print_summary(console: Console, manifest: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    s = manifest["summary"]
+    table = Table(title="generate: task types", show_header=True)
+    table.add_column("task type")
+    table.add_column("queries", justify="right")
+    for name, count in s["task_types"].items():
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(
+        f"{s['queries']} queries for {s['passages']} passages ({s['passages_without_query']} without one); "
+        f"mean query length {s['mean_query_words']} words; reject rate {s['reject_rate']:.1%} "
+        f"({', '.join(f'{k} {v:.1%}' for k, v in s['reject_rate_by_reason'].items()) or 'none'}); "
+        f"{s['queries_per_minute']} queries/min"
+    )
+    console.print(f"status: {manifest['status']}; output: {out}")

@@ -1,0 +1,1 @@
+"""FRet: the two-step LLM distillation of Gecko (paper section 3.2)."""

@@ -1,0 +1,182 @@
+"""``geckokit generate``: FRet step 1 over a whole corpus, sharded, resumable, with a manifest.
+
+Output folder::
+
+    queries/part-NNNNN.parquet   accepted (task, query) rows
+    rejects/part-NNNNN.parquet   every failed attempt, with its reason
+    manifest.json                config, prompt hash, model id and hash, counts, summary
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from geckokit.corpus import Corpus, load_corpus
+from geckokit.fret.generate import GenerateConfig, QueryGenerator
+from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
+from geckokit.fret.validate import words
+from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.llm.base import LLM
+from geckokit.pipeline.shards import run_sharded
+
+log = logging.getLogger(__name__)
+
+QUERY_COLUMNS = [
+    "query_id",
+    "passage_id",
+    "task_type",
+    "task",
+    "query",
+    "raw",
+    "attempt",
+    "seed",
+    "seconds",
+    "prompt_tokens",
+    "completion_tokens",
+]
+REJECT_COLUMNS = [
+    "query_id",
+    "passage_id",
+    "task_type",
+    "raw",
+    "attempt",
+    "seed",
+    "reject_reason",
+    "final",
+    "seconds",
+]
+
+
+class RunMismatchError(ValueError):
+    """The output folder holds a run made with other settings."""
+
+
+def model_fingerprint(llm: LLM) -> dict[str, Any]:
+    """Identify the LLM for the manifest: id, and the pinned sha256 or URL where known."""
+    info: dict[str, Any] = {"id": llm.model_id, "backend": type(llm).__name__}
+    path = getattr(llm, "model_path", None)
+    if path:
+        from geckokit.registry import REGISTRY, cache_dir
+
+        info["path"] = str(path)
+        for entry in REGISTRY.values():
+            if Path(path) == cache_dir() / entry.filename:
+                info["sha256"] = entry.sha256
+                info["registry_name"] = entry.name
+    url = getattr(llm, "base_url", None)
+    if url:
+        info["url"] = url
+    return info
+
+
+def _split(table: pa.Table) -> dict[str, pa.Table]:
+    ok = pc.is_null(table["reject_reason"])
+    return {
+        "queries": table.filter(ok).select(QUERY_COLUMNS),
+        "rejects": table.filter(pc.invert(ok)).select(REJECT_COLUMNS),
+    }
+
+
+def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int) -> dict[str, Any]:
+    """Task-type distribution, query length, reject rates by reason, throughput."""
+    q_rows = queries.to_pylist() if queries is not None else []
+    r_rows = rejects.to_pylist() if rejects is not None else []
+    attempts = len(q_rows) + len(r_rows)
+    reasons = Counter(r["reject_reason"] for r in r_rows)
+    seconds = sum(r["seconds"] for r in q_rows) + sum(r["seconds"] for r in r_rows)
+    lengths = [len(words(r["query"])) for r in q_rows]
+    return {
+        "passages": passages,
+        "queries": len(q_rows),
+        "passages_without_query": sum(1 for r in r_rows if r["final"]),
+        "attempts": attempts,
+        "task_types": dict(sorted(Counter(r["task_type"] for r in q_rows).items())),
+        "mean_query_words": round(sum(lengths) / len(lengths), 2) if lengths else None,
+        "reject_rate": round(len(r_rows) / attempts, 4) if attempts else 0.0,
+        "reject_rate_by_reason": {k: round(v / attempts, 4) for k, v in reasons.most_common()},
+        "llm_seconds": round(seconds, 1),
+        "queries_per_minute": round(60 * len(q_rows) / seconds, 2) if seconds else None,
+    }
+
+
+def generate_queries(
+    corpus: Corpus | str | Path,
+    out: str | Path,
+    *,
+    llm: LLM,
+    config: GenerateConfig | None = None,
+    prompt: GeneratePrompt | None = None,
+    shard_size: int = 32,
+    limit: int | None = None,
+    max_shards: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run FRet step 1 on ``corpus`` into ``out`` and return the manifest.
+
+    Rerunning with the same settings skips finished shards; different settings on the same
+    folder raise :class:`RunMismatchError` rather than mixing two runs.
+    """
+    config = config or GenerateConfig()
+    prompt = prompt or load_generate_prompt()
+    if not isinstance(corpus, Corpus):
+        corpus = load_corpus(corpus, limit=limit)
+    passages = corpus.passages if limit is None else corpus.passages.slice(0, limit)
+    out = Path(out)
+    identity = {
+        "stage": "generate",
+        "config": config.model_dump(exclude={"reuse_prefix"}),
+        "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
+        "model": model_fingerprint(llm),
+        "corpus": {
+            "source": corpus.source,
+            "format": corpus.format.value,
+            "passages": passages.num_rows,
+        },
+        "shard_size": shard_size,
+    }
+    previous = read_json(out / MANIFEST)
+    if previous is not None:
+        mismatched = [k for k in identity if k != "model" and previous.get(k) != identity[k]]
+        if previous.get("model", {}).get("id") != identity["model"]["id"]:
+            mismatched.append("model")
+        if mismatched:
+            raise RunMismatchError(
+                f"{out} holds a generate run with different {', '.join(mismatched)}; "
+                "use another --out folder (or delete this one) to start afresh"
+            )
+    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    generator = QueryGenerator(llm, prompt, config)
+    run = run_sharded(
+        passages,
+        out=out,
+        outputs=("queries", "rejects"),
+        shard_size=shard_size,
+        stage=generator,
+        split=_split,
+        description="generate",
+        max_shards=max_shards,
+        show_progress=show_progress,
+    )
+    queries, rejects = read_shards(out / "queries"), read_shards(out / "rejects")
+    finished = run.shards_skipped + run.shards_written == run.shards_total
+    done_passages = min(passages.num_rows, (run.shards_skipped + run.shards_written) * shard_size)
+    manifest = {
+        **identity,
+        "status": "finished" if finished else "partial",
+        "shards": {"total": run.shards_total, "finished": run.shards_skipped + run.shards_written},
+        "counts": {
+            "queries": 0 if queries is None else queries.num_rows,
+            "rejects": 0 if rejects is None else rejects.num_rows,
+        },
+        "corpus_stats": corpus.stats.as_dict(),
+        "summary": summarize(queries, rejects, done_passages),
+        "environment": environment(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest

@@ -1,0 +1,1 @@
+"""Running stages: sharded, resumable local loops (and, later, Ray Data)."""
