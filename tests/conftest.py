@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,11 +47,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            out = log.read_text(errors="replace")
             raise RuntimeError(f"server exited with {proc.returncode}:\n{out[-3000:]}")
         try:
             if httpx.get(url, timeout=2.0).status_code < 500:
@@ -63,14 +64,16 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -
 
 def start_server(args: list[str], probe_path: str) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, *args, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
-    )
+    log = Path(tempfile.mkstemp(prefix="geckokit-server-", suffix=".log")[1])
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, *args, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
     try:
-        wait_http(f"http://127.0.0.1:{port}{probe_path}", proc)
+        wait_http(f"http://127.0.0.1:{port}{probe_path}", proc, log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()
@@ -78,3 +81,4 @@ def start_server(args: list[str], probe_path: str) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.unlink(missing_ok=True)

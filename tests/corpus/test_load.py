@@ -20,7 +20,10 @@ def write_jsonl(path: Path, records: list[dict[str, object]]) -> Path:
 
 
 def test_jsonl_fields_are_normalised(tmp_path: Path) -> None:
-    f = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "title": "T", "text": "alpha text"}, {"id": 7, "body": "beta text"}])
+    f = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"_id": "a", "title": "T", "text": "alpha text"}, {"id": 7, "body": "beta text"}],
+    )
     corpus = load_corpus(f)
     assert corpus.passages.column_names == ["passage_id", "title", "text"]
     assert corpus.passages.to_pylist() == [
@@ -38,16 +41,31 @@ def test_ids_derived_stably_from_content(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_are_named(tmp_path: Path) -> None:
-    f = write_jsonl(tmp_path / "c.jsonl", [{"_id": "x", "text": "a"}, {"_id": "x", "text": "b"}, {"_id": "y", "text": "c"}])
+    f = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"_id": "x", "text": "a"}, {"_id": "x", "text": "b"}, {"_id": "y", "text": "c"}],
+    )
     with pytest.raises(CorpusError, match="duplicate passage ids: 'x'"):
         load_corpus(f)
 
 
 def test_empty_and_duplicate_passages_are_dropped_and_counted(tmp_path: Path) -> None:
-    f = write_jsonl(tmp_path / "c.jsonl", [{"_id": "1", "text": "same"}, {"_id": "2", "text": "   "}, {"_id": "3", "text": "same"}, {"_id": "4", "text": "other"}])
+    f = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"_id": "1", "text": "same"},
+            {"_id": "2", "text": "   "},
+            {"_id": "3", "text": "same"},
+            {"_id": "4", "text": "other"},
+        ],
+    )
     corpus = load_corpus(f)
     assert corpus.passages["passage_id"].to_pylist() == ["1", "4"]
-    assert (corpus.stats.dropped_empty, corpus.stats.dropped_duplicate, corpus.stats.documents) == (1, 1, 4)
+    assert (corpus.stats.dropped_empty, corpus.stats.dropped_duplicate, corpus.stats.documents) == (
+        1,
+        1,
+        4,
+    )
 
 
 def test_invalid_utf8_reports_file_and_line(tmp_path: Path) -> None:
@@ -73,14 +91,21 @@ def test_missing_text_field(tmp_path: Path) -> None:
 
 
 def test_parquet_csv_and_text_folder(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"doc_id": ["d1"], "title": ["P"], "contents": ["parquet text"]}), tmp_path / "c.parquet")
-    assert load_corpus(tmp_path / "c.parquet").passages.to_pylist() == [{"passage_id": "d1", "title": "P", "text": "parquet text"}]
+    pq.write_table(
+        pa.table({"doc_id": ["d1"], "title": ["P"], "contents": ["parquet text"]}),
+        tmp_path / "c.parquet",
+    )
+    assert load_corpus(tmp_path / "c.parquet").passages.to_pylist() == [
+        {"passage_id": "d1", "title": "P", "text": "parquet text"}
+    ]
 
     with (tmp_path / "c.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, ["id", "title", "text"])
         w.writeheader()
         w.writerow({"id": "c1", "title": "C", "text": "csv text, with a comma"})
-    assert load_corpus(tmp_path / "c.csv").passages.to_pylist() == [{"passage_id": "c1", "title": "C", "text": "csv text, with a comma"}]
+    assert load_corpus(tmp_path / "c.csv").passages.to_pylist() == [
+        {"passage_id": "c1", "title": "C", "text": "csv text, with a comma"}
+    ]
 
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)

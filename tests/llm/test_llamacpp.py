@@ -28,10 +28,24 @@ def test_generate_is_deterministic_when_greedy(llm) -> None:
 
 
 def test_generate_respects_seed_and_stop(llm) -> None:
-    chat = [{"role": "user", "content": "Write three different words about the sea."}]
-    a = llm.generate([chat], max_tokens=12, temperature=1.0, seed=7)[0]
-    b = llm.generate([chat], max_tokens=12, temperature=1.0, seed=7)[0]
-    assert a.text == b.text
+    system = {"role": "system", "content": "You are a poet. Answer briefly."}
+    sea = [system, {"role": "user", "content": "Write three different words about the sea."}]
+    sky = [system, {"role": "user", "content": "Write three different words about the sky."}]
+    shared = llm.set_shared_prefix([sea, sky])
+    try:
+        assert shared > 10
+        a = llm.generate([sea], max_tokens=12, temperature=1.0, seed=7)[0]
+        llm.generate([sky], max_tokens=12, temperature=1.0, seed=3)
+        b = llm.generate([sea], max_tokens=12, temperature=1.0, seed=7)[0]
+        llm.reset_cache()
+        c = llm.generate([sea], max_tokens=12, temperature=1.0, seed=7)[0]
+        # with a declared shared prefix the result does not depend on what ran before
+        assert a.text == b.text == c.text
+        llm.usage.reset()
+        llm.generate([sky], max_tokens=4, temperature=0.0)
+        assert llm.usage.prompt_tokens_cached >= shared
+    finally:
+        llm.set_shared_prefix([])
     counted = llm.generate(["1, 2, 3, 4,"], max_tokens=20, temperature=0.0, stop=[" 7"])[0]
     assert " 7" not in counted.text and "5" in counted.text
     assert counted.finish_reason == "stop"
@@ -92,11 +106,14 @@ def test_label_logprobs_sum_spellings(llm) -> None:
     result = llm.label_logprobs([prompt], labels)[0]
     assert set(result) == {"yes", "no"}
     assert result["yes"] > result["no"]
-    singles = llm.label_logprobs([prompt], {s: [s] for s in labels["yes"]})[0]
-    assert result["yes"] >= max(singles.values()) - 1e-9
-    assert math.exp(result["yes"]) == pytest.approx(
-        sum(math.exp(v) for v in singles.values()), rel=1e-6
-    )
+    # one call, one distribution: the label's value is the sum over its spellings
+    both = llm.label_logprobs(
+        [prompt], {"yes": labels["yes"], **{f"={s}": [s] for s in labels["yes"]}}
+    )[0]
+    singles = [both[f"={s}"] for s in labels["yes"]]
+    assert both["yes"] >= max(singles)
+    assert math.exp(both["yes"]) == pytest.approx(sum(math.exp(v) for v in singles), rel=1e-9)
+    assert both["yes"] == pytest.approx(result["yes"], abs=0.02)
 
 
 def test_chat_prompts_for_scoring_and_labels(llm) -> None:
@@ -111,8 +128,8 @@ def test_chat_prompts_for_scoring_and_labels(llm) -> None:
 
 def test_multi_token_label_spelling(llm) -> None:
     prompt = "Question: Is water wet? Answer Yes or No.\nAnswer:"
-    spelled = " Absolutely"
-    assert len(llm.tokenize(spelled)) > 1 or True
+    spelled = " Yes, definitely"
+    assert len(llm.tokenize(spelled)) > 1
     got = llm.label_logprobs([prompt], {"sure": [spelled]})[0]["sure"]
     assert got == pytest.approx(llm.score([prompt], [spelled])[0].total, abs=0.02)
 

@@ -74,12 +74,22 @@ def llama_cpp_server(llm_path: str) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_llama_cpp_python_server(llama_cpp_server: str, llm) -> None:
-    """llama-cpp-python's own server: generation works, shifted echo log-probabilities are caught."""
+    """llama-cpp-python's own server: generation and labels agree, shifted echo log-probabilities are caught."""
     client = OpenAICompatibleLLM(llama_cpp_server)
     try:
         there = client.generate(["The capital of Italy is"], max_tokens=6, temperature=0.0)[0]
         here = llm.generate(["The capital of Italy is"], max_tokens=6, temperature=0.0)[0]
         assert there.text == here.text
+        prompt = "Question: Is Paris in France? Answer Yes or No.\nAnswer:"
+        chat = [{"role": "user", "content": "Is Paris in France? Answer Yes or No."}]
+        for t, h in zip(
+            client.label_logprobs([prompt, chat], yes_no_labels()),
+            llm.label_logprobs([prompt, chat], yes_no_labels()),
+            strict=True,
+        ):
+            assert t["yes"] == pytest.approx(h["yes"], abs=0.05) and t["no"] == pytest.approx(
+                h["no"], abs=0.05
+            )
         with pytest.raises(LLMServerError, match="shifted by one position"):
             client.score([PREFIX], [QUERY])
     finally:

@@ -49,7 +49,12 @@ class GenerateConfig(BaseModel):
 
     queries_per_passage: int = Field(1, ge=1, le=16, description="query slots per passage")
     max_attempts: int = Field(3, ge=1, le=10, description="tries per slot, each with a new seed")
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="sampling temperature of the first attempt"
+    )
+    retry_temperature: float = Field(
+        0.9, ge=0.0, le=2.0, description="at least this much on retries, so they differ"
+    )
     max_tokens: int = Field(128, ge=16, le=1024, description="answer length limit in tokens")
     passage_max_chars: int = Field(
         2000, ge=100, description="passages are cut to this length in the prompt"
@@ -82,6 +87,11 @@ class QueryGenerator:
             prompt.task_type(name)  # validates
         self.task_types = names
         self.example_queries = [e.query for e in prompt.examples]
+        pin = getattr(llm, "set_shared_prefix", None)
+        if pin is not None:
+            # the system turn and few-shot turns: evaluated once, reused for every passage
+            a, b = (names * 2)[:2] if len(names) < 2 else names[:2]
+            pin([prompt.messages(a, "a", "a"), prompt.messages(b, "b", "b")])
 
     def __call__(self, passages: pa.Table) -> pa.Table:
         rows: list[dict[str, Any]] = []

@@ -91,6 +91,7 @@ class LlamaCppLLM:
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._n_batch = n_batch
         self._formatter = self._chat_formatter()
+        self._anchor: np.ndarray | None = None
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
@@ -140,8 +141,14 @@ class LlamaCppLLM:
         out = []
         for i, prompt in enumerate(prompts):
             text = self.render(prompt)
-            n_prompt = len(self.tokenize(text, add_bos=True, special=True))
+            ids = self.tokenize(text, add_bos=True, special=True)
+            n_prompt = len(ids)
             self._check_fits(n_prompt + max_tokens)
+            keep, fresh = self._reuse_point(ids)
+            keep = min(keep, n_prompt - 1)  # the last prompt token is replayed for fresh logits
+            self._llama.n_tokens = keep
+            self._llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+            self._llama._requires_eval = True
             self._eval_calls.clear()
             result = self._llama.create_completion(
                 prompt=text,
@@ -155,7 +162,7 @@ class LlamaCppLLM:
             # The first eval call is the prompt's uncached suffix; later ones are sampled tokens.
             prompt_evaluated = self._eval_calls[0] if self._eval_calls else 0
             self.usage.prompt_tokens_evaluated += prompt_evaluated
-            self.usage.prompt_tokens_cached += max(0, n_prompt - prompt_evaluated)
+            self.usage.prompt_tokens_cached += max(0, n_prompt - prompt_evaluated - fresh)
             self.usage.completion_tokens += int(usage["completion_tokens"])
             self.usage.requests += 1
             out.append(
@@ -239,20 +246,59 @@ class LlamaCppLLM:
             raise ValueError(
                 f"positions must lie in [0, {len(ids)}), got {wanted[0]}..{wanted[-1]}"
             )
-        cached = llama.n_tokens
-        common = 0
-        limit = min(cached, len(ids))
-        existing = llama.input_ids[:limit]
-        arr = np.asarray(ids[:limit], dtype=existing.dtype)
-        mismatch = np.nonzero(existing != arr)[0]
-        common = int(mismatch[0]) if mismatch.size else limit
-        keep = min(common, wanted[0] if wanted else common, len(ids) - 1)
+        reuse, fresh = self._reuse_point(ids)
+        keep = min(reuse, wanted[0] if wanted else reuse, len(ids) - 1)
         llama.n_tokens = keep
         llama._ctx.kv_cache_seq_rm(-1, keep, -1)
-        self.usage.prompt_tokens_cached += keep
+        self.usage.prompt_tokens_cached += max(0, keep - fresh)
         rows = self._decode(ids[keep:], keep, set(wanted))
         llama._requires_eval = True  # generation must refresh its logits before sampling
         return rows
+
+    def set_shared_prefix(self, prompts: Sequence[Prompt]) -> int:
+        """Declare the prefix that the coming prompts share: the longest common token prefix
+        of ``prompts`` (e.g. the same few-shot chat with two different last turns).
+
+        Every later prompt that starts with it continues from its cached state, evaluated
+        once and always alone, so a prompt's result does not depend on which prompt came
+        before it (llama.cpp's numerics depend on how tokens are batched). Returns its length
+        in tokens; ``set_shared_prefix([])`` forgets it.
+        """
+        if not prompts:
+            self._anchor = None
+            return 0
+        token_lists = [self._prompt_tokens(p) for p in prompts]
+        n = min(len(t) for t in token_lists)
+        for toks in token_lists[1:]:
+            diff = np.nonzero(np.asarray(toks[:n]) != np.asarray(token_lists[0][:n]))[0]
+            n = int(diff[0]) if diff.size else n
+        self._anchor = (
+            np.asarray(token_lists[0][:n], dtype=self._llama.input_ids.dtype) if n else None
+        )
+        return n
+
+    def _reuse_point(self, ids: Sequence[int]) -> tuple[int, int]:
+        """How many leading tokens of ``ids`` the KV cache can serve, after making sure it
+        does; and how many of those were evaluated just now (the shared prefix, if new)."""
+        llama = self._llama
+        limit = min(llama.n_tokens, len(ids))
+        existing = llama.input_ids[:limit]
+        mismatch = np.nonzero(existing != np.asarray(ids[:limit], dtype=existing.dtype))[0]
+        common = int(mismatch[0]) if mismatch.size else limit
+        anchor = self._anchor
+        n = 0 if anchor is None else len(anchor)
+        if (
+            anchor is None
+            or len(ids) <= n
+            or not np.array_equal(np.asarray(ids[:n], dtype=anchor.dtype), anchor)
+        ):
+            return common, 0
+        if common >= n:
+            return n, 0
+        llama.n_tokens = 0
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._decode(list(anchor), 0, set())
+        return n, n
 
     def _decode(
         self, tokens: Sequence[int], n_past: int, wanted: set[int]

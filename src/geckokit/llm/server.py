@@ -16,9 +16,37 @@ import uuid
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from geckokit._deps import require
 from geckokit.llm.llamacpp import LlamaCppLLM, _log_softmax
+
+
+class CompletionRequest(BaseModel):
+    model: str | None = None
+    prompt: str
+    max_tokens: int = Field(default=16, ge=0, le=4096)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int = Field(default=256, ge=1, le=4096)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 def _top(dist: np.ndarray, k: int, piece: Any) -> dict[str, float]:
@@ -132,35 +160,9 @@ class _Engine:
 def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
     """A FastAPI app serving ``llm`` under OpenAI's completions and chat completions API."""
     fastapi = require("fastapi", extra="serve", purpose="the LLM server")
-    from pydantic import BaseModel, Field
-
     app = fastapi.FastAPI(title="geckokit llm-serve", version="1")
     engine = _Engine(llm)
     name = model_name or llm.model_id
-
-    class CompletionRequest(BaseModel):
-        model: str | None = None
-        prompt: str
-        max_tokens: int = Field(default=16, ge=0, le=4096)
-        temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-        seed: int | None = None
-        stop: str | list[str] | None = None
-        echo: bool = False
-        logprobs: int | None = Field(default=None, ge=0, le=20)
-
-    class ChatMessage(BaseModel):
-        role: str
-        content: str
-
-    class ChatRequest(BaseModel):
-        model: str | None = None
-        messages: list[ChatMessage] = Field(min_length=1)
-        max_tokens: int = Field(default=256, ge=1, le=4096)
-        temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-        seed: int | None = None
-        stop: str | list[str] | None = None
-        logprobs: bool = False
-        top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def stops(value: str | list[str] | None) -> list[str]:
         return [value] if isinstance(value, str) else list(value or [])

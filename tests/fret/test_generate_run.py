@@ -1,0 +1,136 @@
+"""FRet step 1 end to end with the real 0.5B model on SciFact passages: rows, manifest, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from geckokit.corpus import load_corpus
+from geckokit.fret.generate import GenerateConfig
+from geckokit.fret.generate_run import RunMismatchError, generate_queries
+from geckokit.fret.validate import copy_overlap
+from geckokit.io import read_shards
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def passages(shared_data: Path):  # type: ignore[no-untyped-def]
+    return load_corpus(shared_data / "beir" / "scifact", limit=4)
+
+
+def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -> None:
+    config = GenerateConfig(temperature=0.0)
+    manifest = generate_queries(
+        passages, tmp_path, llm=llm, config=config, shard_size=2, show_progress=False
+    )
+    queries = read_shards(tmp_path / "queries")
+    rejects = read_shards(tmp_path / "rejects")
+    assert queries is not None
+    rows = queries.to_pylist()
+    assert rows, "no query was accepted"
+    text = dict(
+        zip(
+            passages.passages["passage_id"].to_pylist(),
+            passages.passages["text"].to_pylist(),
+            strict=True,
+        )
+    )
+    for row in rows:
+        assert row["task"].strip() and row["query"].strip()
+        assert (
+            copy_overlap(row["query"], text[row["passage_id"]])
+            <= config.validation.max_copy_overlap
+        )
+        assert row["task_type"] and row["raw"] and row["seconds"] > 0
+    ended = {r["passage_id"] for r in rows} | {
+        r["passage_id"] for r in (rejects.to_pylist() if rejects is not None else []) if r["final"]
+    }
+    assert ended == set(text)
+    assert manifest["status"] == "finished"
+    assert (
+        manifest["prompt"]["version"] == "generate-v1" and len(manifest["prompt"]["sha256"]) == 64
+    )
+    assert (
+        manifest["model"]["sha256"]
+        == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    )
+    summary = manifest["summary"]
+    assert summary["queries"] == len(rows) and sum(summary["task_types"].values()) == len(rows)
+    assert summary["mean_query_words"] > 2
+    assert sorted(p.name for p in (tmp_path / "queries").iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+
+
+def test_resume_after_one_shard_gives_the_same_result(llm, passages, tmp_path: Path) -> None:
+    config = GenerateConfig(temperature=0.0)
+    partial = generate_queries(
+        passages,
+        tmp_path / "a",
+        llm=llm,
+        config=config,
+        shard_size=2,
+        max_shards=1,
+        show_progress=False,
+    )
+    assert partial["status"] == "partial" and partial["shards"] == {"total": 2, "finished": 1}
+    first_shard = tmp_path / "a" / "queries" / "part-00000.parquet"
+    stamp = first_shard.stat().st_mtime_ns
+    resumed = generate_queries(
+        passages, tmp_path / "a", llm=llm, config=config, shard_size=2, show_progress=False
+    )
+    assert resumed["status"] == "finished"
+    assert first_shard.stat().st_mtime_ns == stamp  # the finished shard was not redone
+    fresh = generate_queries(
+        passages, tmp_path / "b", llm=llm, config=config, shard_size=2, show_progress=False
+    )
+    cols = ["query_id", "task_type", "task", "query"]
+    assert (
+        read_shards(tmp_path / "a" / "queries").select(cols).to_pylist()
+        == read_shards(tmp_path / "b" / "queries").select(cols).to_pylist()
+    )
+    with pytest.raises(RunMismatchError, match="different config"):
+        generate_queries(
+            passages,
+            tmp_path / "a",
+            llm=llm,
+            config=GenerateConfig(temperature=0.0, seed=1),
+            shard_size=2,
+            show_progress=False,
+        )
+    del fresh
+
+
+def test_a_crash_mid_shard_leaves_no_finished_looking_shard(
+    llm, passages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = llm.generate
+
+    def dies_on_third_call(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm, "generate", dies_on_third_call)
+    with pytest.raises(KeyboardInterrupt):
+        generate_queries(
+            passages,
+            tmp_path,
+            llm=llm,
+            config=GenerateConfig(temperature=0.0, max_attempts=1),
+            shard_size=2,
+            show_progress=False,
+        )
+    assert [p.name for p in (tmp_path / "queries").iterdir()] == ["part-00000.parquet"]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert (
+        pq.read_table(tmp_path / "queries" / "part-00000.parquet").num_rows
+        + pq.read_table(tmp_path / "rejects" / "part-00000.parquet").num_rows
+        >= 2
+    )
