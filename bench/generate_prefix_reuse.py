@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(llm: LlamaCppLLM, passages, *, reuse: bool) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    generator = QueryGenerator(llm, load_generate_prompt(), GenerateConfig(reuse_prefix=reuse, max_attempts=1))
+    generator = QueryGenerator(
+        llm, load_generate_prompt(), GenerateConfig(reuse_prefix=reuse, max_attempts=1)
+    )
     llm.reset_cache()
     llm.usage.reset()
     t0 = time.perf_counter()
@@ -53,7 +55,9 @@ def main() -> None:
     for key in ("prompt_tokens_per_query", "queries_per_minute"):
         a, b = with_reuse[key], without[key]
         print(f"{key:28}{a:14.1f}{b:12.1f}{(b / a if key.startswith('prompt') else a / b):7.2f}x")
-    print(f"{'cached_tokens_per_query':28}{with_reuse['cached_tokens_per_query']:14.1f}{without['cached_tokens_per_query']:12.1f}")
+    print(
+        f"{'cached_tokens_per_query':28}{with_reuse['cached_tokens_per_query']:14.1f}{without['cached_tokens_per_query']:12.1f}"
+    )
 
 
 if __name__ == "__main__":

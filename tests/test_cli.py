@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -69,3 +70,41 @@ def test_check_runs_every_operation_with_the_real_models() -> None:
     out = result.stdout
     assert "generate" in out and "query likelihood" in out and "relevance labels" in out
     assert "cosine(query, passage)" in out and out.rstrip().endswith("ok")
+
+
+@pytest.mark.slow
+def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    args = (
+        "generate",
+        "--corpus",
+        str(shared_data / "beir" / "scifact"),
+        "--out",
+        str(out),
+        "--limit",
+        "2",
+        "--shard-size",
+        "1",
+    )
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert "queries for 2 passages" in result.stdout and "reject rate" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["corpus"]["passages"] == 2
+    again = run(*args)  # a rerun resumes: nothing left to do, same manifest counts
+    assert (
+        again.returncode == 0
+        and json.loads((out / "manifest.json").read_text())["counts"] == manifest["counts"]
+    )
+    bad = run(
+        "generate",
+        "--corpus",
+        str(shared_data / "beir" / "scifact"),
+        "--out",
+        str(out),
+        "--limit",
+        "2",
+        "--seed",
+        "5",
+    )
+    assert bad.returncode == 2 and "different config" in bad.stderr

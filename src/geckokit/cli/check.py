@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import click
@@ -34,6 +33,8 @@ def check(llm_spec: str | None, encoder: str | None) -> None:
     from rich.console import Console
 
     from geckokit.encoder import load_encoder
+    from geckokit.fret.generate import GenerateConfig, QueryGenerator
+    from geckokit.fret.prompts import load_generate_prompt
     from geckokit.llm import load_llm, yes_no_labels
 
     console = Console()
@@ -42,25 +43,17 @@ def check(llm_spec: str | None, encoder: str | None) -> None:
     console.print(f"LLM [bold]{llm.model_id}[/] loaded in {time.perf_counter() - t0:.1f}s")
 
     t0 = time.perf_counter()
-    chat = [
-        {"role": "system", "content": "You write search queries. Answer with JSON only."},
-        {
-            "role": "user",
-            "content": 'Passage: "'
-            + SAMPLE_PASSAGE
-            + '"\n\nWrite a retrieval task description and a '
-            'query this passage answers, as {"task": "...", "query": "..."}.',
-        },
-    ]
-    text = llm.generate([chat], max_tokens=96, temperature=0.0)[0].text
-    try:
-        parsed = json.loads(text[text.index("{") : text.rindex("}") + 1])
-        query = str(parsed["query"])
-        task = str(parsed.get("task", ""))
-    except (ValueError, KeyError):
-        task, query = "", "how do honey bees tell others where food is"
-        console.print(f"[yellow]could not parse the LLM's answer, using a fixed query[/]: {text!r}")
-    console.print(f"generate ({time.perf_counter() - t0:.1f}s): task={task!r} query={query!r}")
+    generator = QueryGenerator(llm, load_generate_prompt(), GenerateConfig(temperature=0.0))
+    rows = generator.generate_one("sample", SAMPLE_TITLE, SAMPLE_PASSAGE)
+    accepted = [r for r in rows if r["reject_reason"] is None]
+    if accepted:
+        task, query, task_type = accepted[0]["task"], accepted[0]["query"], accepted[0]["task_type"]
+    else:
+        task, query, task_type = "", "how do honey bees tell others where food is", "none"
+        console.print(f"[yellow]no valid query ({rows[-1]['reject_reason']}), using a fixed one[/]")
+    console.print(
+        f"generate ({time.perf_counter() - t0:.1f}s, {task_type}): task={task!r} query={query!r}"
+    )
 
     t0 = time.perf_counter()
     prefix = f"Passage: {SAMPLE_PASSAGE}\nA query this passage answers:"

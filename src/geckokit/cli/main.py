@@ -38,10 +38,18 @@ def cli(verbose: int) -> None:
     """
     from rich.logging import RichHandler
 
-    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    level = logging.DEBUG if verbose >= 2 else logging.INFO
     logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(show_path=False, markup=False)]
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, markup=False)],
     )
+    logging.getLogger("geckokit").setLevel(level)
+    if not verbose:
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _register() -> None:

@@ -131,9 +131,9 @@ class QueryGenerator:
                         config=cfg.validation,
                     )
                 except ParseError as exc:
-                    task, query, reason = "", "", exc.reason
-                if reason is None and gen.finish_reason == "length" and not query:
-                    reason = "truncated"
+                    # an answer cut off by max_tokens is the usual cause of broken JSON
+                    task, query = "", ""
+                    reason = "truncated" if gen.finish_reason == "length" else exc.reason
                 last = attempt == cfg.max_attempts - 1
                 rows.append(
                     {
