@@ -72,6 +72,8 @@ class Corpus:
     stats: CorpusStats
     source: str
     format: CorpusFormat
+    max_tokens: int = 512
+    overlap: int = 64
 
     def __len__(self) -> int:
         return self.passages.num_rows
@@ -295,4 +297,11 @@ def load_corpus(
         stats.dropped_empty,
         stats.dropped_duplicate,
     )
-    return Corpus(passages=table, stats=stats, source=str(source), format=fmt)
+    return Corpus(
+        passages=table,
+        stats=stats,
+        source=str(source),
+        format=fmt,
+        max_tokens=max_tokens,
+        overlap=overlap,
+    )

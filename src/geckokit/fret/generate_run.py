@@ -137,6 +137,8 @@ def generate_queries(
             "source": corpus.source,
             "format": corpus.format.value,
             "passages": passages.num_rows,
+            "max_tokens": corpus.max_tokens,
+            "overlap": corpus.overlap,
         },
         "shard_size": shard_size,
     }

@@ -231,13 +231,19 @@ class LlamaCppLLM:
 
     # ------------------------------------------------------------- the engine
     def eval_rows(
-        self, ids: Sequence[int], positions: Sequence[int] | range
+        self,
+        ids: Sequence[int],
+        positions: Sequence[int] | range,
+        *,
+        reuse_limit: int | None = None,
     ) -> dict[int, np.ndarray]:
         """Run ``ids`` through the model, reusing the cached prefix, and return the logits
         rows at ``positions`` (each row predicts the token after that position).
 
         Only the tokens after the longest prefix shared with the KV cache are decoded; if a
         requested row lies inside that prefix, decoding restarts just before it.
+        ``reuse_limit`` caps the reused prefix (e.g. at a passage's end), so that what follows
+        is always evaluated the same way, whatever was evaluated before.
         """
         self._check_fits(len(ids))
         llama = self._llama
@@ -248,6 +254,8 @@ class LlamaCppLLM:
             )
         reuse, fresh = self._reuse_point(ids)
         keep = min(reuse, wanted[0] if wanted else reuse, len(ids) - 1)
+        if reuse_limit is not None:
+            keep = min(keep, reuse_limit)
         llama.n_tokens = keep
         llama._ctx.kv_cache_seq_rm(-1, keep, -1)
         self.usage.prompt_tokens_cached += max(0, keep - fresh)
@@ -276,6 +284,12 @@ class LlamaCppLLM:
             np.asarray(token_lists[0][:n], dtype=self._llama.input_ids.dtype) if n else None
         )
         return n
+
+    def set_shared_tokens(self, ids: Sequence[int]) -> None:
+        """Like :meth:`set_shared_prefix`, for a caller that tokenizes its own segments."""
+        self._anchor = (
+            np.asarray(list(ids), dtype=self._llama.input_ids.dtype) if len(ids) else None
+        )
 
     def _reuse_point(self, ids: Sequence[int]) -> tuple[int, int]:
         """How many leading tokens of ``ids`` the KV cache can serve, after making sure it

@@ -1,0 +1,156 @@
+"""``geckokit mine``: FRet step 2, LLM-reranked positives and hard negatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--queries",
+    "queries_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A `geckokit generate` output folder.",
+)
+@click.option(
+    "--corpus",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The corpus the queries were generated from.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder (candidates/, scores/, fret/, manifest.json).",
+)
+@click.option(
+    "--encoder",
+    default=None,
+    help="Initial retriever: registry name, path or hub id (default: all-minilm-l6-v2).",
+)
+@click.option(
+    "--llm",
+    "llm_spec",
+    default=None,
+    help="Registry name, GGUF path or OpenAI-compatible URL (default: qwen2.5-coder-0.5b-instruct).",
+)
+@click.option(
+    "--top-n", type=int, default=20, show_default=True, help="Neighbours per query (the paper's N)."
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "ql", "rc", "weighted"]),
+    default="rrf",
+    show_default=True,
+    help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC).",
+)
+@click.option(
+    "--weights",
+    default="1,1,0",
+    show_default=True,
+    help="w_ql,w_rc,w_encoder for --fusion weighted.",
+)
+@click.option(
+    "--negative",
+    type=click.Choice(["rank-n", "random", "lowest-k"]),
+    default="rank-n",
+    show_default=True,
+    help="Hard negative: the rank-N candidate, a random lower-half one, or the k lowest.",
+)
+@click.option("--negatives-k", type=int, default=1, show_default=True)
+@click.option(
+    "--prompt",
+    "prompt_spec",
+    default="binary",
+    show_default=True,
+    help="Rerank prompt: binary, graded, or a TOML file.",
+)
+@click.option(
+    "--passage-tokens",
+    type=int,
+    default=384,
+    show_default=True,
+    help="Passages are cut to this many LLM tokens in the prompt.",
+)
+@click.option(
+    "--shard-size",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Candidate passages per scores shard (the unit of resumption).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def mine(
+    queries_dir: Path,
+    corpus: Path,
+    out: Path,
+    encoder: str | None,
+    llm_spec: str | None,
+    top_n: int,
+    fusion: str,
+    weights: str,
+    negative: str,
+    negatives_k: int,
+    prompt_spec: str,
+    passage_tokens: int,
+    shard_size: int,
+    seed: int,
+) -> None:
+    """FRet step 2: retrieve top-N neighbours per query, score each with the LLM (query
+    likelihood and relevance label, one pass), fuse the rankings and pick the positive and
+    hard negative. Rerun the same command to resume."""
+    from rich.console import Console
+
+    from geckokit.encoder import load_encoder
+    from geckokit.fret.fusion import Fusion, NegativeChoice
+    from geckokit.fret.mine_run import MineConfig
+    from geckokit.fret.mine_run import mine as run_mine
+    from geckokit.fret.rerank import load_rerank_prompt
+    from geckokit.llm import load_llm
+    from geckokit.registry import DEFAULT_ENCODER
+
+    try:
+        w = tuple(float(x) for x in weights.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected three numbers like 1,1,0, got {weights!r}", param_hint="--weights"
+        ) from None
+    if len(w) != 3:
+        raise click.BadParameter(
+            f"expected three numbers like 1,1,0, got {weights!r}", param_hint="--weights"
+        )
+    config = MineConfig(
+        top_n=top_n,
+        fusion=Fusion.parse(fusion),
+        weights=w,
+        negative=NegativeChoice.parse(negative),
+        negatives_k=negatives_k,
+        passage_max_tokens=passage_tokens,
+        seed=seed,
+    )
+    prompt = load_rerank_prompt(prompt_spec)
+    encoder_name = encoder or DEFAULT_ENCODER
+    manifest = run_mine(
+        queries_dir,
+        corpus,
+        out,
+        llm=load_llm(llm_spec),
+        encoder=load_encoder(encoder_name),
+        encoder_name=encoder_name,
+        config=config,
+        prompt=prompt,
+        shard_size=shard_size,
+    )
+    console = Console()
+    s = manifest.get("summary", {})
+    if manifest["status"] == "finished":
+        console.print(
+            f"{s['examples']} FRet examples; relabelled (positive != seed): {s['relabel_rate']:.1%}; "
+            f"seed ranked first {s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}; "
+            f"QL range per query {s['ql']['mean_range_per_query']}, RC range per query {s['rc']['mean_range_per_query']}"
+        )
+    console.print(f"status: {manifest['status']}; output: {out}")

@@ -1,0 +1,288 @@
+"""``geckokit mine``: FRet step 2 over a generate run, resumable, with a manifest.
+
+Output folder::
+
+    corpus_embeddings.npy/.json   the initial encoder's passage embeddings (cached)
+    candidates/part-00000.parquet top-N neighbours per query, seed guaranteed
+    scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
+    fret/part-00000.parquet       positive, negatives, all candidate scores, relabelled flag
+    manifest.json                 config, prompt hash, model ids, counts, summary
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from geckokit.corpus import Corpus, load_corpus
+from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
+from geckokit.fret.generate_run import RunMismatchError, model_fingerprint
+from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
+from geckokit.fret.retrieve import embed_passages, retrieve_candidates
+from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
+from geckokit.llm.base import LLM
+from geckokit.pipeline.shards import run_sharded
+
+log = logging.getLogger(__name__)
+
+SCORE_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("passage_id", pa.string()),
+        ("ql", pa.float64()),
+        ("rc", pa.float64()),
+        ("label_logprobs", pa.list_(pa.float64())),
+    ]
+)
+
+
+class MineConfig(BaseModel):
+    """Settings of FRet step 2."""
+
+    top_n: int = Field(20, ge=2, le=200, description="neighbours per query (the paper's N)")
+    fusion: Fusion = Fusion.RRF
+    weights: tuple[float, float, float] = Field(
+        (1.0, 1.0, 0.0), description="w_ql, w_rc, w_encoder for weighted fusion"
+    )
+    negative: NegativeChoice = NegativeChoice.RANK_N
+    negatives_k: int = Field(1, ge=1, description="how many for negative=lowest-k")
+    passage_max_tokens: int = Field(
+        384, ge=16, description="passages are cut to this many LLM tokens"
+    )
+    exact_max: int = Field(
+        200_000, ge=1, description="exact search up to this many passages, HNSW above"
+    )
+    seed: int = 0
+
+
+def _pairs_by_passage(candidates: pa.Table) -> pa.Table:
+    """One row per distinct candidate passage with the queries that retrieved it, sorted by id."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for qid, cands in zip(
+        candidates["query_id"].to_pylist(), candidates["candidate_ids"].to_pylist(), strict=True
+    ):
+        for pid in cands:
+            groups[pid].append(qid)
+    pids = sorted(groups)
+    return pa.table({"passage_id": pids, "query_ids": [groups[p] for p in pids]})
+
+
+class PassageScoringStage:
+    """Stage: rows of (passage_id, query_ids) -> score rows, one per (query, passage) pair."""
+
+    def __init__(
+        self,
+        scorer: PairScorer,
+        passages: dict[str, dict[str, str]],
+        queries: dict[str, tuple[str, str]],
+        labels: list[str],
+    ) -> None:
+        self.scorer, self.passages, self.queries, self.labels = scorer, passages, queries, labels
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows: dict[str, list[Any]] = {n: [] for n in SCORE_SCHEMA.names}
+        for pid, qids in zip(
+            batch["passage_id"].to_pylist(), batch["query_ids"].to_pylist(), strict=True
+        ):
+            p = self.passages[pid]
+            scores = self.scorer.score(p["title"], p["text"], [self.queries[q] for q in qids])
+            for qid, s in zip(qids, scores, strict=True):
+                rows["query_id"].append(qid)
+                rows["passage_id"].append(pid)
+                rows["ql"].append(s.ql)
+                rows["rc"].append(s.rc)
+                rows["label_logprobs"].append([s.label_logprobs[n] for n in self.labels])
+        return pa.table(rows, schema=SCORE_SCHEMA)
+
+
+def build_fret(
+    candidates: pa.Table, scores: pa.Table, passages: dict[str, dict[str, str]], config: MineConfig
+) -> pa.Table:
+    """Fuse each query's candidate scores, select positive and negatives: the fret/ table."""
+    by_pair = {
+        (q, p): (ql, rc)
+        for q, p, ql, rc in zip(
+            *(scores[c].to_pylist() for c in ("query_id", "passage_id", "ql", "rc")), strict=True
+        )
+    }
+    rng = random.Random(config.seed)
+    out: dict[str, list[Any]] = defaultdict(list)
+    for row in candidates.to_pylist():
+        cands = row["candidate_ids"]
+        ql = [by_pair[(row["query_id"], c)][0] for c in cands]
+        rc = [by_pair[(row["query_id"], c)][1] for c in cands]
+        fused = fuse(ql, rc, method=config.fusion, weights=config.weights)
+        sel = select(fused, negative=config.negative, k=config.negatives_k, rng=rng)
+        pos = cands[sel.positive]
+        negs = [cands[i] for i in sel.negatives]
+        for key in ("query_id", "task_type", "task", "query", "seed_id"):
+            out[key].append(row[key])
+        out["positive_id"].append(pos)
+        out["positive_title"].append(passages[pos]["title"])
+        out["positive_text"].append(passages[pos]["text"])
+        out["negative_ids"].append(negs)
+        out["negative_titles"].append([passages[n]["title"] for n in negs])
+        out["negative_texts"].append([passages[n]["text"] for n in negs])
+        out["candidate_ids"].append(cands)
+        out["encoder_scores"].append(row["encoder_scores"])
+        out["ql_scores"].append(ql)
+        out["rc_scores"].append(rc)
+        out["fused_scores"].append(fused)
+        out["seed_rank"].append(sel.order.index(cands.index(row["seed_id"])) + 1)
+        out["relabelled"].append(pos != row["seed_id"])
+    return pa.table(dict(out))
+
+
+def summarize(fret: pa.Table) -> dict[str, Any]:
+    """Relabel rate (paper: about 15%), where the seed ends up, and score spreads."""
+    rows = fret.to_pylist()
+    if not rows:
+        return {"examples": 0}
+
+    def spread(key: str) -> dict[str, float]:
+        per_query = [max(r[key]) - min(r[key]) for r in rows]
+        flat = [v for r in rows for v in r[key]]
+        return {
+            "mean": round(statistics.fmean(flat), 4),
+            "stdev": round(statistics.pstdev(flat), 4),
+            "mean_range_per_query": round(statistics.fmean(per_query), 4),
+        }
+
+    seed_ranks = [r["seed_rank"] for r in rows]
+    return {
+        "examples": len(rows),
+        "relabel_rate": round(sum(r["relabelled"] for r in rows) / len(rows), 4),
+        "seed_rank_mean": round(statistics.fmean(seed_ranks), 2),
+        "seed_at_rank_1": round(sum(1 for s in seed_ranks if s == 1) / len(rows), 4),
+        "ql": spread("ql_scores"),
+        "rc": spread("rc_scores"),
+        "encoder": spread("encoder_scores"),
+    }
+
+
+def mine(
+    queries_dir: str | Path,
+    corpus: Corpus | str | Path,
+    out: str | Path,
+    *,
+    llm: LLM,
+    encoder: Any,
+    encoder_name: str,
+    config: MineConfig | None = None,
+    prompt: RerankPrompt | None = None,
+    shard_size: int = 64,
+    max_shards: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run FRet step 2 for the queries of a generate run and return the manifest."""
+    config = config or MineConfig()
+    prompt = prompt or load_rerank_prompt()
+    queries_dir, out = Path(queries_dir), Path(out)
+    queries = read_shards(queries_dir / "queries")
+    if queries is None or queries.num_rows == 0:
+        raise ValueError(
+            f"{queries_dir}: no queries found under queries/; run `geckokit generate` first"
+        )
+    gen_manifest = read_json(queries_dir / MANIFEST) or {}
+    if not isinstance(corpus, Corpus):
+        split = gen_manifest.get("corpus", {})
+        corpus = load_corpus(
+            corpus, max_tokens=split.get("max_tokens", 512), overlap=split.get("overlap", 64)
+        )
+    identity = {
+        "stage": "mine",
+        "config": config.model_dump(mode="json"),
+        "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
+        "model": model_fingerprint(llm),
+        "encoder": encoder_name,
+        "queries": {"source": str(queries_dir), "count": queries.num_rows},
+        "corpus": {"source": corpus.source, "passages": len(corpus)},
+        "shard_size": shard_size,
+    }
+    previous = read_json(out / MANIFEST)
+    if previous is not None:
+        mismatched = [k for k in identity if k != "model" and previous.get(k) != identity[k]]
+        if previous.get("model", {}).get("id") != identity["model"]["id"]:
+            mismatched.append("model")
+        if mismatched:
+            raise RunMismatchError(
+                f"{out} holds a mine run with different {', '.join(mismatched)}; use another --out folder"
+            )
+    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+
+    passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
+    cand_path = out / "candidates" / "part-00000.parquet"
+    if cand_path.exists():
+        candidates = read_shards(out / "candidates")
+        assert candidates is not None
+    else:
+        emb = embed_passages(
+            encoder,
+            corpus.passages,
+            cache=out / "corpus_embeddings.npy",
+            encoder_name=encoder_name,
+            show_progress=show_progress,
+        )
+        candidates = retrieve_candidates(
+            queries,
+            corpus.passages,
+            encoder=encoder,
+            passage_embeddings=emb,
+            top_n=config.top_n,
+            exact_max=config.exact_max,
+            show_progress=show_progress,
+        )
+        write_table(candidates, cand_path)
+
+    grouped = _pairs_by_passage(candidates)
+    scorer = PairScorer(llm, prompt, passage_max_tokens=config.passage_max_tokens)
+    query_text = {
+        r["query_id"]: (r["task"], r["query"])
+        for r in candidates.select(["query_id", "task", "query"]).to_pylist()
+    }
+    stage = PassageScoringStage(scorer, passages, query_text, list(prompt.labels))
+    run = run_sharded(
+        grouped,
+        out=out,
+        outputs=("scores",),
+        shard_size=shard_size,
+        stage=stage,
+        split=lambda t: {"scores": t},
+        description="mine: score passages",
+        max_shards=max_shards,
+        show_progress=show_progress,
+    )
+    finished = run.shards_skipped + run.shards_written == run.shards_total
+    manifest: dict[str, Any] = {
+        **identity,
+        "status": "partial",
+        "shards": {"total": run.shards_total, "finished": run.shards_skipped + run.shards_written},
+    }
+    usage = getattr(llm, "usage", None)
+    if usage is not None and run.items_processed:
+        manifest["llm_this_run"] = {
+            "prompt_tokens_evaluated": usage.prompt_tokens_evaluated,
+            "prompt_tokens_cached": usage.prompt_tokens_cached,
+            "seconds": round(run.seconds, 1),
+        }
+    if finished:
+        scores = read_shards(out / "scores")
+        assert scores is not None
+        fret = build_fret(candidates, scores, passages, config)
+        write_table(fret, out / "fret" / "part-00000.parquet")
+        manifest.update(
+            status="finished",
+            counts={"examples": fret.num_rows, "pairs": scores.num_rows},
+            labels=list(prompt.labels),
+            summary=summarize(fret),
+        )
+    manifest["environment"] = environment()
+    write_json(manifest, out / MANIFEST)
+    return manifest

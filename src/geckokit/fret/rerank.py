@@ -1,0 +1,193 @@
+"""FRet step 2b: the LLM scores (query, candidate passage) pairs two ways in one pass.
+
+One sequence per pair, ``instruction | passage | query lead | query | question``, gives
+both scores (Gecko, Appendix A):
+
+- QL, query likelihood: mean log P(query token | everything before it);
+- RC, relevance classification: from the label distribution after the question, either
+  log P(relevant) normalised over the labels (binary) or the expected grade (graded).
+
+With the in-process llama.cpp backend, pairs are scored passage by passage: the instruction
+is evaluated once per run, each passage once, and every query that retrieved the passage
+continues from its cached state, so a pair costs about (lead + query + question) tokens.
+Other backends get two requests per pair (``score`` and ``label_logprobs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geckokit.llm.base import LLM, logsumexp
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PROMPTS = {"binary": "rerank_v1.toml", "graded": "rerank_graded_v1.toml"}
+
+
+@dataclass(frozen=True)
+class RerankPrompt:
+    version: str
+    mode: str  # "binary" | "graded"
+    instruction: str
+    passage: str
+    query: str
+    question: str
+    labels: dict[str, list[str]]
+    grades: dict[str, float]
+    sha256: str
+    source: str
+
+    def rc_score(self, label_logprobs: dict[str, float]) -> float:
+        """The RC score from label log-probabilities (renormalised over the labels)."""
+        names = list(self.labels)
+        total = logsumexp([label_logprobs[n] for n in names])
+        if self.mode == "binary":
+            best = max(names, key=lambda n: self.grades[n])
+            return label_logprobs[best] - total
+        return float(sum(math.exp(label_logprobs[n] - total) * self.grades[n] for n in names))
+
+
+def load_rerank_prompt(path: str | Path | None = None) -> RerankPrompt:
+    """A step-2 template: a path, ``"binary"``/``"graded"`` (bundled), or None (binary)."""
+    name = str(path) if path is not None else "binary"
+    if name in BUNDLED_PROMPTS:
+        data = resources.files("geckokit.prompts").joinpath(BUNDLED_PROMPTS[name]).read_bytes()
+        source = f"geckokit:prompts/{BUNDLED_PROMPTS[name]}"
+    else:
+        data = Path(name).read_bytes()
+        source = name
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+        prompt = RerankPrompt(
+            version=str(raw["version"]),
+            mode=str(raw.get("mode", "binary")),
+            instruction=str(raw["instruction"]),
+            passage=str(raw["passage"]),
+            query=str(raw["query"]),
+            question=str(raw["question"]),
+            labels={str(k): [str(s) for s in v] for k, v in raw["labels"].items()},
+            grades={str(k): float(v) for k, v in raw["grades"].items()},
+            sha256=hashlib.sha256(data).hexdigest(),
+            source=source,
+        )
+    except (KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(
+            f"{source}: not a valid rerank prompt template ({exc!r}); see the bundled rerank_v1.toml"
+        ) from exc
+    if prompt.mode not in ("binary", "graded"):
+        raise ValueError(f"{source}: mode must be 'binary' or 'graded', got {prompt.mode!r}")
+    if set(prompt.labels) != set(prompt.grades) or len(prompt.labels) < 2:
+        raise ValueError(f"{source}: [labels] and [grades] must name the same two or more labels")
+    return prompt
+
+
+@dataclass(frozen=True)
+class PairScore:
+    ql: float
+    rc: float
+    label_logprobs: dict[str, float]
+
+
+class PairScorer:
+    """Scores all queries that retrieved one passage, spending the LLM once per prefix."""
+
+    def __init__(self, llm: LLM, prompt: RerankPrompt, *, passage_max_tokens: int = 384) -> None:
+        self.llm = llm
+        self.prompt = prompt
+        self.passage_max_tokens = passage_max_tokens
+        self.fast = hasattr(llm, "eval_rows") and hasattr(llm, "tokenize")
+        if self.fast:
+            tok = llm.tokenize  # type: ignore[attr-defined]
+            self._instruction = tok(prompt.instruction, add_bos=True, special=True)
+            self._question = tok(prompt.question)
+            self._label_ids: dict[str, list[int]] = {}
+            for label, spellings in prompt.labels.items():
+                ids = [t[0] for t in (tok(s) for s in spellings) if len(t) == 1]
+                if not ids:
+                    raise ValueError(
+                        f"label {label!r}: no spelling is a single token for {llm.model_id}: {spellings}"
+                    )
+                self._label_ids[label] = sorted(set(ids))
+            llm.set_shared_tokens(self._instruction)  # type: ignore[attr-defined]
+
+    def passage_text(self, title: str, text: str) -> str:
+        """The passage segment, cut to the token budget (approximated by characters when the
+        backend cannot tokenize)."""
+        if self.fast:
+            ids = self.llm.tokenize(text)[: self.passage_max_tokens]  # type: ignore[attr-defined]
+            text = self.llm.detokenize(ids)  # type: ignore[attr-defined]
+        else:
+            text = text[: 4 * self.passage_max_tokens]
+        return self.prompt.passage.format(title=title or "none", text=text.strip())
+
+    def score(self, title: str, text: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
+        """Scores of ``queries`` (task, query) against one passage."""
+        segment = self.passage_text(title, text)
+        if self.fast:
+            return self._score_fast(segment, queries)
+        return self._score_generic(segment, queries)
+
+    def _score_generic(self, segment: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
+        prefixes = [
+            self.prompt.instruction + segment + self.prompt.query.format(task=task)
+            for task, _ in queries
+        ]
+        qls = self.llm.score(prefixes, [" " + q for _, q in queries])
+        full = [
+            p + " " + q + self.prompt.question for p, (_, q) in zip(prefixes, queries, strict=True)
+        ]
+        labels = self.llm.label_logprobs(full, self.prompt.labels)
+        return [
+            PairScore(ql.mean, self.prompt.rc_score(lab), lab)
+            for ql, lab in zip(qls, labels, strict=True)
+        ]
+
+    def _score_fast(self, segment: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
+        llm: Any = self.llm
+        head = self._instruction + llm.tokenize(segment)
+        llm.eval_rows(head, [])  # the passage, evaluated alone right after the instruction
+        out = []
+        for task, query in queries:
+            lead = llm.tokenize(self.prompt.query.format(task=task))
+            q_ids = llm.tokenize(" " + query)
+            ids = head + lead + q_ids + self._question
+            start = len(head) + len(lead)
+            last = len(ids) - 1
+            rows = llm.eval_rows(
+                ids, [*range(start - 1, start + len(q_ids) - 1), last], reuse_limit=len(head)
+            )
+            ql = (
+                float(np.mean([_logprob(rows[start - 1 + k], t) for k, t in enumerate(q_ids)]))
+                if q_ids
+                else float("nan")
+            )
+            dist = _log_softmax(rows[last])
+            labels = {
+                name: logsumexp([float(dist[i]) for i in ids_])
+                for name, ids_ in self._label_ids.items()
+            }
+            out.append(PairScore(ql, self.prompt.rc_score(labels), labels))
+            llm.usage.requests += 1
+        return out
+
+
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    row = row.astype(np.float64, copy=False)
+    top = row.max()
+    return row - (top + math.log(np.exp(row - top).sum()))
+
+
+def _logprob(row: np.ndarray, token: int) -> float:
+    row = row.astype(np.float64, copy=False)
+    top = row.max()
+    return float(row[token] - (top + math.log(np.exp(row - top).sum())))

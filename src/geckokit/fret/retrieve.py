@@ -1,0 +1,164 @@
+"""FRet step 2a: an initial embedder retrieves the top-N neighbours of each generated query.
+
+Queries are embedded as ``task: {task} | query: {query}`` and passages as
+``title: {title} | text: {text}`` (Gecko, Appendix B). Search is exact (FAISS inner product
+over normalised vectors) up to ``exact_max`` passages and HNSW above. The seed passage is
+always among the candidates: when retrieval misses it, it replaces the N-th candidate.
+Corpus embeddings are computed once per run and cached next to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from geckokit._deps import require
+from geckokit.format import document_text, query_text
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("seed_id", pa.string()),
+        ("task_type", pa.string()),
+        ("task", pa.string()),
+        ("query", pa.string()),
+        ("candidate_ids", pa.list_(pa.string())),
+        ("encoder_scores", pa.list_(pa.float32())),
+        ("seed_retrieved", pa.bool_()),  # False: the seed was missed and put in at rank N
+    ]
+)
+
+
+def encoder_id(encoder: Any) -> str:
+    path = getattr(encoder, "model_card_data", None)
+    name = getattr(path, "base_model", None) if path is not None else None
+    return str(name or getattr(encoder, "_geckokit_name", None) or type(encoder).__name__)
+
+
+def _fingerprint(ids: list[str]) -> str:
+    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
+
+
+def embed_passages(
+    encoder: Any,
+    passages: pa.Table,
+    *,
+    cache: Path | None = None,
+    encoder_name: str = "",
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim).
+
+    With ``cache`` (a ``.npy`` path) the array is loaded when it was made by the same encoder
+    for the same passage ids, and saved after computing otherwise.
+    """
+    ids = passages["passage_id"].to_pylist()
+    meta = {"encoder": encoder_name, "passages": len(ids), "ids_sha256": _fingerprint(ids)}
+    meta_path = cache.with_suffix(".json") if cache is not None else None
+    if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
+        if json.loads(meta_path.read_text()) == meta:
+            log.info("corpus embeddings: reusing %s", cache)
+            return np.load(cache)
+    texts = [
+        document_text(t, x)
+        for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
+    ]
+    emb = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=show_progress,
+    )
+    emb = np.ascontiguousarray(emb, dtype=np.float32)  # (n, dim)
+    if cache is not None and meta_path is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.stem + ".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(cache)
+        meta_path.write_text(json.dumps(meta))
+    return emb
+
+
+def build_index(
+    embeddings: np.ndarray, *, exact_max: int = 200_000, hnsw_m: int = 32, ef_search: int = 128
+) -> Any:
+    """A FAISS inner-product index: exact (flat) up to ``exact_max`` vectors, HNSW above."""
+    faiss = require("faiss", extra="train", purpose="neighbour retrieval")
+    n, dim = embeddings.shape
+    if n <= exact_max:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = ef_search
+    index.add(embeddings)
+    return index
+
+
+def retrieve_candidates(
+    queries: pa.Table,
+    passages: pa.Table,
+    *,
+    encoder: Any,
+    passage_embeddings: np.ndarray,
+    top_n: int = 20,
+    exact_max: int = 200_000,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> pa.Table:
+    """Top-``top_n`` candidates per query (rows of ``queries``: query_id, passage_id, task,
+    query, task_type), seed passage guaranteed, as a table in :data:`CANDIDATE_SCHEMA`."""
+    if top_n < 2:
+        raise ValueError(f"top_n must be at least 2 (a positive and a negative), got {top_n}")
+    ids = passages["passage_id"].to_pylist()
+    row_of = {pid: i for i, pid in enumerate(ids)}
+    missing = [p for p in queries["passage_id"].to_pylist() if p not in row_of]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} queries refer to passages not in the corpus (e.g. {missing[0]!r}); "
+            "pass the corpus the queries were generated from"
+        )
+    top_n = min(top_n, len(ids))
+    q_texts = [
+        query_text(t, q)
+        for t, q in zip(queries["task"].to_pylist(), queries["query"].to_pylist(), strict=True)
+    ]
+    q_emb = encoder.encode(
+        q_texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=show_progress,
+    )
+    q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)  # (q, dim)
+    index = build_index(passage_embeddings, exact_max=exact_max)
+    scores, rows = index.search(q_emb, top_n)  # (q, top_n) each
+    out: dict[str, list[Any]] = {name: [] for name in CANDIDATE_SCHEMA.names}
+    for qi, record in enumerate(
+        queries.select(["query_id", "passage_id", "task_type", "task", "query"]).to_pylist()
+    ):
+        seed_row = row_of[record["passage_id"]]
+        cand = [int(r) for r in rows[qi] if r >= 0]
+        score = [float(s) for s, r in zip(scores[qi], rows[qi], strict=True) if r >= 0]
+        found = seed_row in cand
+        if not found:
+            cand[-1] = seed_row
+            score[-1] = float(passage_embeddings[seed_row] @ q_emb[qi])
+        out["query_id"].append(record["query_id"])
+        out["seed_id"].append(record["passage_id"])
+        out["task_type"].append(record["task_type"])
+        out["task"].append(record["task"])
+        out["query"].append(record["query"])
+        out["candidate_ids"].append([ids[r] for r in cand])
+        out["encoder_scores"].append(score)
+        out["seed_retrieved"].append(found)
+    return pa.table(out, schema=CANDIDATE_SCHEMA)
