@@ -1,0 +1,1 @@
+"""Evaluation: local benchmark loaders, metrics, reports."""

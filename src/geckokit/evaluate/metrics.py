@@ -1,0 +1,26 @@
+"""Retrieval metrics as pure functions (trec_eval definitions, linear gains)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """nDCG@k of one ranking: gain = relevance grade, discount = log2(rank + 1); the ideal
+    ranking sorts all judged documents (not only the retrieved ones) by grade. 0 when the
+    query has no relevant document."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    dcg = sum(relevant.get(doc, 0.0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
+    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """Share of the relevant documents (grade > 0) found in the top k."""
+    rel = {d for d, g in relevant.items() if g > 0}
+    if not rel:
+        return 0.0
+    return len(rel & set(ranked[:k])) / len(rel)
