@@ -145,6 +145,8 @@ class LlamaCppLLM:
             n_prompt = len(ids)
             self._check_fits(n_prompt + max_tokens)
             keep, fresh = self._reuse_point(ids)
+            if self._anchor is not None and keep >= len(self._anchor):
+                keep = len(self._anchor)  # continue from the shared prefix, never from older text
             keep = min(keep, n_prompt - 1)  # the last prompt token is replayed for fresh logits
             self._llama.n_tokens = keep
             self._llama._ctx.kv_cache_seq_rm(-1, keep, -1)
@@ -292,8 +294,9 @@ class LlamaCppLLM:
         )
 
     def _reuse_point(self, ids: Sequence[int]) -> tuple[int, int]:
-        """How many leading tokens of ``ids`` the KV cache can serve, after making sure it
-        does; and how many of those were evaluated just now (the shared prefix, if new)."""
+        """How many leading tokens of ``ids`` the KV cache can serve (evaluating the declared
+        shared prefix first when ``ids`` start with it and it is not cached), and how many of
+        those were evaluated just now."""
         llama = self._llama
         limit = min(llama.n_tokens, len(ids))
         existing = llama.input_ids[:limit]
@@ -308,7 +311,7 @@ class LlamaCppLLM:
         ):
             return common, 0
         if common >= n:
-            return n, 0
+            return common, 0
         llama.n_tokens = 0
         llama._ctx.kv_cache_seq_rm(-1, 0, -1)
         self._decode(list(anchor), 0, set())
