@@ -79,11 +79,13 @@ def rerank_eval(
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.fret.rerank_eval import rerank_eval as run
     from geckokit.llm import load_llm
+    from geckokit.registry import DEFAULT_ENCODER
 
     result = run(
         beir_dir,
         llm=load_llm(llm_spec),
         encoder=load_encoder(encoder),
+        encoder_name=encoder or DEFAULT_ENCODER,
         prompt=load_rerank_prompt(prompt_spec),
         top_k=top_k,
         n_queries=n_queries or None,

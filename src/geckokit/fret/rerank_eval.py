@@ -22,7 +22,7 @@ from geckokit.evaluate.metrics import ndcg_at_k, recall_at_k
 from geckokit.format import document_text, query_text
 from geckokit.fret.fusion import Fusion, fuse, ranks
 from geckokit.fret.rerank import PairScorer, RerankPrompt
-from geckokit.fret.retrieve import build_index
+from geckokit.fret.retrieve import build_index, cached_encode
 from geckokit.llm.base import LLM
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,13 @@ def rerank_eval(
     task: str | None = None,
     gecko_format: bool = False,
     passage_max_tokens: int = 384,
+    encoder_name: str = "",
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """nDCG@10 (and Recall@10) of each ordering of the encoder's top ``top_k`` for the first
     ``n_queries`` test queries (by id). ``gecko_format`` embeds with the unified format (for
-    models trained on it); otherwise plain text, as a base model expects."""
+    models trained on it); otherwise plain text, as a base model expects. With
+    ``encoder_name`` the corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
     data = load_beir(beir_dir)
     task = task or BEIR_TASKS.get(data.name.lower(), DEFAULT_TASK)
     qids = _sort_ids(list(data.queries))[: n_queries or None]
@@ -70,11 +72,15 @@ def rerank_eval(
     else:
         docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
         qtexts = [data.queries[q] for q in qids]
-    emb = np.asarray(
-        encoder.encode(
-            docs, batch_size=64, normalize_embeddings=True, show_progress_bar=show_progress
-        ),
-        dtype=np.float32,
+    cache = None
+    if encoder_name:
+        from geckokit.registry import cache_dir
+
+        label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        cache = cache_dir().parent / "embeddings" / f"{safe}.npy"
+    emb = cached_encode(
+        encoder, docs, cache=cache, key={"encoder": encoder_name}, show_progress=show_progress
     )
     q_emb = np.asarray(
         encoder.encode(qtexts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),

@@ -47,31 +47,24 @@ def _fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
 
 
-def embed_passages(
+def cached_encode(
     encoder: Any,
-    passages: pa.Table,
+    texts: list[str],
     *,
-    cache: Path | None = None,
-    encoder_name: str = "",
+    cache: Path | None,
+    key: dict[str, Any],
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim).
-
-    With ``cache`` (a ``.npy`` path) the array is loaded when it was made by the same encoder
-    for the same passage ids, and saved after computing otherwise.
-    """
-    ids = passages["passage_id"].to_pylist()
-    meta = {"encoder": encoder_name, "passages": len(ids), "ids_sha256": _fingerprint(ids)}
+    """Normalised embeddings of ``texts``, shape (n, dim), loaded from ``cache`` (a ``.npy``
+    path) when its sidecar JSON equals ``key`` (plus a hash of the texts), else computed and
+    saved there (atomically)."""
+    meta = {**key, "count": len(texts), "texts_sha256": _fingerprint(texts)}
     meta_path = cache.with_suffix(".json") if cache is not None else None
     if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()) == meta:
-            log.info("corpus embeddings: reusing %s", cache)
+            log.info("embeddings: reusing %s", cache)
             return np.load(cache)
-    texts = [
-        document_text(t, x)
-        for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
-    ]
     emb = encoder.encode(
         texts,
         batch_size=batch_size,
@@ -87,6 +80,31 @@ def embed_passages(
         tmp.replace(cache)
         meta_path.write_text(json.dumps(meta))
     return emb
+
+
+def embed_passages(
+    encoder: Any,
+    passages: pa.Table,
+    *,
+    cache: Path | None = None,
+    encoder_name: str = "",
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim),
+    cached at ``cache`` for the same encoder and texts."""
+    texts = [
+        document_text(t, x)
+        for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
+    ]
+    return cached_encode(
+        encoder,
+        texts,
+        cache=cache,
+        key={"encoder": encoder_name},
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
 
 
 def build_index(
