@@ -56,13 +56,18 @@ def test_single_score_and_weighted_fusion() -> None:
     # encoder rank only: the encoder's first candidate wins
     assert select(fuse(ql, rc, method=Fusion.WEIGHTED, weights=(0, 0, 1))).positive == 0
     w = fuse(ql, rc, method=Fusion.WEIGHTED, weights=(2.0, 1.0, 0.5))
-    assert w == pytest.approx([2 / 2 + 1 / 1 + 0.5 / 1, 2 / 1 + 1 / 3 + 0.5 / 2, 2 / 3 + 1 / 2 + 0.5 / 3])
+    assert w == pytest.approx(
+        [2 / 2 + 1 / 1 + 0.5 / 1, 2 / 1 + 1 / 3 + 0.5 / 2, 2 / 3 + 1 / 2 + 0.5 / 3]
+    )
 
 
 def test_negative_choices() -> None:
     fused = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
     assert select(fused, negative=NegativeChoice.LOWEST_K, k=3).negatives == (5, 4, 3)
-    picks = {select(fused, negative=NegativeChoice.RANDOM, rng=random.Random(s)).negatives[0] for s in range(50)}
+    picks = {
+        select(fused, negative=NegativeChoice.RANDOM, rng=random.Random(s)).negatives[0]
+        for s in range(50)
+    }
     assert picks == {3, 4, 5}  # the lower half, never the positive
     with pytest.raises(ValueError, match="k must be in"):
         select(fused, negative=NegativeChoice.LOWEST_K, k=6)

@@ -19,9 +19,21 @@ pytestmark = pytest.mark.slow
 
 # Hand-written (task, query) pairs for three SciFact passages; the models are real.
 QUERIES = [
-    ("4983", "Given a question, retrieve passages that answer it.", "how does white matter diffusion change in premature newborns"),
-    ("5836", "Given a claim, retrieve documents that support or refute the claim.", "S100A9 drives the expansion of myeloid-derived suppressor cells in myelodysplastic syndrome"),
-    ("7912", "Given a question, retrieve passages that answer it.", "can BC1 RNA prime its own reverse transcription"),
+    (
+        "4983",
+        "Given a question, retrieve passages that answer it.",
+        "how does white matter diffusion change in premature newborns",
+    ),
+    (
+        "5836",
+        "Given a claim, retrieve documents that support or refute the claim.",
+        "S100A9 drives the expansion of myeloid-derived suppressor cells in myelodysplastic syndrome",
+    ),
+    (
+        "7912",
+        "Given a question, retrieve passages that answer it.",
+        "can BC1 RNA prime its own reverse transcription",
+    ),
 ]
 
 
@@ -58,46 +70,92 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
     config = MineConfig(top_n=4)
     llm.usage.reset()
     llm.reset_cache()
-    partial = mine(queries, corpus, tmp_path / "m", llm=llm, encoder=encoder, encoder_name="all-minilm-l6-v2", config=config, shard_size=3, max_shards=1, show_progress=False)
+    partial = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=llm,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=config,
+        shard_size=3,
+        max_shards=1,
+        show_progress=False,
+    )
     assert partial["status"] == "partial"
-    manifest = mine(queries, corpus, tmp_path / "m", llm=llm, encoder=encoder, encoder_name="all-minilm-l6-v2", config=config, shard_size=3, show_progress=False)
+    manifest = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=llm,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=config,
+        shard_size=3,
+        show_progress=False,
+    )
     assert manifest["status"] == "finished" and manifest["counts"]["examples"] == 3
     fret = read_shards(tmp_path / "m" / "fret")
     assert fret is not None
     for row in fret.to_pylist():
         assert row["seed_id"] in row["candidate_ids"] and len(row["candidate_ids"]) == 4
-        assert all(math.isfinite(v) for key in ("ql_scores", "rc_scores", "encoder_scores", "fused_scores") for v in row[key])
+        assert all(
+            math.isfinite(v)
+            for key in ("ql_scores", "rc_scores", "encoder_scores", "fused_scores")
+            for v in row[key]
+        )
         assert row["positive_id"] not in row["negative_ids"] and len(row["negative_ids"]) == 1
         assert row["relabelled"] == (row["positive_id"] != row["seed_id"])
         assert row["positive_text"] and row["negative_texts"][0]
         assert all(v <= 0 for v in row["ql_scores"]) and all(v <= 0 for v in row["rc_scores"])
     summary = manifest["summary"]
     assert 0.0 <= summary["relabel_rate"] <= 1.0 and summary["examples"] == 3
-    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["prompt"]["version"] == "rerank-v1"
+    assert (
+        json.loads((tmp_path / "m" / "manifest.json").read_text())["prompt"]["version"]
+        == "rerank-v1"
+    )
 
     # every passage was evaluated once; each pair cost only its lead + query + question
     scores = read_shards(tmp_path / "m" / "scores")
     assert scores is not None and scores.num_rows == 12
     scorer = PairScorer(llm, load_rerank_prompt(), passage_max_tokens=config.passage_max_tokens)
     rows = {r["passage_id"]: r for r in load_corpus(corpus).passages.to_pylist()}
-    passage_tokens = sum(len(llm.tokenize(scorer.passage_text(rows[p]["title"], rows[p]["text"]))) for p in set(scores["passage_id"].to_pylist()))
+    passage_tokens = sum(
+        len(llm.tokenize(scorer.passage_text(rows[p]["title"], rows[p]["text"])))
+        for p in set(scores["passage_id"].to_pylist())
+    )
     by_q = {q[0] + ":q0": q for q in QUERIES}
     pair_tokens = sum(
-        len(llm.tokenize(scorer.prompt.query.format(task=by_q[q][1]))) + len(llm.tokenize(" " + by_q[q][2])) + len(llm.tokenize(scorer.prompt.question))
+        len(llm.tokenize(scorer.prompt.query.format(task=by_q[q][1])))
+        + len(llm.tokenize(" " + by_q[q][2]))
+        + len(llm.tokenize(scorer.prompt.question))
         for q in scores["query_id"].to_pylist()
     )
     instruction = len(llm.tokenize(scorer.prompt.instruction, add_bos=True, special=True))
     assert llm.usage.prompt_tokens_evaluated <= instruction * 2 + passage_tokens + pair_tokens
 
     with pytest.raises(RunMismatchError, match="different config"):
-        mine(queries, corpus, tmp_path / "m", llm=llm, encoder=encoder, encoder_name="all-minilm-l6-v2", config=MineConfig(top_n=3), show_progress=False)
+        mine(
+            queries,
+            corpus,
+            tmp_path / "m",
+            llm=llm,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=MineConfig(top_n=3),
+            show_progress=False,
+        )
 
 
 def test_rerank_prompts_load_and_validate(tmp_path: Path) -> None:
     graded = load_rerank_prompt("graded")
-    assert graded.mode == "graded" and graded.rc_score({"0": math.log(0.5), "1": -50, "2": -50, "3": math.log(0.5)}) == pytest.approx(1.5)
+    assert graded.mode == "graded" and graded.rc_score(
+        {"0": math.log(0.5), "1": -50, "2": -50, "3": math.log(0.5)}
+    ) == pytest.approx(1.5)
     binary = load_rerank_prompt()
-    assert binary.rc_score({"relevant": math.log(0.2), "irrelevant": math.log(0.6)}) == pytest.approx(math.log(0.25))
+    assert binary.rc_score(
+        {"relevant": math.log(0.2), "irrelevant": math.log(0.6)}
+    ) == pytest.approx(math.log(0.25))
     bad = tmp_path / "bad.toml"
     bad.write_text('version = "x"\n')
     with pytest.raises(ValueError, match="not a valid rerank prompt"):

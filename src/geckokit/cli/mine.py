@@ -83,6 +83,11 @@ import click
     show_default=True,
     help="Candidate passages per scores shard (the unit of resumption).",
 )
+@click.option(
+    "--warmup-encoder",
+    is_flag=True,
+    help="First fine-tune the encoder on the (query, seed passage) pairs (Gecko, footnote 1).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def mine(
     queries_dir: Path,
@@ -98,6 +103,7 @@ def mine(
     prompt_spec: str,
     passage_tokens: int,
     shard_size: int,
+    warmup_encoder: bool,
     seed: int,
 ) -> None:
     """FRet step 2: retrieve top-N neighbours per query, score each with the LLM (query
@@ -130,6 +136,7 @@ def mine(
         negative=NegativeChoice.parse(negative),
         negatives_k=negatives_k,
         passage_max_tokens=passage_tokens,
+        warmup_encoder=warmup_encoder,
         seed=seed,
     )
     prompt = load_rerank_prompt(prompt_spec)

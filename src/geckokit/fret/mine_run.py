@@ -59,6 +59,10 @@ class MineConfig(BaseModel):
     exact_max: int = Field(
         200_000, ge=1, description="exact search up to this many passages, HNSW above"
     )
+    warmup_encoder: bool = Field(
+        False, description="fine-tune the retriever on (query, seed) pairs first"
+    )
+    warmup_epochs: int = Field(1, ge=1, le=10)
     seed: int = 0
 
 
@@ -167,6 +171,46 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
     }
 
 
+def _warmed_up(
+    encoder: Any,
+    encoder_name: str,
+    queries: pa.Table,
+    passages: dict[str, dict[str, str]],
+    out: Path,
+    config: MineConfig,
+    show_progress: bool,
+) -> tuple[Any, str]:
+    """The encoder fine-tuned on (query, seed passage) pairs, saved in the run (and reused)."""
+    import shutil
+
+    from geckokit.encoder import load_encoder
+    from geckokit.format import document_text, query_text
+    from geckokit.fret.warmup import warmup_encoder
+
+    folder = out / "warmup_encoder"
+    name = f"{encoder_name}+warmup{config.warmup_epochs}"
+    if (folder / "modules.json").exists():
+        return load_encoder(str(folder)), name
+    pairs = [
+        (query_text(t, q), document_text(passages[p]["title"], passages[p]["text"]))
+        for t, q, p in zip(
+            queries["task"].to_pylist(),
+            queries["query"].to_pylist(),
+            queries["passage_id"].to_pylist(),
+            strict=True,
+        )
+    ]
+    losses = warmup_encoder(
+        encoder, pairs, epochs=config.warmup_epochs, seed=config.seed, show_progress=show_progress
+    )
+    log.info("warm-up: %d steps, loss %.3f -> %.3f", len(losses), losses[0], losses[-1])
+    tmp = out / ".warmup_encoder.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    encoder.save(str(tmp))
+    tmp.rename(folder)
+    return encoder, name
+
+
 def mine(
     queries_dir: str | Path,
     corpus: Corpus | str | Path,
@@ -223,6 +267,10 @@ def mine(
         candidates = read_shards(out / "candidates")
         assert candidates is not None
     else:
+        if config.warmup_encoder:
+            encoder, encoder_name = _warmed_up(
+                encoder, encoder_name, queries, passages, out, config, show_progress
+            )
         emb = embed_passages(
             encoder,
             corpus.passages,
