@@ -9,9 +9,10 @@ import pytest
 
 from geckokit.corpus import load_corpus
 from geckokit.fret.generate import GenerateConfig
-from geckokit.fret.generate_run import RunMismatchError, generate_queries
+from geckokit.fret.generate_run import generate_queries
 from geckokit.fret.validate import copy_overlap
 from geckokit.io import read_shards
+from geckokit.pipeline.runs import RunMismatchError
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from geckokit.corpus import load_corpus
-from geckokit.fret.generate_run import RunMismatchError
 from geckokit.fret.mine_run import MineConfig, mine
 from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.io import read_shards, write_table
+from geckokit.pipeline.runs import RunMismatchError
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,9 @@ from geckokit.corpus import Corpus, load_corpus
 from geckokit.fret.generate import GenerateConfig, QueryGenerator
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
-from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
+from geckokit.pipeline.runs import open_run
 from geckokit.pipeline.shards import run_sharded
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ REJECT_COLUMNS = [
     "final",
     "seconds",
 ]
-
-
-class RunMismatchError(ValueError):
-    """The output folder holds a run made with other settings."""
 
 
 def model_fingerprint(llm: LLM) -> dict[str, Any]:
@@ -142,17 +139,7 @@ def generate_queries(
         },
         "shard_size": shard_size,
     }
-    previous = read_json(out / MANIFEST)
-    if previous is not None:
-        mismatched = [k for k in identity if k != "model" and previous.get(k) != identity[k]]
-        if previous.get("model", {}).get("id") != identity["model"]["id"]:
-            mismatched.append("model")
-        if mismatched:
-            raise RunMismatchError(
-                f"{out} holds a generate run with different {', '.join(mismatched)}; "
-                "use another --out folder (or delete this one) to start afresh"
-            )
-    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    open_run(out, identity)
     generator = QueryGenerator(llm, prompt, config)
     run = run_sharded(
         passages,

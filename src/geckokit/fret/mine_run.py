@@ -23,11 +23,12 @@ from pydantic import BaseModel, Field
 
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
-from geckokit.fret.generate_run import RunMismatchError, model_fingerprint
+from geckokit.fret.generate_run import model_fingerprint
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
+from geckokit.pipeline.runs import open_run
 from geckokit.pipeline.shards import run_sharded
 
 log = logging.getLogger(__name__)
@@ -250,16 +251,7 @@ def mine(
         "corpus": {"source": corpus.source, "passages": len(corpus)},
         "shard_size": shard_size,
     }
-    previous = read_json(out / MANIFEST)
-    if previous is not None:
-        mismatched = [k for k in identity if k != "model" and previous.get(k) != identity[k]]
-        if previous.get("model", {}).get("id") != identity["model"]["id"]:
-            mismatched.append("model")
-        if mismatched:
-            raise RunMismatchError(
-                f"{out} holds a mine run with different {', '.join(mismatched)}; use another --out folder"
-            )
-    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    open_run(out, identity)
 
     passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
     cand_path = out / "candidates" / "part-00000.parquet"

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from geckokit.llm.base import LLM, logsumexp
+from geckokit.llm.base import LLM, log_softmax, logsumexp
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +167,15 @@ class PairScorer:
                 ids, [*range(start - 1, start + len(q_ids) - 1), last], reuse_limit=len(head)
             )
             ql = (
-                float(np.mean([_logprob(rows[start - 1 + k], t) for k, t in enumerate(q_ids)]))
+                float(
+                    np.mean(
+                        [float(log_softmax(rows[start - 1 + k])[t]) for k, t in enumerate(q_ids)]
+                    )
+                )
                 if q_ids
                 else float("nan")
             )
-            dist = _log_softmax(rows[last])
+            dist = log_softmax(rows[last])
             labels = {
                 name: logsumexp([float(dist[i]) for i in ids_])
                 for name, ids_ in self._label_ids.items()
@@ -179,15 +183,3 @@ class PairScorer:
             out.append(PairScore(ql, self.prompt.rc_score(labels), labels))
             llm.usage.requests += 1
         return out
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64, copy=False)
-    top = row.max()
-    return row - (top + math.log(np.exp(row - top).sum()))
-
-
-def _logprob(row: np.ndarray, token: int) -> float:
-    row = row.astype(np.float64, copy=False)
-    top = row.max()
-    return float(row[token] - (top + math.log(np.exp(row - top).sum())))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 
 class Message(TypedDict):
@@ -131,6 +131,15 @@ def logsumexp(values: Sequence[float]) -> float:
         return float("-inf")
     top = max(finite)
     return top + math.log(math.fsum(math.exp(v - top) for v in finite))
+
+
+def log_softmax(row: Any) -> Any:
+    """Natural-log softmax of a 1-d array of logits, in float64 (numpy)."""
+    import numpy as np
+
+    row = np.asarray(row, dtype=np.float64)
+    top = row.max()
+    return row - (top + math.log(np.exp(row - top).sum()))
 
 
 def check_pairs(prompts: Sequence[object], others: Sequence[object], what: str) -> None:

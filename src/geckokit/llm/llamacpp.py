@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,16 +27,11 @@ from geckokit.llm.base import (
     UsageStats,
     check_labels,
     check_pairs,
+    log_softmax,
     logsumexp,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64, copy=False)
-    top = row.max()
-    return row - (top + math.log(np.exp(row - top).sum()))
 
 
 class LlamaCppLLM:
@@ -192,7 +186,7 @@ class LlamaCppLLM:
             start = len(prompt_ids)
             rows = self.eval_rows(ids, range(start - 1, len(ids) - 1))
             logprobs = tuple(
-                float(_log_softmax(rows[start - 1 + k])[tok]) for k, tok in enumerate(cont_ids)
+                float(log_softmax(rows[start - 1 + k])[tok]) for k, tok in enumerate(cont_ids)
             )
             pieces = tuple(self.detokenize([t]) for t in cont_ids)
             out.append(ContinuationScore(tokens=pieces, token_logprobs=logprobs))
@@ -206,7 +200,7 @@ class LlamaCppLLM:
         for prompt in prompts:
             prompt_ids = self._prompt_tokens(prompt)
             last = len(prompt_ids) - 1
-            dist = _log_softmax(self.eval_rows(prompt_ids, [last])[last])
+            dist = log_softmax(self.eval_rows(prompt_ids, [last])[last])
             result = {}
             for label, token_lists in spellings.items():
                 values = []
@@ -228,7 +222,7 @@ class LlamaCppLLM:
         rows = self.eval_rows(ids, range(start, len(ids) - 1))
         total = float(first[toks[0]])
         for k in range(1, len(toks)):
-            total += float(_log_softmax(rows[start - 1 + k])[toks[k]])
+            total += float(log_softmax(rows[start - 1 + k])[toks[k]])
         return total
 
     # ------------------------------------------------------------- the engine

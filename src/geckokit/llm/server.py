@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from geckokit._deps import require
-from geckokit.llm.llamacpp import LlamaCppLLM, _log_softmax
+from geckokit.llm.base import log_softmax
+from geckokit.llm.llamacpp import LlamaCppLLM
 
 
 class CompletionRequest(BaseModel):
@@ -110,13 +111,13 @@ class _Engine:
                         values.append(None)
                         tops.append(None)
                     else:
-                        dist = _log_softmax(rows[i - 1])
+                        dist = log_softmax(rows[i - 1])
                         values.append(float(dist[tok]))
                         tops.append(_top(dist, top_k or 0, self.piece) if top_k else None)
             generated = ""
             n_generated = 0
             finish = "length"
-            dist = _log_softmax(rows[len(ids) - 1])
+            dist = log_softmax(rows[len(ids) - 1])
             seq = list(ids)
             for _ in range(max_tokens):
                 if temperature <= 0:
@@ -141,7 +142,7 @@ class _Engine:
                     break
                 seq.append(tok)
                 llm._check_fits(len(seq) + 1)
-                dist = _log_softmax(llm.eval_rows(seq, [len(seq) - 1])[len(seq) - 1])
+                dist = log_softmax(llm.eval_rows(seq, [len(seq) - 1])[len(seq) - 1])
         return {
             "text": (text if echo else "") + generated,
             "generated": generated,
