@@ -108,3 +108,12 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
         "5",
     )
     assert bad.returncode == 2 and "different config" in bad.stderr
+
+
+def test_bad_corpus_is_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_bytes(b'{"_id": "1", "text": "fine"}\n{"_id": "2", "text": "bad \xff"}\n')
+    result = run("generate", "--corpus", str(corpus), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "bad.jsonl:2: invalid UTF-8" in result.stderr and "--skip-invalid" in result.stderr
+    assert "Traceback" not in result.stderr
