@@ -31,6 +31,13 @@ def test_help_and_version() -> None:
     assert result.exit_code == 0 and __version__ in result.output
 
 
+def test_every_command_has_help() -> None:
+    for name in cli.commands:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage:" in result.output
+
+
 def test_import_stays_light() -> None:
     code = (
         "import sys, geckokit, geckokit.registry, geckokit.llm, geckokit.cli.main\n"

@@ -97,6 +97,9 @@ class ModelEntry:
     hub_repo: str | None = None  # upstream hub repository, for online users
     hub_file: str | None = None  # file inside `hub_repo` (GGUF models)
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # FRet step 2 fusion that `geckokit rerank-eval` measured best for this LLM (None: the
+    # paper's RRF of QL and RC). See the README's rerank-eval table.
+    rerank_fusion: str | None = None
 
     @property
     def source(self) -> str:
@@ -133,6 +136,7 @@ REGISTRY: dict[str, ModelEntry] = {
             hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             hub_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             aliases=("qwen-0.5b",),
+            rerank_fusion="ql",
         ),
         ModelEntry(
             name="qwen2.5-coder-1.5b-instruct",
@@ -520,3 +524,12 @@ def verify(name: str) -> Path:
     except ModelError as exc:
         raise ModelError(f"{exc}; run `geckokit models pull {entry.name} --force`") from exc
     return target
+
+
+def default_fusion(llm_spec: str | None) -> str:
+    """The fusion to use for an LLM given by name: its measured default, else ``rrf``."""
+    try:
+        entry = get_entry(llm_spec or DEFAULT_LLM)
+    except UnknownModelError:
+        return "rrf"
+    return entry.rerank_fusion or "rrf"

@@ -19,6 +19,8 @@ class _Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # --help, usage errors and ^C keep click's own handling
         except (ValueError, ModelError, MissingDependencyError, RuntimeError, OSError) as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise

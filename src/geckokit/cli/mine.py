@@ -44,9 +44,9 @@ import click
 @click.option(
     "--fusion",
     type=click.Choice(["rrf", "ql", "rc", "weighted"]),
-    default="rrf",
-    show_default=True,
-    help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC).",
+    default=None,
+    help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC, the paper's). "
+    "Default: what rerank-eval measured best for the LLM (ql for qwen2.5-coder-0.5b-instruct), else rrf.",
 )
 @click.option(
     "--weights",
@@ -96,7 +96,7 @@ def mine(
     encoder: str | None,
     llm_spec: str | None,
     top_n: int,
-    fusion: str,
+    fusion: str | None,
     weights: str,
     negative: str,
     negatives_k: int,
@@ -117,7 +117,7 @@ def mine(
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.llm import load_llm
-    from geckokit.registry import DEFAULT_ENCODER
+    from geckokit.registry import DEFAULT_ENCODER, default_fusion
 
     try:
         w = tuple(float(x) for x in weights.split(","))
@@ -131,7 +131,7 @@ def mine(
         )
     config = MineConfig(
         top_n=top_n,
-        fusion=Fusion.parse(fusion),
+        fusion=Fusion.parse(fusion or default_fusion(llm_spec)),
         weights=w,
         negative=NegativeChoice.parse(negative),
         negatives_k=negatives_k,
