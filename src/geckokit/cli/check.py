@@ -6,6 +6,8 @@ import time
 
 import click
 
+from geckokit.cli.options import encoder_option, llm_option
+
 SAMPLE_TITLE = "Honey bees"
 SAMPLE_PASSAGE = (
     "Honey bees communicate the location of food sources through the waggle dance. A forager "
@@ -15,15 +17,8 @@ SAMPLE_PASSAGE = (
 
 
 @click.command()
-@click.option(
-    "--llm",
-    "llm_spec",
-    default=None,
-    help="Registry name, GGUF path or server URL (default: the default LLM).",
-)
-@click.option(
-    "--encoder", default=None, help="Registry name, path or hub id (default: the default encoder)."
-)
+@llm_option
+@encoder_option
 def check(llm_spec: str | None, encoder: str | None) -> None:
     """Check the installation end to end on a sample passage.
 

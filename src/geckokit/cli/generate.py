@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from geckokit.cli.options import llm_option
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -24,12 +26,7 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path),
     help="Run folder (queries/, rejects/, manifest.json).",
 )
-@click.option(
-    "--llm",
-    "llm_spec",
-    default=None,
-    help="Registry name, GGUF path or OpenAI-compatible URL (default: qwen2.5-coder-0.5b-instruct).",
-)
+@llm_option
 @click.option("--limit", type=int, default=None, help="Use only the first N passages.")
 @click.option(
     "--seed",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geckokit.cli.options import encoder_option, llm_option
+
 
 @click.command()
 @click.option(
@@ -27,17 +29,8 @@ import click
     type=click.Path(path_type=Path),
     help="Run folder (candidates/, scores/, fret/, manifest.json).",
 )
-@click.option(
-    "--encoder",
-    default=None,
-    help="Initial retriever: registry name, path or hub id (default: all-minilm-l6-v2).",
-)
-@click.option(
-    "--llm",
-    "llm_spec",
-    default=None,
-    help="Registry name, GGUF path or OpenAI-compatible URL (default: qwen2.5-coder-0.5b-instruct).",
-)
+@encoder_option
+@llm_option
 @click.option(
     "--top-n", type=int, default=20, show_default=True, help="Neighbours per query (the paper's N)."
 )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from geckokit.cli.options import encoder_option, llm_option
+
 
 @click.command("rerank-eval")
 @click.option(
@@ -16,15 +18,8 @@ import click
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A BEIR folder with qrels/test.tsv.",
 )
-@click.option(
-    "--encoder", default=None, help="Registry name, path or hub id (default: all-minilm-l6-v2)."
-)
-@click.option(
-    "--llm",
-    "llm_spec",
-    default=None,
-    help="Registry name, GGUF path or OpenAI-compatible URL (default: qwen2.5-coder-0.5b-instruct).",
-)
+@encoder_option
+@llm_option
 @click.option(
     "--top-k", type=int, default=20, show_default=True, help="Candidates per query to rerank."
 )

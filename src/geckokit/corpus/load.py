@@ -10,13 +10,13 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from geckokit.corpus.split import split_passage
+from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,12 @@ class CorpusError(ValueError):
     """The corpus cannot be read as given; the message names the file (and line) and the fix."""
 
 
-class CorpusFormat(str, Enum):
+class CorpusFormat(ClosedSet):
     JSONL = "jsonl"
     PARQUET = "parquet"
     CSV = "csv"
     BEIR = "beir"
     TEXT_DIR = "text-dir"
-
-    @classmethod
-    def parse(cls, value: str) -> CorpusFormat:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"unknown corpus format {value!r}; valid: {', '.join(f.value for f in cls)}"
-            ) from None
 
 
 @dataclass

@@ -9,38 +9,21 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+
+from geckokit.types import ClosedSet
 
 
-class Fusion(str, Enum):
+class Fusion(ClosedSet):
     RRF = "rrf"  # R = 1/rank_QL + 1/rank_RC (the paper)
     QL = "ql"  # query likelihood only
     RC = "rc"  # relevance classification only
     WEIGHTED = "weighted"  # w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder
 
-    @classmethod
-    def parse(cls, value: str) -> Fusion:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"unknown fusion {value!r}; valid: {', '.join(f.value for f in cls)}"
-            ) from None
 
-
-class NegativeChoice(str, Enum):
+class NegativeChoice(ClosedSet):
     RANK_N = "rank-n"  # the candidate ranked last (rank N): the paper's best
     RANDOM = "random"  # a random candidate from the lower half of the fused ranking
     LOWEST_K = "lowest-k"  # the k lowest-ranked candidates
-
-    @classmethod
-    def parse(cls, value: str) -> NegativeChoice:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"unknown negative choice {value!r}; valid: {', '.join(f.value for f in cls)}"
-            ) from None
 
 
 def ranks(scores: Sequence[float]) -> list[int]:

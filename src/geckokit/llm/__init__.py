@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 from typing import Any
 
 from geckokit.llm.base import (
@@ -24,6 +23,7 @@ from geckokit.llm.base import (
     UsageStats,
     yes_no_labels,
 )
+from geckokit.types import ClosedSet
 
 __all__ = [
     "LLM",
@@ -39,18 +39,10 @@ __all__ = [
 ]
 
 
-class Backend(str, Enum):
+class Backend(ClosedSet):
     LLAMACPP = "llamacpp"
     OPENAI = "openai"
     TRANSFORMERS = "transformers"
-
-    @classmethod
-    def parse(cls, value: str) -> Backend:
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(b.value for b in cls)
-            raise ValueError(f"unknown LLM backend {value!r}; valid: {valid}") from None
 
 
 def detect_backend(spec: str) -> Backend:
