@@ -1,0 +1,1 @@
+"""Training: losses (pure tensor maths), batching, and glue to sentence-transformers."""
