@@ -29,8 +29,8 @@ def test_only_the_own_hard_negative_counts() -> None:
     q, pos, neg = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
     other = neg.clone()
     other[1] = torch.randn(4)  # change example 1's negative only
-    a = gecko_loss(q, pos, neg, reduction="none")
-    b = gecko_loss(q, pos, other, reduction="none")
+    a = gecko_loss(q, pos, neg, temperature=1.0, reduction="none")
+    b = gecko_loss(q, pos, other, temperature=1.0, reduction="none")
     assert torch.allclose(a[[0, 2]], b[[0, 2]])  # the others' terms do not see it
     assert not torch.allclose(a[1], b[1])
 
