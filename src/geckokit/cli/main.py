@@ -55,13 +55,14 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from geckokit.cli import check, generate, llm_serve, mine, models, rerank_eval
+    from geckokit.cli import check, generate, llm_serve, mine, mix, models, rerank_eval
 
     cli.add_command(models.models)
     cli.add_command(check.check)
     cli.add_command(generate.generate)
     cli.add_command(mine.mine)
     cli.add_command(rerank_eval.rerank_eval)
+    cli.add_command(mix.mix)
     cli.add_command(llm_serve.llm_serve)
 
 
