@@ -55,7 +55,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from geckokit.cli import check, generate, llm_serve, mine, mix, models, rerank_eval
+    from geckokit.cli import check, generate, llm_serve, mine, mix, models, rerank_eval, train
 
     cli.add_command(models.models)
     cli.add_command(check.check)
@@ -63,6 +63,7 @@ def _register() -> None:
     cli.add_command(mine.mine)
     cli.add_command(rerank_eval.rerank_eval)
     cli.add_command(mix.mix)
+    cli.add_command(train.train)
     cli.add_command(llm_serve.llm_serve)
 
 

@@ -28,9 +28,11 @@ def gecko_loss(
     temperature: float = 0.05,
     same_tower: bool = True,
     reduction: str = "mean",
+    neg_mask: Any | None = None,
 ) -> Any:
     """Eq. 3 of the paper. ``q``, ``pos``: (B, dim); ``neg``: (B, dim) or None. Returns the
     mean loss (a scalar tensor), or per example with ``reduction="none"`` (B,).
+    ``neg_mask`` (B,) bool marks the rows that have a hard negative (default: all).
     Embeddings need not be normalised (cosine is used)."""
     torch = require("torch", extra="train", purpose="the training loss")
     f = torch.nn.functional
@@ -45,7 +47,10 @@ def gecko_loss(
     logits = [qn @ pn.T / temperature]  # (B, B): column i of row i is the target
     if neg is not None:
         nn = f.normalize(neg, dim=-1)
-        logits.append((qn * nn).sum(-1, keepdim=True) / temperature)  # (B, 1): own hard negative
+        own = (qn * nn).sum(-1, keepdim=True) / temperature  # (B, 1): own hard negative
+        if neg_mask is not None:
+            own = own.masked_fill(~neg_mask.view(-1, 1), float("-inf"))
+        logits.append(own)
     if same_tower:
         qq = qn @ qn.T / temperature  # (B, B)
         qq = qq.masked_fill(torch.eye(b, dtype=torch.bool, device=q.device), float("-inf"))
@@ -64,6 +69,7 @@ def matryoshka_loss(
     weights: Sequence[float] | None = None,
     temperature: float = 0.05,
     same_tower: bool = True,
+    neg_mask: Any | None = None,
 ) -> Any:
     """:func:`gecko_loss` on the first ``d`` dimensions for each ``d`` in ``dims`` (all
     dimensions when empty), combined as a weighted mean (equal weights by default)."""
@@ -82,6 +88,7 @@ def matryoshka_loss(
             None if neg is None else neg[:, :d],
             temperature=temperature,
             same_tower=same_tower,
+            neg_mask=neg_mask,
         )
         for d, wi in zip(dims, w, strict=True)
     )

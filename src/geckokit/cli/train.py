@@ -1,0 +1,101 @@
+"""``geckokit train``: contrastive fine-tuning on a mixture (Gecko, section 3.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--mixture",
+    "mixture_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A `geckokit mix` output folder.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder: model/, checkpoints/, manifest.json.",
+)
+@click.option(
+    "--base",
+    default="all-minilm-l6-v2",
+    show_default=True,
+    help="Encoder to fine-tune: registry name, path or hub id.",
+)
+@click.option(
+    "--max-steps",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Stop after N steps (-1: run --epochs).",
+)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-5, show_default=True)
+@click.option(
+    "--temperature",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Softmax temperature of the loss.",
+)
+@click.option("--no-same-tower", is_flag=True, help="Leave out the query-query negatives.")
+@click.option(
+    "--dims",
+    default=None,
+    help="Matryoshka dims, e.g. 384,256,128,64 (default: full, 2/3, 1/3, 1/6 of the width).",
+)
+@click.option(
+    "--save-steps", type=int, default=500, show_default=True, help="Checkpoint every N steps."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(
+    mixture_dir: Path,
+    out: Path,
+    base: str,
+    max_steps: int,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    temperature: float,
+    no_same_tower: bool,
+    dims: str | None,
+    save_steps: int,
+    seed: int,
+) -> None:
+    """Fine-tune an encoder with in-batch, same-tower and hard negatives over Matryoshka
+    dimensions. Rerun the same command to continue from the newest checkpoint. The result
+    loads with SentenceTransformer(OUT/model)."""
+    from geckokit.train.trainer import TrainConfig
+    from geckokit.train.trainer import train as run
+
+    try:
+        dim_list = [int(d) for d in dims.split(",")] if dims else []
+    except ValueError:
+        raise click.BadParameter(
+            f"expected integers like 384,256,128, got {dims!r}", param_hint="--dims"
+        ) from None
+    config = TrainConfig(
+        base=base,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        temperature=temperature,
+        same_tower=not no_same_tower,
+        matryoshka_dims=dim_list,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    manifest = run(mixture_dir, out, config=config)
+    curve = manifest["loss_curve"]
+    first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))
+    click.echo(
+        f"{manifest['steps']} steps in {manifest['seconds']}s; loss {first:.3f} -> {last:.3f}; Matryoshka dims {manifest['matryoshka_dims']}"
+    )
+    click.echo(f"model: {manifest['model']}")

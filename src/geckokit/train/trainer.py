@@ -1,0 +1,269 @@
+"""``geckokit train``: contrastive fine-tuning on a mixture with sentence-transformers' trainer.
+
+The loss is paper eq. 3 (:func:`geckokit.train.losses.matryoshka_loss`): in-batch
+positives, same-tower query negatives and each example's own hard negative, averaged over
+Matryoshka dimensions. Batches come from :func:`geckokit.train.batching.plan_batches` (one
+source per batch, no repeated text, per-source weights). Checkpoints, resumption and
+logging are the trainer's; the saved folder loads with ``SentenceTransformer(path)``,
+carries the unified-format prompts and records the Matryoshka dimensions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from geckokit._deps import require
+from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+
+log = logging.getLogger(__name__)
+
+#: Prompts saved with a trained model: the unified format with a generic retrieval task.
+QUERY_PROMPT = "task: search result | query: "
+DOCUMENT_PROMPT = "title: none | text: "
+
+
+class TrainConfig(BaseModel):
+    """Settings of ``geckokit train``."""
+
+    base: str = Field(
+        "all-minilm-l6-v2", description="encoder to fine-tune (registry name, path or hub id)"
+    )
+    max_steps: int = Field(-1, description="stop after this many steps (-1: run the epochs)")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    temperature: float = Field(0.05, gt=0)
+    same_tower: bool = True
+    matryoshka_dims: list[int] = Field(
+        default_factory=list, description="empty: full, 1/2, 1/3 and 1/6 of the width"
+    )
+    max_seq_length: int = Field(256, ge=16)
+    save_steps: int = Field(500, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    seed: int = 0
+    weights: dict[str, float] | None = Field(
+        None, description="per-source weights (default: the mixture's)"
+    )
+
+
+def default_dims(width: int) -> list[int]:
+    """Matryoshka dims for a width: e.g. 384 -> [384, 256, 128, 64]."""
+    dims = [width, width * 2 // 3, width // 3, width // 6]
+    return sorted({d for d in dims if d >= 16}, reverse=True)
+
+
+def _loss_module(model: Any, dims: list[int], config: TrainConfig) -> Any:
+    torch = require("torch", extra="train", purpose="training")
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    from geckokit.train.losses import matryoshka_loss
+
+    class GeckoLoss(torch.nn.Module):  # type: ignore[misc, name-defined]
+        """Paper eq. 3 over Matryoshka dims; rows with an empty negative text have none."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, sentence_features: list[dict[str, Any]], labels: Any = None) -> Any:
+            features = list(sentence_features)
+            embeddings = embed_columns(self.model, features)
+            q, pos = embeddings[0], embeddings[1]
+            neg = embeddings[2] if len(embeddings) > 2 else None
+            mask = None
+            if neg is not None:
+                mask = features[2]["attention_mask"].sum(dim=1) > 2  # more than [CLS] [SEP]
+            return matryoshka_loss(
+                q,
+                pos,
+                neg,
+                dims=dims,
+                temperature=config.temperature,
+                same_tower=config.same_tower,
+                neg_mask=mask,
+            )
+
+    return GeckoLoss()
+
+
+def _batch_sampler(
+    sources: list[str], texts: list[tuple[str, str, str]], weights: dict[str, float] | None
+) -> Any:
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+
+    from geckokit.train.batching import plan_batches
+
+    class PlannedBatchSampler(DefaultBatchSampler):  # type: ignore[misc]
+        def __init__(self, dataset: Any, batch_size: int, drop_last: bool, **kwargs: Any) -> None:
+            super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, **kwargs)
+            self._plan = plan_batches(
+                sources, texts, batch_size=batch_size, weights=weights, seed=self.seed
+            )
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            plan = plan_batches(
+                sources,
+                texts,
+                batch_size=self.batch_size,
+                weights=weights,
+                seed=self.seed + self.epoch,
+            )
+            yield from plan
+
+        def __len__(self) -> int:
+            return len(self._plan)
+
+    return PlannedBatchSampler
+
+
+def train(
+    mixture_dir: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``config.base`` on the mixture in ``mixture_dir`` into ``out/model`` and
+    return the run manifest. With ``resume`` the newest checkpoint under ``out/checkpoints``
+    is continued."""
+    config = config or TrainConfig()
+    require("sentence_transformers", extra="train", purpose="training")
+    require(
+        "datasets", extra="train", purpose="training (pip install 'sentence-transformers[train]')"
+    )
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+
+    from geckokit.encoder import load_encoder
+
+    mixture_dir, out = Path(mixture_dir), Path(out)
+    table = read_shards(mixture_dir / "mixture")
+    if table is None or table.num_rows == 0:
+        raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
+    mix_manifest = read_json(mixture_dir / MANIFEST) or {}
+    weights = config.weights if config.weights is not None else mix_manifest.get("weights")
+    rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
+    sources = rows["source"]
+    texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
+    dataset = Dataset.from_dict(
+        {"query": rows["query"], "positive": rows["positive"], "negative": rows["negative"]}
+    )
+
+    model = load_encoder(config.base)
+    model.max_seq_length = config.max_seq_length
+    width = model.get_sentence_embedding_dimension()
+    dims = config.matryoshka_dims or default_dims(width)
+    if any(d > width or d < 1 for d in dims):
+        raise ValueError(f"Matryoshka dims must lie in [1, {width}] for {config.base}, got {dims}")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        report_to="none",
+        dataloader_drop_last=True,
+        disable_tqdm=False,
+    )
+    sampler_class = _batch_sampler(sources, texts, weights)
+
+    class PlannedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
+        # the sampler lives on the trainer, not in the (pickled) training arguments
+        def get_batch_sampler(
+            self,
+            dataset: Any,
+            batch_size: int,
+            drop_last: bool,
+            valid_label_columns: Any = None,
+            generator: Any = None,
+            seed: int = 0,
+        ) -> Any:
+            return sampler_class(
+                dataset,
+                batch_size=batch_size,
+                drop_last=drop_last,
+                valid_label_columns=valid_label_columns,
+                generator=generator,
+                seed=seed,
+            )
+
+    loss = _loss_module(model, dims, config)
+    trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    checkpoints = sorted(
+        (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+    )
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume and checkpoints else None)
+    seconds = time.perf_counter() - t0
+    model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
+    model.default_prompt_name = None
+    target = out / "model"
+    model.save(str(target))
+    losses = [
+        {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
+    ]
+    info = {
+        "geckokit": environment()["geckokit"],
+        "base": config.base,
+        "matryoshka_dims": dims,
+        "loss": "Gecko eq. 3: in-batch positives + same-tower query negatives + own hard negative, Matryoshka",
+        "temperature": config.temperature,
+        "same_tower": config.same_tower,
+        "mixture": {
+            "source": str(mixture_dir),
+            "rows": table.num_rows,
+            "sources": mix_manifest.get("sources"),
+            "weights": weights,
+        },
+        "prompts": model.prompts,
+    }
+    (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
+    _append_card(target / "README.md", info, config, trainer.state.global_step)
+    manifest = {
+        "stage": "train",
+        "config": config.model_dump(),
+        "model": str(target),
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "loss_curve": losses,
+        "matryoshka_dims": dims,
+        "environment": environment(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def _append_card(card: Path, info: dict[str, Any], config: TrainConfig, steps: int) -> None:
+    text = card.read_text() if card.exists() else ""
+    sources = info["mixture"]["sources"] or {}
+    lines = [
+        "",
+        "## Trained with geckokit",
+        "",
+        f"- Base model: `{config.base}`; {steps} steps, batch size {config.batch_size}, learning rate {config.learning_rate}.",
+        f"- Loss: {info['loss']}, temperature {config.temperature}.",
+        f"- Matryoshka dimensions: {', '.join(map(str, info['matryoshka_dims']))} (truncate with `truncate_dim=`).",
+        "- Data: "
+        + (
+            ", ".join(f"{s} ({n} rows)" for s, n in sources.items())
+            or str(info["mixture"]["source"])
+        ),
+        f"- Prompts: queries `{QUERY_PROMPT}...` (replace the task to suit), documents `{DOCUMENT_PROMPT}...`",
+        "",
+    ]
+    card.write_text(text + "\n".join(lines))
