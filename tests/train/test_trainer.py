@@ -1,0 +1,80 @@
+"""A real short training run of MiniLM on a small mixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_mixture(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from geckokit.mixture.build import build_mixture
+
+    src = tmp_path_factory.mktemp("src")
+    nli = src / "snli" / "test.jsonl"
+    nli.parent.mkdir()
+    nli.write_text(
+        "".join(
+            (shared_data / "training_pairs/snli_esnli/test.jsonl")
+            .read_text()
+            .splitlines(keepends=True)[:120]
+        )
+    )
+    sts = src / "sts" / "train.jsonl"
+    sts.parent.mkdir()
+    sts.write_text(
+        "".join(
+            (shared_data / "sts/stsbenchmark/train.jsonl")
+            .read_text()
+            .splitlines(keepends=True)[:80]
+        )
+    )
+    out = tmp_path_factory.mktemp("mix")
+    build_mixture(out, nli=[nli], sts=[sts])
+    return out
+
+
+def test_training_lowers_the_loss_and_saves_a_loadable_model(
+    small_mixture: Path, tmp_path: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from geckokit.encoder import load_encoder
+    from geckokit.train.trainer import TrainConfig, train
+
+    base = load_encoder("all-minilm-l6-v2")
+    before = base.encode(["task: search result | query: a dog runs"])
+    config = TrainConfig(
+        epochs=3,
+        batch_size=8,
+        learning_rate=5e-5,
+        logging_steps=1,
+        save_steps=1000,
+        matryoshka_dims=[384, 128, 32],
+    )
+    manifest = train(small_mixture, tmp_path, config=config)
+    curve = [e["loss"] for e in manifest["loss_curve"]]
+    n = len(curve) // 3
+    assert n >= 3
+    assert np.mean(curve[-n:]) < np.mean(curve[:n])  # the last epoch's loss is below the first's
+
+    model = SentenceTransformer(str(tmp_path / "model"))
+    assert model.prompts["query"].startswith("task: ") and model.prompts["document"].startswith(
+        "title: "
+    )
+    info = json.loads((tmp_path / "model" / "geckokit.json").read_text())
+    assert info["matryoshka_dims"] == [384, 128, 32]
+    assert "Trained with geckokit" in (tmp_path / "model" / "README.md").read_text()
+    after = model.encode(["task: search result | query: a dog runs"])
+    assert not np.allclose(before, after, atol=1e-4)  # the weights changed
+    small = SentenceTransformer(str(tmp_path / "model"), truncate_dim=128)
+    emb = small.encode(
+        ["a dog runs", "a puppy is running", "stock prices fell"], normalize_embeddings=True
+    )
+    assert emb.shape == (3, 128)
+    assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2])
