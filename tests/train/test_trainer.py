@@ -78,3 +78,39 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(
     )
     assert emb.shape == (3, 128)
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2])
+
+
+def test_gradient_caching_matches_the_uncached_gradients() -> None:
+    import torch
+
+    from geckokit.encoder import load_encoder
+    from geckokit.train.trainer import build_loss
+
+    model = load_encoder("all-minilm-l6-v2")
+    model.eval()  # no dropout: both passes see the same network
+    queries = [
+        f"task: search result | query: question number {i} about topic {i % 3}" for i in range(6)
+    ]
+    positives = [f"title: none | text: passage {i} answers question {i}" for i in range(6)]
+    negatives = [f"title: none | text: unrelated text {i}" for i in range(5)] + [
+        ""
+    ]  # last row has none
+    features = [model.tokenize(t) for t in (queries, positives, negatives)]
+
+    def grads(mini_batch_size: int) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        fresh = [
+            {k: v.clone() if hasattr(v, "clone") else v for k, v in f.items()} for f in features
+        ]
+        loss = build_loss(model, [384, 64], mini_batch_size=mini_batch_size)(fresh)
+        loss.backward()
+        return float(loss), [
+            p.grad.detach().clone() for p in model.parameters() if p.grad is not None
+        ]
+
+    plain_loss, plain = grads(0)
+    cached_loss, cached = grads(2)
+    assert cached_loss == pytest.approx(plain_loss, rel=1e-5)
+    assert len(plain) == len(cached) > 0
+    for a, b in zip(plain, cached, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)

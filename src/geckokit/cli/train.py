@@ -51,6 +51,13 @@ import click
     help="Matryoshka dims, e.g. 384,256,128,64 (default: full, 2/3, 1/3, 1/6 of the width).",
 )
 @click.option(
+    "--gradcache-mini-batch",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Gradient caching: embed in mini-batches of N so large batches fit in memory (0: off).",
+)
+@click.option(
     "--save-steps", type=int, default=500, show_default=True, help="Checkpoint every N steps."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -65,6 +72,7 @@ def train(
     temperature: float,
     no_same_tower: bool,
     dims: str | None,
+    gradcache_mini_batch: int,
     save_steps: int,
     seed: int,
 ) -> None:
@@ -89,6 +97,7 @@ def train(
         temperature=temperature,
         same_tower=not no_same_tower,
         matryoshka_dims=dim_list,
+        gradcache_mini_batch=gradcache_mini_batch,
         save_steps=save_steps,
         seed=seed,
     )

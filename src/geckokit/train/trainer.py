@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     temperature: float = Field(0.05, gt=0)
     same_tower: bool = True
+    gradcache_mini_batch: int = Field(
+        0, ge=0, description="gradient caching with this mini-batch (0: off)"
+    )
     matryoshka_dims: list[int] = Field(
         default_factory=list, description="empty: full, 1/2, 1/3 and 1/6 of the width"
     )
@@ -59,36 +62,66 @@ def default_dims(width: int) -> list[int]:
     return sorted({d for d in dims if d >= 16}, reverse=True)
 
 
-def _loss_module(model: Any, dims: list[int], config: TrainConfig) -> Any:
+def build_loss(
+    model: Any,
+    dims: list[int],
+    *,
+    temperature: float = 0.05,
+    same_tower: bool = True,
+    mini_batch_size: int = 0,
+) -> Any:
+    """The training loss as a sentence-transformers loss module: paper eq. 3 over Matryoshka
+    ``dims``; rows whose negative text is empty have no hard negative.
+
+    ``mini_batch_size > 0`` turns on gradient caching (GradCache, through
+    sentence-transformers' ``CachedLossMixin``): embeddings are computed in mini-batches
+    without a graph, the loss of the whole batch is back-propagated to them, and each
+    mini-batch is embedded again with its cached gradient, so memory follows the mini-batch
+    while the loss sees the full batch.
+    """
     torch = require("torch", extra="train", purpose="training")
+    from sentence_transformers.base.losses.gradcache import CachedLossMixin
     from sentence_transformers.base.losses.merged_forward import embed_columns
 
     from geckokit.train.losses import matryoshka_loss
 
-    class GeckoLoss(torch.nn.Module):  # type: ignore[misc, name-defined]
-        """Paper eq. 3 over Matryoshka dims; rows with an empty negative text have none."""
-
+    class GeckoLoss(CachedLossMixin, torch.nn.Module):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.model = model
+            self.mini_batch_size = mini_batch_size
+            self._neg_mask: Any = None
+
+        def _loss(self, embeddings: list[Any]) -> Any:
+            neg = embeddings[2] if len(embeddings) > 2 else None
+            return matryoshka_loss(
+                embeddings[0],
+                embeddings[1],
+                neg,
+                dims=dims,
+                temperature=temperature,
+                same_tower=same_tower,
+                neg_mask=self._neg_mask,
+            )
 
         def forward(self, sentence_features: list[dict[str, Any]], labels: Any = None) -> Any:
             features = list(sentence_features)
-            embeddings = embed_columns(self.model, features)
-            q, pos = embeddings[0], embeddings[1]
-            neg = embeddings[2] if len(embeddings) > 2 else None
-            mask = None
-            if neg is not None:
-                mask = features[2]["attention_mask"].sum(dim=1) > 2  # more than [CLS] [SEP]
-            return matryoshka_loss(
-                q,
-                pos,
-                neg,
-                dims=dims,
-                temperature=config.temperature,
-                same_tower=config.same_tower,
-                neg_mask=mask,
+            # an empty negative tokenizes to [CLS] [SEP] only
+            self._neg_mask = (
+                features[2]["attention_mask"].sum(dim=1) > 2 if len(features) > 2 else None
             )
+            if self.mini_batch_size > 0:
+                return self.forward_cached(features, labels)
+            return self._loss(embed_columns(self.model, features))
+
+        def calculate_loss(
+            self, reps: list[list[Any]], labels: Any = None, *, with_backward: bool = False
+        ) -> Any:
+            loss = self._loss([torch.cat(mbs, dim=0) for mbs in reps])  # (B, dim) per column
+            if with_backward:
+                loss.backward()
+                loss = loss.detach()
+            return loss
 
     return GeckoLoss()
 
@@ -202,7 +235,13 @@ def train(
                 seed=seed,
             )
 
-    loss = _loss_module(model, dims, config)
+    loss = build_loss(
+        model,
+        dims,
+        temperature=config.temperature,
+        same_tower=config.same_tower,
+        mini_batch_size=config.gradcache_mini_batch,
+    )
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     checkpoints = sorted(
         (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
