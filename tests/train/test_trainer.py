@@ -114,3 +114,22 @@ def test_gradient_caching_matches_the_uncached_gradients() -> None:
     assert len(plain) == len(cached) > 0
     for a, b in zip(plain, cached, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_rerun_resumes_from_the_newest_checkpoint(small_mixture: Path, tmp_path: Path) -> None:
+    from geckokit.train.trainer import TrainConfig, train
+
+    first = train(
+        small_mixture,
+        tmp_path,
+        config=TrainConfig(max_steps=2, batch_size=8, save_steps=2, logging_steps=1),
+    )
+    assert first["steps"] == 2 and (tmp_path / "checkpoints" / "checkpoint-2").exists()
+    second = train(
+        small_mixture,
+        tmp_path,
+        config=TrainConfig(max_steps=3, batch_size=8, save_steps=2, logging_steps=1),
+    )
+    assert second["steps"] == 3
+    assert second["resumed_from"] == str(tmp_path / "checkpoints" / "checkpoint-2")
+    assert [e["step"] for e in second["loss_curve"]] == [1, 2, 3]  # history restored, one new step

@@ -247,7 +247,8 @@ def train(
         (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
     )
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume and checkpoints else None)
+    resumed_from = str(checkpoints[-1]) if resume and checkpoints else None
+    trainer.train(resume_from_checkpoint=resumed_from)
     seconds = time.perf_counter() - t0
     model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
     model.default_prompt_name = None
@@ -278,6 +279,7 @@ def train(
         "config": config.model_dump(),
         "model": str(target),
         "steps": trainer.state.global_step,
+        "resumed_from": resumed_from,
         "seconds": round(seconds, 1),
         "loss_curve": losses,
         "matryoshka_dims": dims,
