@@ -37,12 +37,6 @@ CANDIDATE_SCHEMA = pa.schema(
 )
 
 
-def encoder_id(encoder: Any) -> str:
-    path = getattr(encoder, "model_card_data", None)
-    name = getattr(path, "base_model", None) if path is not None else None
-    return str(name or getattr(encoder, "_geckokit_name", None) or type(encoder).__name__)
-
-
 def _fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
 
