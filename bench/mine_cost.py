@@ -73,9 +73,18 @@ def main() -> None:
     )
     encoder = load_encoder()
     emb = embed_passages(encoder, corpus, show_progress=False)
-    cands = retrieve_candidates(queries, corpus, encoder=encoder, passage_embeddings=emb, top_n=args.top_n, show_progress=False)
+    cands = retrieve_candidates(
+        queries,
+        corpus,
+        encoder=encoder,
+        passage_embeddings=emb,
+        top_n=args.top_n,
+        show_progress=False,
+    )
     by_passage: dict[str, list[str]] = defaultdict(list)
-    for qid, cs in zip(cands["query_id"].to_pylist(), cands["candidate_ids"].to_pylist(), strict=True):
+    for qid, cs in zip(
+        cands["query_id"].to_pylist(), cands["candidate_ids"].to_pylist(), strict=True
+    ):
         for p in cs:
             by_passage[p].append(qid)
     text = {r["passage_id"]: r for r in rows}
@@ -88,21 +97,23 @@ def main() -> None:
     llm.usage.reset()
     t0 = time.perf_counter()
     for pid in sorted(by_passage):
-        scorer.score(text[pid]["title"], text[pid]["text"], [(TASK, query[q]) for q in by_passage[pid]])
+        scorer.score(
+            text[pid]["title"], text[pid]["text"], [(TASK, query[q]) for q in by_passage[pid]]
+        )
     wall = time.perf_counter() - t0
     fast_tokens = llm.usage.prompt_tokens_evaluated
     busy = timer.seconds / wall
 
     tok = llm.tokenize
     ideal = len(tok(prompt.instruction, add_bos=True, special=True))
-    ideal += sum(len(tok(scorer.passage_text(text[p]["title"], text[p]["text"]))) for p in by_passage)
+    ideal += sum(
+        len(tok(scorer.passage_text(text[p]["title"], text[p]["text"]))) for p in by_passage
+    )
     per_pair_tail = len(tok(prompt.query.format(task=TASK))) + len(tok(prompt.question))
     ideal += sum(per_pair_tail + len(tok(" " + query[q])) for qs in by_passage.values() for q in qs)
 
     # the naive loop: a fresh prompt for every pair, QL and RC as separate passes
     naive_q = cands.slice(0, args.naive_queries).to_pylist()
-    generic = PairScorer.__new__(PairScorer)
-    generic.llm, generic.prompt, generic.passage_max_tokens, generic.fast = llm, prompt, scorer.passage_max_tokens, False
     llm.set_shared_tokens([])
     llm.usage.reset()
     t0 = time.perf_counter()
@@ -120,11 +131,19 @@ def main() -> None:
     n = len(rows)
     fast_per_ex = fast_tokens / n
     naive_per_ex = naive_tokens / len(naive_q)
-    print(f"FRet step 2 on {n} queries x top {args.top_n} candidates ({sum(len(v) for v in by_passage.values())} pairs), LLM {llm.model_id}")
+    print(
+        f"FRet step 2 on {n} queries x top {args.top_n} candidates ({sum(len(v) for v in by_passage.values())} pairs), LLM {llm.model_id}"
+    )
     print(f"{'':34}{'geckokit':>12}{'naive':>12}{'ratio':>8}")
-    print(f"{'prompt tokens per FRet example':34}{fast_per_ex:12.0f}{naive_per_ex:12.0f}{naive_per_ex / fast_per_ex:7.2f}x")
-    print(f"{'FRet examples per hour':34}{3600 * n / wall:12.1f}{3600 * len(naive_q) / naive_wall:12.1f}{(n / wall) / (len(naive_q) / naive_wall):7.2f}x")
-    print(f"tokens per example / ideal (instruction + passages once + N x (lead + query + question)): {fast_tokens / ideal:.3f} (target <= 1.2)")
+    print(
+        f"{'prompt tokens per FRet example':34}{fast_per_ex:12.0f}{naive_per_ex:12.0f}{naive_per_ex / fast_per_ex:7.2f}x"
+    )
+    print(
+        f"{'FRet examples per hour':34}{3600 * n / wall:12.1f}{3600 * len(naive_q) / naive_wall:12.1f}{(n / wall) / (len(naive_q) / naive_wall):7.2f}x"
+    )
+    print(
+        f"tokens per example / ideal (instruction + passages once + N x (lead + query + question)): {fast_tokens / ideal:.3f} (target <= 1.2)"
+    )
     print(f"LLM busy share of the scoring stage's wall time: {busy:.1%} (target >= 90%)")
 
 

@@ -3,8 +3,8 @@
 Before neighbours are retrieved, the initial encoder is fine-tuned on the generated
 (query, seed passage) pairs with in-batch negatives, so that it already understands the
 unified ``task: ... | query: ...`` format it is about to be queried with. A plain PyTorch
-loop over the sentence-transformers model: one pass, cross-entropy over the scaled cosine
-similarity matrix of a batch (each query's own passage is the target).
+loop over the sentence-transformers model with in-batch negatives only
+(:func:`geckokit.train.losses.gecko_loss` without same-tower or hard negatives).
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from geckokit._deps import require
+from geckokit.train.losses import gecko_loss
 
 log = logging.getLogger(__name__)
-
-
-def in_batch_loss(q: Any, d: Any, *, scale: float = 20.0) -> Any:
-    """InfoNCE with in-batch negatives: q, d are (batch, dim) embeddings; row i of d is the
-    positive of row i of q. Returns the mean cross-entropy (a scalar tensor)."""
-    torch = require("torch", extra="train", purpose="encoder training")
-    f = torch.nn.functional
-    sim = f.normalize(q, dim=-1) @ f.normalize(d, dim=-1).T * scale  # (batch, batch)
-    target = torch.arange(sim.shape[0], device=sim.device)
-    return f.cross_entropy(sim, target)
 
 
 def warmup_encoder(
@@ -63,7 +54,8 @@ def warmup_encoder(
                     continue
                 q = _embed(encoder, [b[0] for b in batch])
                 d = _embed(encoder, [b[1] for b in batch])
-                loss = in_batch_loss(q, d, scale=scale)
+                # plain InfoNCE: eq. 3 without same-tower or hard negatives
+                loss = gecko_loss(q, d, None, temperature=1.0 / scale, same_tower=False)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
