@@ -112,3 +112,9 @@ def test_hub_ids_are_recognised() -> None:
     )
     with pytest.raises(ValueError, match=r"org/repo:file\.gguf"):
         registry.resolve("Qwen/Qwen2.5-0.5B-Instruct-GGUF", kind=ModelKind.LLM)
+
+
+def test_hash_checks_are_recorded_in_the_cache_not_the_package(home: Path) -> None:
+    path = Path(registry.resolve("all-minilm-l6-v2", kind=ModelKind.ENCODER))
+    assert (home / ".all-minilm-l6-v2.verified.json").exists()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".verified.json")]

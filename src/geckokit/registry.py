@@ -257,8 +257,10 @@ def _hashed_path(entry: ModelEntry, target: Path) -> Path:
     return target / entry.hashed_file if entry.hashed_file else target
 
 
-def _marker(target: Path) -> Path:
-    return target.parent / f".{target.name}.verified.json"
+def _marker(entry: ModelEntry) -> Path:
+    """Where the last full hash check of ``entry`` is recorded: always in the cache, so that
+    nothing is written into installed packages."""
+    return cache_dir() / f".{entry.name}.verified.json"
 
 
 def _check_hash(entry: ModelEntry, file: Path) -> None:
@@ -279,19 +281,24 @@ def _check_hash(entry: ModelEntry, file: Path) -> None:
             )
 
 
-def _write_marker(target: Path, file: Path) -> None:
+def _write_marker(entry: ModelEntry, file: Path) -> None:
     st = file.stat()
-    payload = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    _marker(target).write_text(json.dumps(payload))
+    payload = {"path": str(file), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    _marker(entry).parent.mkdir(parents=True, exist_ok=True)
+    _marker(entry).write_text(json.dumps(payload))
 
 
-def _marker_valid(target: Path, file: Path) -> bool:
+def _marker_valid(entry: ModelEntry, file: Path) -> bool:
     try:
-        payload = json.loads(_marker(target).read_text())
+        payload = json.loads(_marker(entry).read_text())
         st = file.stat()
     except (OSError, ValueError):
         return False
-    return bool(payload.get("size") == st.st_size and payload.get("mtime_ns") == st.st_mtime_ns)
+    return bool(
+        payload.get("path") == str(file)
+        and payload.get("size") == st.st_size
+        and payload.get("mtime_ns") == st.st_mtime_ns
+    )
 
 
 def installed_path(entry: ModelEntry, *, verify: bool = True) -> Path | None:
@@ -306,35 +313,27 @@ def installed_path(entry: ModelEntry, *, verify: bool = True) -> Path | None:
         located = entry.parts[0].locate()
         if located is None:
             return None
-        if verify and not _marker_valid(located, _hashed_path(entry, located)):
-            _check_hash(entry, _hashed_path(entry, located))
-            _try_write_marker(located, _hashed_path(entry, located))
+        file = _hashed_path(entry, located)
+        if verify and not _marker_valid(entry, file):
+            _check_hash(entry, file)
+            _write_marker(entry, file)
         return located
     target = cache_dir() / entry.filename
     if not target.exists():
         return None
     file = _hashed_path(entry, target)
-    if not verify or _marker_valid(target, file):
+    if not verify or _marker_valid(entry, file):
         return target
     try:
         _check_hash(entry, file)
     except ModelError as exc:
         _remove(target)
+        _marker(entry).unlink(missing_ok=True)
         raise ModelError(
             f"{exc}. The cached copy was removed; run `geckokit models pull {entry.name}` again."
         ) from exc
-    _write_marker(target, file)
+    _write_marker(entry, file)
     return target
-
-
-def _try_write_marker(target: Path, file: Path) -> None:
-    # Package folders may be read-only; keep the marker in the cache instead.
-    marker_target = cache_dir() / f"{target.name}.pkg"
-    marker_target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _write_marker(target, file)
-    except OSError:
-        _write_marker(marker_target, file)
 
 
 def _remove(path: Path) -> None:
@@ -342,7 +341,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-    _marker(path).unlink(missing_ok=True)
 
 
 def install_parts(entry: ModelEntry) -> None:
@@ -412,7 +410,7 @@ def pull(
         raise
     _remove(target)
     os.replace(tmp, target)
-    _write_marker(target, _hashed_path(entry, target))
+    _write_marker(entry, _hashed_path(entry, target))
     return target
 
 
