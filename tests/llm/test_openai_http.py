@@ -194,3 +194,31 @@ def test_labels_sum_visible_spellings_and_floor_the_rest() -> None:
 def test_base_url_is_validated() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         OpenAICompatibleLLM("localhost:8000")
+
+
+class _NoEcho(http.server.BaseHTTPRequestHandler):
+    """A completions endpoint that ignores echo/logprobs, like llama.cpp's C++ server."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps(
+            {"choices": [{"text": "x", "finish_reason": "length", "logprobs": None}], "usage": {}}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_without_echo_logprobs_is_refused_for_scoring() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OpenAICompatibleLLM(f"http://127.0.0.1:{server.server_port}/v1", model="m")
+        with pytest.raises(LLMServerError, match="no prompt log-probabilities for echo=True"):
+            client.score(["prefix"], [" continuation"])
+    finally:
+        server.shutdown()
