@@ -199,7 +199,7 @@ def test_base_url_is_validated() -> None:
 class _NoEcho(http.server.BaseHTTPRequestHandler):
     """A completions endpoint that ignores echo/logprobs, like llama.cpp's C++ server."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         body = json.dumps(
             {"choices": [{"text": "x", "finish_reason": "length", "logprobs": None}], "usage": {}}
