@@ -15,3 +15,13 @@ def load_encoder(name: str | None = None, *, device: str | None = None) -> Any:
     return st.SentenceTransformer(
         resolve(name or DEFAULT_ENCODER, kind=ModelKind.ENCODER), device=device
     )
+
+
+def embedding_width(model: Any) -> int:
+    """The full embedding dimension of a ``SentenceTransformer`` (named
+    ``get_embedding_dimension`` since sentence-transformers 6, before that
+    ``get_sentence_embedding_dimension``)."""
+    getter = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
+    return int(getter())

@@ -133,3 +133,38 @@ def test_rerun_resumes_from_the_newest_checkpoint(small_mixture: Path, tmp_path:
     assert second["steps"] == 3
     assert second["resumed_from"] == str(tmp_path / "checkpoints" / "checkpoint-2")
     assert [e["step"] for e in second["loss_curve"]] == [1, 2, 3]  # history restored, one new step
+
+
+def test_prefinetuning_runs_first_and_is_not_repeated(
+    small_mixture: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    from geckokit.train.trainer import TrainConfig, train
+
+    corpus = tmp_path / "corpus.jsonl"
+    lines = (shared_data / "beir/scifact/corpus.jsonl").read_text().splitlines(keepends=True)
+    corpus.write_text("".join(lines[:40]))  # 40 titled abstracts: title-body pairs
+    config = TrainConfig(
+        max_steps=2, batch_size=8, logging_steps=1, prefinetune_steps=3, save_steps=1000
+    )
+    manifest = train(small_mixture, tmp_path / "run", config=config, prefinetune=corpus)
+    pre = manifest["prefinetune"]
+    assert pre["stage"] == "prefinetune" and pre["steps"] == 3 and pre["pairs"] == 40
+    assert pre["sources"] == {"pairs:title-text": 40}
+    assert len(pre["loss_curve"]) == 3 and all(np.isfinite(e["loss"]) for e in pre["loss_curve"])
+    assert manifest["steps"] == 2
+    info = json.loads((tmp_path / "run" / "model" / "geckokit.json").read_text())
+    assert info["prefinetune"]["rows"] == 40
+    assert "Pre-finetuned first on 40 text pairs" in (
+        tmp_path / "run" / "model" / "README.md"
+    ).read_text()
+
+    # the fine-tuning stage started from the pre-finetuned weights, not from the base
+    from geckokit.encoder import load_encoder
+
+    base = load_encoder("all-minilm-l6-v2")
+    pre_model = load_encoder(pre["model"])
+    text = ["title: none | text: a study of protein folding"]
+    assert not np.allclose(base.encode(text), pre_model.encode(text), atol=1e-4)
+
+    again = train(small_mixture, tmp_path / "run", config=config, prefinetune=corpus)
+    assert again["prefinetune"]["seconds"] == pre["seconds"]  # the finished stage was reused

@@ -60,6 +60,22 @@ import click
 @click.option(
     "--save-steps", type=int, default=500, show_default=True, help="Checkpoint every N steps."
 )
+@click.option(
+    "--prefinetune",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Pre-finetune first on these text pairs with in-batch negatives only: a JSONL/Parquet/"
+    "CSV file with query/positive, question/answer or title/text columns, a corpus or BEIR "
+    "folder (title-body pairs), or a `geckokit mix` folder.",
+)
+@click.option(
+    "--prefinetune-steps",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Pre-finetuning steps (-1: --prefinetune-epochs).",
+)
+@click.option("--prefinetune-epochs", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(
     mixture_dir: Path,
@@ -74,10 +90,13 @@ def train(
     dims: str | None,
     gradcache_mini_batch: int,
     save_steps: int,
+    prefinetune: Path | None,
+    prefinetune_steps: int,
+    prefinetune_epochs: float,
     seed: int,
 ) -> None:
     """Fine-tune an encoder with in-batch, same-tower and hard negatives over Matryoshka
-    dimensions. Rerun the same command to continue from the newest checkpoint. The result
+    dimensions, optionally after pre-finetuning on text pairs (--prefinetune). Rerun the same command to continue from the newest checkpoint. The result
     loads with SentenceTransformer(OUT/model)."""
     from geckokit.train.trainer import TrainConfig
     from geckokit.train.trainer import train as run
@@ -99,9 +118,14 @@ def train(
         matryoshka_dims=dim_list,
         gradcache_mini_batch=gradcache_mini_batch,
         save_steps=save_steps,
+        prefinetune_steps=prefinetune_steps,
+        prefinetune_epochs=prefinetune_epochs,
         seed=seed,
     )
-    manifest = run(mixture_dir, out, config=config)
+    manifest = run(mixture_dir, out, config=config, prefinetune=prefinetune)
+    pre = manifest.get("prefinetune")
+    if pre:
+        click.echo(f"pre-finetuned: {pre['steps']} steps on {pre['pairs']} pairs -> {pre['model']}")
     curve = manifest["loss_curve"]
     first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))
     click.echo(

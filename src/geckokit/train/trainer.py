@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from geckokit._deps import require
+from geckokit.encoder import embedding_width
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,13 @@ class TrainConfig(BaseModel):
     seed: int = 0
     weights: dict[str, float] | None = Field(
         None, description="per-source weights (default: the mixture's)"
+    )
+    prefinetune_steps: int = Field(
+        -1, description="pre-finetuning steps (-1: run prefinetune_epochs over the pairs)"
+    )
+    prefinetune_epochs: float = Field(1.0, gt=0)
+    prefinetune_learning_rate: float | None = Field(
+        None, gt=0, description="pre-finetuning learning rate (None: learning_rate)"
     )
 
 
@@ -162,48 +171,210 @@ def train(
     *,
     config: TrainConfig | None = None,
     resume: bool = True,
+    prefinetune: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``config.base`` on the mixture in ``mixture_dir`` into ``out/model`` and
     return the run manifest. With ``resume`` the newest checkpoint under ``out/checkpoints``
-    is continued."""
+    is continued.
+
+    ``prefinetune`` (pairs as :func:`geckokit.train.pairs.load_pairs` reads them) adds the
+    paper's optional first stage: the base is first trained on those pairs with in-batch
+    negatives only (no same-tower or hard negatives, full width) into
+    ``out/prefinetune/model``, and fine-tuning starts from there. A finished stage is not
+    run again."""
     config = config or TrainConfig()
-    require("sentence_transformers", extra="train", purpose="training")
-    require(
-        "datasets", extra="train", purpose="training (pip install 'sentence-transformers[train]')"
-    )
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-
-    from geckokit.encoder import load_encoder
-
     mixture_dir, out = Path(mixture_dir), Path(out)
     table = read_shards(mixture_dir / "mixture")
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
     weights = config.weights if config.weights is not None else mix_manifest.get("weights")
-    rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
-    sources = rows["source"]
-    texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
-    dataset = Dataset.from_dict(
-        {"query": rows["query"], "positive": rows["positive"], "negative": rows["negative"]}
-    )
 
-    model = load_encoder(config.base)
-    model.max_seq_length = config.max_seq_length
-    width = model.get_sentence_embedding_dimension()
+    pre_manifest = None
+    base = config.base
+    if prefinetune is not None:
+        pre_manifest = prefinetune_encoder(
+            prefinetune, out / "prefinetune", config=config, resume=resume
+        )
+        base = pre_manifest["model"]
+
+    model = _load_base(base, config)
+    width = embedding_width(model)
     dims = config.matryoshka_dims or default_dims(width)
     if any(d > width or d < 1 for d in dims):
         raise ValueError(f"Matryoshka dims must lie in [1, {width}] for {config.base}, got {dims}")
+    loss = build_loss(
+        model,
+        dims,
+        temperature=config.temperature,
+        same_tower=config.same_tower,
+        mini_batch_size=config.gradcache_mini_batch,
+    )
+    rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
+    fit = _fit(
+        model,
+        rows,
+        out,
+        loss=loss,
+        config=config,
+        weights=weights,
+        max_steps=config.max_steps,
+        epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        resume=resume,
+    )
+    model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
+    model.default_prompt_name = None
+    target = out / "model"
+    model.save(str(target))
+    info = {
+        "geckokit": environment()["geckokit"],
+        "base": config.base,
+        "matryoshka_dims": dims,
+        "loss": "Gecko eq. 3: in-batch positives + same-tower query negatives + own hard negative, Matryoshka",
+        "temperature": config.temperature,
+        "same_tower": config.same_tower,
+        "prefinetune": _pre_info(pre_manifest),
+        "mixture": {
+            "source": str(mixture_dir),
+            "rows": table.num_rows,
+            "sources": mix_manifest.get("sources"),
+            "weights": weights,
+        },
+        "prompts": model.prompts,
+    }
+    (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
+    _append_card(target / "README.md", info, config, fit["steps"])
+    manifest = {
+        "stage": "train",
+        "config": config.model_dump(),
+        "model": str(target),
+        **fit,
+        "matryoshka_dims": dims,
+        "prefinetune": pre_manifest,
+        "environment": environment(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def prefinetune_encoder(
+    pairs: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Pre-finetune ``config.base`` on text pairs with in-batch negatives only (Gecko,
+    section 3.3) into ``out/model``; returns the stage manifest. A finished stage with the
+    same pairs and settings is returned as it is."""
+    from geckokit.train.pairs import load_pairs
+
+    config = config or TrainConfig()
+    out = Path(out)
+    settings = {
+        "pairs": str(Path(pairs).resolve()),
+        "base": config.base,
+        "steps": config.prefinetune_steps,
+        "epochs": config.prefinetune_epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.prefinetune_learning_rate or config.learning_rate,
+        "temperature": config.temperature,
+        "seed": config.seed,
+    }
+    done = read_json(out / MANIFEST)
+    if resume and done and done.get("settings") == settings and (out / "model").is_dir():
+        log.info("pre-finetuning: reusing the finished stage in %s", out)
+        return done
+    table = load_pairs(pairs)
+    rows = table.to_pydict()
+    rows["negative"] = [""] * table.num_rows
+    model = _load_base(config.base, config)
+    width = embedding_width(model)
+    loss = build_loss(model, [width], temperature=config.temperature, same_tower=False)
+    fit = _fit(
+        model,
+        rows,
+        out,
+        loss=loss,
+        config=config,
+        weights=None,
+        max_steps=config.prefinetune_steps,
+        epochs=config.prefinetune_epochs,
+        learning_rate=settings["learning_rate"],
+        resume=resume,
+        with_negatives=False,
+    )
+    model.save(str(out / "model"))
+    manifest = {
+        "stage": "prefinetune",
+        "settings": settings,
+        "model": str(out / "model"),
+        "pairs": table.num_rows,
+        "sources": dict(Counter(rows["source"])),
+        "loss": "in-batch negatives only (InfoNCE), full width",
+        **fit,
+        "environment": environment(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def _load_base(name: str, config: TrainConfig) -> Any:
+    require("sentence_transformers", extra="train", purpose="training")
+    require(
+        "datasets", extra="train", purpose="training (pip install 'sentence-transformers[train]')"
+    )
+    from geckokit.encoder import load_encoder
+
+    model = load_encoder(name)
+    model.max_seq_length = config.max_seq_length
+    return model
+
+
+def _pre_info(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    if manifest is None:
+        return None
+    return {
+        "pairs": manifest["settings"]["pairs"],
+        "rows": manifest["pairs"],
+        "steps": manifest["steps"],
+        "loss": manifest["loss"],
+    }
+
+
+def _fit(
+    model: Any,
+    rows: dict[str, list[str]],
+    out: Path,
+    *,
+    loss: Any,
+    config: TrainConfig,
+    weights: dict[str, float] | None,
+    max_steps: int,
+    epochs: float,
+    learning_rate: float,
+    resume: bool,
+    with_negatives: bool = True,
+) -> dict[str, Any]:
+    """Run sentence-transformers' trainer over ``rows`` (query, positive, negative, source)
+    with planned batches; checkpoints under ``out/checkpoints`` (the newest is resumed)."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+
+    sources = rows["source"]
+    texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
+    columns = ["query", "positive", "negative"] if with_negatives else ["query", "positive"]
+    dataset = Dataset.from_dict({c: rows[c] for c in columns})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
@@ -235,13 +406,6 @@ def train(
                 seed=seed,
             )
 
-    loss = build_loss(
-        model,
-        dims,
-        temperature=config.temperature,
-        same_tower=config.same_tower,
-        mini_batch_size=config.gradcache_mini_batch,
-    )
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     checkpoints = sorted(
         (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
@@ -250,43 +414,15 @@ def train(
     resumed_from = str(checkpoints[-1]) if resume and checkpoints else None
     trainer.train(resume_from_checkpoint=resumed_from)
     seconds = time.perf_counter() - t0
-    model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
-    model.default_prompt_name = None
-    target = out / "model"
-    model.save(str(target))
     losses = [
         {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
     ]
-    info = {
-        "geckokit": environment()["geckokit"],
-        "base": config.base,
-        "matryoshka_dims": dims,
-        "loss": "Gecko eq. 3: in-batch positives + same-tower query negatives + own hard negative, Matryoshka",
-        "temperature": config.temperature,
-        "same_tower": config.same_tower,
-        "mixture": {
-            "source": str(mixture_dir),
-            "rows": table.num_rows,
-            "sources": mix_manifest.get("sources"),
-            "weights": weights,
-        },
-        "prompts": model.prompts,
-    }
-    (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
-    _append_card(target / "README.md", info, config, trainer.state.global_step)
-    manifest = {
-        "stage": "train",
-        "config": config.model_dump(),
-        "model": str(target),
+    return {
         "steps": trainer.state.global_step,
         "resumed_from": resumed_from,
         "seconds": round(seconds, 1),
         "loss_curve": losses,
-        "matryoshka_dims": dims,
-        "environment": environment(),
     }
-    write_json(manifest, out / MANIFEST)
-    return manifest
 
 
 def _append_card(card: Path, info: dict[str, Any], config: TrainConfig, steps: int) -> None:
@@ -305,6 +441,12 @@ def _append_card(card: Path, info: dict[str, Any], config: TrainConfig, steps: i
             or str(info["mixture"]["source"])
         ),
         f"- Prompts: queries `{QUERY_PROMPT}...` (replace the task to suit), documents `{DOCUMENT_PROMPT}...`",
-        "",
     ]
+    pre = info.get("prefinetune")
+    if pre:
+        lines.append(
+            f"- Pre-finetuned first on {pre['rows']} text pairs from `{pre['pairs']}` "
+            f"({pre['steps']} steps, {pre['loss']})."
+        )
+    lines.append("")
     card.write_text(text + "\n".join(lines))
