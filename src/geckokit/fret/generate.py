@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit.fret.parse import ParseError, parse_task_query
 from geckokit.fret.prompts import GeneratePrompt
@@ -46,6 +46,8 @@ GENERATION_SCHEMA = pa.schema(
 
 class GenerateConfig(BaseModel):
     """Settings of FRet step 1."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     queries_per_passage: int = Field(1, ge=1, le=16, description="query slots per passage")
     max_attempts: int = Field(3, ge=1, le=10, description="tries per slot, each with a new seed")

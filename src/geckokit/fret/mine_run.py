@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
@@ -46,6 +46,8 @@ SCORE_SCHEMA = pa.schema(
 
 class MineConfig(BaseModel):
     """Settings of FRet step 2."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     top_n: int = Field(20, ge=2, le=200, description="neighbours per query (the paper's N)")
     fusion: Fusion = Fusion.RRF

@@ -9,20 +9,15 @@ fusion and RC prompt for an LLM are chosen.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from geckokit.evaluate.beir import load_beir
-from geckokit.evaluate.metrics import ndcg_at_k, recall_at_k
-from geckokit.format import document_text, query_text
+from geckokit.evaluate.retrieval import mean_scores, rank_with_encoder, sort_ids
 from geckokit.fret.fusion import Fusion, fuse, ranks
 from geckokit.fret.rerank import PairScorer, RerankPrompt
-from geckokit.fret.retrieve import build_index, cached_encode
 from geckokit.llm.base import LLM
 
 log = logging.getLogger(__name__)
@@ -38,10 +33,6 @@ BEIR_TASKS = {
     "cacm": "Given a query about computing, retrieve relevant article records",
 }
 DEFAULT_TASK = "Given a query, retrieve relevant passages"
-
-
-def _sort_ids(ids: list[str]) -> list[str]:
-    return sorted(ids, key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x))
 
 
 def rerank_eval(
@@ -64,14 +55,7 @@ def rerank_eval(
     ``encoder_name`` the corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
     data = load_beir(beir_dir)
     task = task or BEIR_TASKS.get(data.name.lower(), DEFAULT_TASK)
-    qids = _sort_ids(list(data.queries))[: n_queries or None]
-    pids = list(data.corpus)
-    if gecko_format:
-        docs = [document_text(data.corpus[p]["title"], data.corpus[p]["text"]) for p in pids]
-        qtexts = [query_text(task, data.queries[q]) for q in qids]
-    else:
-        docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
-        qtexts = [data.queries[q] for q in qids]
+    qids = sort_ids(list(data.queries))[: n_queries or None]
     cache = None
     if encoder_name:
         from geckokit.registry import cache_dir
@@ -79,15 +63,17 @@ def rerank_eval(
         label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
         cache = cache_dir().parent / "embeddings" / f"{safe}.npy"
-    emb = cached_encode(
-        encoder, docs, cache=cache, key={"encoder": encoder_name}, show_progress=show_progress
+    cands = rank_with_encoder(
+        encoder,
+        data,
+        qids,
+        task=task,
+        gecko_format=gecko_format,
+        top_k=top_k,
+        cache=cache,
+        cache_key={"encoder": encoder_name},
+        show_progress=show_progress,
     )
-    q_emb = np.asarray(
-        encoder.encode(qtexts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
-        dtype=np.float32,
-    )
-    _, rows = build_index(emb).search(q_emb, top_k)
-    cands = {q: [pids[int(r)] for r in rows[i]] for i, q in enumerate(qids)}
 
     by_passage: dict[str, list[str]] = defaultdict(list)
     for q in qids:
@@ -136,22 +122,7 @@ def rerank_eval(
             r = ranks(scores)
             orderings[name].append([p for _, p in sorted(zip(r, c, strict=True))])
     results = {
-        name: {
-            "ndcg@10": round(
-                100
-                * statistics.fmean(
-                    ndcg_at_k(o, data.qrels[q], 10) for q, o in zip(qids, ords, strict=True)
-                ),
-                2,
-            ),
-            "recall@10": round(
-                100
-                * statistics.fmean(
-                    recall_at_k(o, data.qrels[q], 10) for q, o in zip(qids, ords, strict=True)
-                ),
-                2,
-            ),
-        }
+        name: mean_scores(dict(zip(qids, ords, strict=True)), data.qrels)
         for name, ords in orderings.items()
     }
     return {

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit._deps import require
 from geckokit.encoder import embedding_width
@@ -32,6 +32,8 @@ DOCUMENT_PROMPT = "title: none | text: "
 
 class TrainConfig(BaseModel):
     """Settings of ``geckokit train``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     base: str = Field(
         "all-minilm-l6-v2", description="encoder to fine-tune (registry name, path or hub id)"

@@ -1,0 +1,93 @@
+"""Dense retrieval on a BEIR folder with one encoder: rankings and nDCG@10 / Recall@10.
+
+The light evaluation that ``geckokit distill`` and ``geckokit rerank-eval`` run on their
+held-out queries; ``geckokit eval`` gives mteb's full set of scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geckokit.evaluate.beir import BeirData, load_beir
+from geckokit.evaluate.metrics import ndcg_at_k, recall_at_k
+from geckokit.format import document_text, query_text
+
+
+def sort_ids(ids: list[str]) -> list[str]:
+    """Numeric ids in numeric order, then the others in text order."""
+    return sorted(ids, key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x))
+
+
+def rank_with_encoder(
+    encoder: Any,
+    data: BeirData,
+    query_ids: list[str],
+    *,
+    task: str,
+    gecko_format: bool,
+    top_k: int,
+    cache: Path | None = None,
+    cache_key: dict[str, Any] | None = None,
+    show_progress: bool = False,
+) -> dict[str, list[str]]:
+    """The encoder's top ``top_k`` passage ids per query, by cosine similarity over the
+    whole corpus. ``gecko_format`` embeds in the unified format (``task: ... | query: ...``
+    against ``title: ... | text: ...``, for models trained on it); otherwise plain text
+    (title and text joined), as a base model expects. ``cache`` keeps corpus embeddings."""
+    from geckokit.fret.retrieve import build_index, cached_encode
+
+    pids = list(data.corpus)
+    if gecko_format:
+        docs = [document_text(data.corpus[p]["title"], data.corpus[p]["text"]) for p in pids]
+        texts = [query_text(task, data.queries[q]) for q in query_ids]
+    else:
+        docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
+        texts = [data.queries[q] for q in query_ids]
+    emb = cached_encode(
+        encoder, docs, cache=cache, key=cache_key or {}, show_progress=show_progress
+    )
+    q_emb = np.asarray(
+        encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
+        dtype=np.float32,
+    )  # (queries, dim)
+    _, rows = build_index(emb).search(q_emb, min(top_k, len(pids)))
+    return {q: [pids[int(r)] for r in rows[i] if r >= 0] for i, q in enumerate(query_ids)}
+
+
+def mean_scores(
+    rankings: dict[str, list[str]], qrels: dict[str, dict[str, float]], *, k: int = 10
+) -> dict[str, float]:
+    """Mean nDCG@k and Recall@k (in percent, 2 decimals) over the ranked queries."""
+    if not rankings:
+        raise ValueError("no queries to score")
+    n = len(rankings)
+    return {
+        f"ndcg@{k}": round(
+            100 * sum(ndcg_at_k(r, qrels[q], k) for q, r in rankings.items()) / n, 2
+        ),
+        f"recall@{k}": round(
+            100 * sum(recall_at_k(r, qrels[q], k) for q, r in rankings.items()) / n, 2
+        ),
+    }
+
+
+def evaluate_retrieval(
+    encoder: Any,
+    beir_dir: str | Path,
+    *,
+    task: str,
+    gecko_format: bool,
+    split: str = "test",
+    n_queries: int | None = None,
+) -> dict[str, Any]:
+    """nDCG@10 and Recall@10 of ``encoder`` on the judged ``split`` queries of a BEIR folder
+    (the first ``n_queries`` by id when given)."""
+    data = load_beir(beir_dir, split=split)
+    qids = sort_ids(list(data.queries))[: n_queries or None]
+    rankings = rank_with_encoder(
+        encoder, data, qids, task=task, gecko_format=gecko_format, top_k=10
+    )
+    return {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}

@@ -1,0 +1,409 @@
+"""``geckokit distill``: corpus + LLM -> a better embedding model, as one resumable run.
+
+The stages of the Gecko recipe run in order, each into its own folder of ``out``::
+
+    queries/   FRet step 1 (LLM: task + query per passage)          sharded, resumable
+    mine/      FRet step 2 (neighbours, LLM QL + RC, fusion)       sharded, resumable
+    mix/       FRet + the human-labelled sets, unified format
+    train/     optional pre-finetuning, then contrastive + Matryoshka fine-tuning
+    eval/      base and distilled model on the held-out benchmarks
+    report.html
+
+A stage whose manifest says it finished is not run again, and the sharded stages skip their
+finished shards, so rerunning the same command after a stop continues where it stopped.
+The effective configuration is saved as ``config.json``; a rerun with another one is refused
+rather than mixing two runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from geckokit.fret.generate import GenerateConfig
+from geckokit.fret.mine_run import MineConfig
+from geckokit.io import MANIFEST, environment, read_json, write_json
+from geckokit.pipeline.runs import RunMismatchError
+from geckokit.train.trainer import TrainConfig
+from geckokit.types import ClosedSet
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+
+#: Task strings of evaluation queries in the unified format (paper Table 9).
+EVAL_TASKS = {
+    "scifact": "fact checking",
+    "nfcorpus": "fact checking",
+    "fiqa": "question answering",
+    "arguana": "semantic similarity",
+}
+DEFAULT_EVAL_TASK = "search result"
+
+
+class Stage(ClosedSet):
+    GENERATE = "generate"
+    MINE = "mine"
+    MIX = "mix"
+    TRAIN = "train"
+    EVAL = "eval"
+    REPORT = "report"
+
+
+STAGES = list(Stage)
+
+
+class MixSources(BaseModel):
+    """Human-labelled sets mixed with FRet (paths as ``geckokit mix`` takes them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nli: list[str] = Field(default_factory=list)
+    classification: list[str] = Field(
+        default_factory=list, description="PATH or PATH:TASK per classification set"
+    )
+    sts: list[str] = Field(default_factory=list)
+    qa: list[str] = Field(default_factory=list)
+    pairs: list[str] = Field(default_factory=list, description="BEIR folders with train qrels")
+    weights: dict[str, float] | None = None
+    sts_min_score: float = 4.0
+
+
+class DistillConfig(BaseModel):
+    """Everything ``geckokit distill`` needs; a TOML/YAML config file holds the same keys
+    (nested tables ``generate``, ``mine``, ``mix``, ``train``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    corpus: str
+    llm: str | None = Field(None, description="LLM (default: the registry's default)")
+    base: str = Field("all-minilm-l6-v2", description="encoder to distil into")
+    encoder: str | None = Field(
+        None, description="initial encoder that retrieves neighbours (default: base)"
+    )
+    limit: int | None = Field(None, ge=1, description="use the first N passages")
+    passage_tokens: int = Field(512, ge=32, description="split longer documents")
+    rerank_prompt: str = "binary"
+    prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
+    eval: list[str] = Field(default_factory=list, description="BEIR folders to evaluate on")
+    eval_queries: int | None = Field(None, ge=1, description="first N test queries")
+    eval_task: str | None = Field(None, description="task string of the eval queries")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    mine: MineConfig = Field(default_factory=MineConfig)
+    mix: MixSources = Field(default_factory=MixSources)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> DistillConfig:
+    """The config in ``path`` (TOML or YAML; None: none) with ``overrides`` (flags; dotted
+    keys such as ``mine.top_n`` reach into the nested tables) applied on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(path.read_text())
+        elif path.suffix in {".yaml", ".yml"}:
+            from geckokit._deps import require
+
+            yaml = require("yaml", extra="all", purpose="YAML config files")
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise ValueError(f"{path}: a config file must be .toml, .yaml or .yml")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    if "base" in data and "base" not in data.get("train", {}):
+        data.setdefault("train", {})["base"] = data["base"]
+    return DistillConfig.model_validate(data)
+
+
+def resolve_defaults(config: DistillConfig) -> DistillConfig:
+    """Fill what depends on other settings: the fusion of the chosen LLM (registry) when
+    not set, the initial encoder (the base) and the training base."""
+    from geckokit.fret.fusion import Fusion
+    from geckokit.registry import DEFAULT_LLM, default_fusion
+
+    config = config.model_copy(deep=True)
+    config.llm = config.llm or DEFAULT_LLM
+    if "fusion" not in config.mine.model_fields_set:
+        config.mine.fusion = Fusion.parse(default_fusion(config.llm))
+    config.encoder = config.encoder or config.base
+    config.train.base = config.base
+    return config
+
+
+def _save_config(config: DistillConfig, out: Path) -> None:
+    saved = read_json(out / CONFIG_FILE)
+    current = config.model_dump(mode="json")
+    if saved is not None and saved != current:
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        raise RunMismatchError(
+            f"{out} holds a distill run with other settings ({', '.join(changed)}); rerun "
+            "with the same ones to resume, or use another --out folder"
+        )
+    write_json(current, out / CONFIG_FILE)
+
+
+def _finished(folder: Path) -> bool:
+    manifest = read_json(folder / MANIFEST)
+    return bool(manifest) and manifest.get("status", "finished") == "finished"
+
+
+def distill(
+    config: DistillConfig,
+    out: str | Path,
+    *,
+    until: Stage | str = Stage.REPORT,
+    llm: Any = None,
+    on_estimate: Callable[[dict[str, Any]], None] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline into ``out`` up to and including ``until`` and
+    return the run manifest. ``llm`` overrides loading ``config.llm`` (tests pass a loaded
+    model); ``on_estimate`` receives the cost estimate before any LLM work."""
+    from geckokit.corpus import load_corpus
+
+    config = resolve_defaults(config)
+    until = Stage.parse(until)
+    last = STAGES.index(until)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_config(config, out)
+    manifest: dict[str, Any] = read_json(out / MANIFEST) or {"stages": {}}
+    manifest.update(stage="distill", status="running", out=str(out))
+
+    def record(stage: Stage, seconds: float, **info: Any) -> None:
+        manifest["stages"][stage.value] = {"seconds": round(seconds, 1), **info}
+        write_json(manifest, out / MANIFEST)
+
+    corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
+    queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (
+        out / n for n in ("queries", "mine", "mix", "train", "eval")
+    )
+    needs_llm = not (_finished(queries_dir) and _finished(mine_dir))
+    if needs_llm:
+        from geckokit.llm import load_llm
+
+        llm = llm or load_llm(config.llm)
+        estimate = estimate_cost(corpus.passages, config, llm)
+        manifest["estimate"] = estimate
+        if on_estimate is not None:
+            on_estimate(estimate)
+
+    # FRet step 1
+    t0 = time.perf_counter()
+    if not _finished(queries_dir):
+        from geckokit.fret.generate_run import generate_queries
+
+        gen = generate_queries(
+            corpus, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
+        )
+        record(Stage.GENERATE, time.perf_counter() - t0, summary=gen["summary"])
+    if last == STAGES.index(Stage.GENERATE):
+        return _close(manifest, out, until)
+
+    # FRet step 2
+    t0 = time.perf_counter()
+    if not _finished(mine_dir):
+        from geckokit.encoder import load_encoder
+        from geckokit.fret.mine_run import mine
+        from geckokit.fret.rerank import load_rerank_prompt
+
+        assert config.encoder is not None
+        mined = mine(
+            queries_dir,
+            corpus,
+            mine_dir,
+            llm=llm,
+            encoder=load_encoder(config.encoder),
+            encoder_name=config.encoder,
+            config=config.mine,
+            prompt=load_rerank_prompt(config.rerank_prompt),
+            show_progress=show_progress,
+        )
+        record(Stage.MINE, time.perf_counter() - t0, summary=mined.get("summary"))
+    if last == STAGES.index(Stage.MINE):
+        return _close(manifest, out, until)
+    llm = None  # the LLM's work is done; let it go before training
+
+    t0 = time.perf_counter()
+    if not _finished(mix_dir):
+        from geckokit.mixture.build import build_mixture
+
+        mix = config.mix
+        mixed = build_mixture(
+            mix_dir,
+            fret=[mine_dir],
+            nli=[Path(p) for p in mix.nli],
+            classification=[_path_task(c) for c in mix.classification],
+            sts=[Path(p) for p in mix.sts],
+            qa=[Path(p) for p in mix.qa],
+            pairs=[Path(p) for p in mix.pairs],
+            weights=mix.weights,
+            sts_min_score=mix.sts_min_score,
+        )
+        record(Stage.MIX, time.perf_counter() - t0, rows=mixed["rows"], sources=mixed["sources"])
+    if last == STAGES.index(Stage.MIX):
+        return _close(manifest, out, until)
+
+    t0 = time.perf_counter()
+    if not (_finished(train_dir) and (train_dir / "model").is_dir()):
+        from geckokit.train.trainer import train
+
+        trained = train(mix_dir, train_dir, config=config.train, prefinetune=config.prefinetune)
+        curve = trained["loss_curve"]
+        record(
+            Stage.TRAIN,
+            time.perf_counter() - t0,
+            steps=trained["steps"],
+            loss=[curve[0]["loss"], curve[-1]["loss"]] if curve else None,
+        )
+    manifest["model"] = str(train_dir / "model")
+    if last == STAGES.index(Stage.TRAIN):
+        return _close(manifest, out, until)
+
+    t0 = time.perf_counter()
+    if config.eval and not _finished(eval_dir):
+        results = evaluate_before_after(config, train_dir / "model", eval_dir)
+        record(Stage.EVAL, time.perf_counter() - t0, results=results)
+    if last == STAGES.index(Stage.EVAL):
+        return _close(manifest, out, until)
+
+    t0 = time.perf_counter()
+    report = write_run_report(out)
+    manifest["report"] = str(report) if report else None
+    record(Stage.REPORT, time.perf_counter() - t0)
+    return _close(manifest, out, until)
+
+
+def _close(manifest: dict[str, Any], out: Path, until: Stage) -> dict[str, Any]:
+    manifest["status"] = "finished" if until == Stage.REPORT else f"stopped after {until.value}"
+    manifest["environment"] = environment()
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def _path_task(spec: str) -> tuple[Path, str | None]:
+    path, sep, task = spec.partition(":")
+    if sep and not Path(spec).exists():
+        return Path(path), task or None
+    return Path(spec), None
+
+
+def estimate_cost(passages: Any, config: DistillConfig, llm: Any) -> dict[str, Any]:
+    """Rough LLM cost of the two FRet stages for ``passages`` (a passages table).
+
+    Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
+    are not shared between passages, and about 60 written tokens; per mined query one
+    candidate passage (each passage is scored once, then reused) plus ``top_n`` x about 45
+    tokens (lead-in, query, relevance question). Time: at the rates of a short probe of the
+    LLM (prompt and writing speed), so the figure holds for this machine and model."""
+    texts = passages.column("text").to_pylist()
+    tokenize = getattr(llm, "tokenize", None)
+    if tokenize is not None:
+        lengths = [len(tokenize(t)) for t in texts]
+    else:
+        lengths = [max(1, len(t) // 4) for t in texts]
+    qpp = config.generate.queries_per_passage
+    queries = len(texts) * qpp
+    gen_prompt = qpp * sum(n + 200 for n in lengths)
+    gen_written = queries * 60
+    cut = config.mine.passage_max_tokens
+    mine_prompt = sum(min(n, cut) for n in lengths) + queries * config.mine.top_n * 45
+    rates = probe_rates(llm)
+    seconds = None
+    if rates is not None:
+        seconds = round(
+            (gen_prompt + mine_prompt) / rates["prompt_tokens_per_s"]
+            + gen_written / rates["written_tokens_per_s"]
+        )
+    return {
+        "passages": len(texts),
+        "llm_calls": {"generate": queries, "score_pairs": queries * config.mine.top_n},
+        "tokens": {
+            "generate_prompt": gen_prompt,
+            "generate_written": gen_written,
+            "mine_prompt": mine_prompt,
+        },
+        "rates": rates,
+        "seconds": seconds,
+    }
+
+
+def probe_rates(llm: Any) -> dict[str, float] | None:
+    """Prompt and writing speed of ``llm`` from one short call of each (None when the
+    backend does not count tokens)."""
+    usage = getattr(llm, "usage", None)
+    if usage is None:
+        return None
+    text = (
+        "Gecko distils a compact text embedding model from a large language model. "
+        "It writes queries for passages and relabels positives and hard negatives. "
+    ) * 3
+    before = usage.prompt_tokens_evaluated
+    t0 = time.perf_counter()
+    llm.score([text], [" The probe measures speed."])
+    prompt_s = time.perf_counter() - t0
+    prompt_tokens = usage.prompt_tokens_evaluated - before
+    before_written = usage.completion_tokens
+    t0 = time.perf_counter()
+    llm.generate([text + "\nSummarise in one line:"], max_tokens=16, temperature=0.0)
+    written_s = time.perf_counter() - t0
+    written = max(1, usage.completion_tokens - before_written)
+    if prompt_tokens <= 0 or prompt_s <= 0:
+        return None
+    return {
+        "prompt_tokens_per_s": round(prompt_tokens / prompt_s, 1),
+        "written_tokens_per_s": round(written / written_s, 1),
+    }
+
+
+def evaluate_before_after(
+    config: DistillConfig, model_dir: Path, out: Path
+) -> list[dict[str, Any]]:
+    """nDCG@10 and Recall@10 on each eval benchmark for the base model (plain text, as it
+    was trained, and in the unified format) and the distilled model (unified format)."""
+    from geckokit.encoder import load_encoder
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+
+    base = load_encoder(config.base)
+    distilled = load_encoder(str(model_dir))
+    rows = []
+    for folder in config.eval:
+        task = config.eval_task or EVAL_TASKS.get(Path(folder).name.lower(), DEFAULT_EVAL_TASK)
+        for label, model, fmt in (
+            ("base", base, False),
+            ("base (unified format)", base, True),
+            ("distilled", distilled, True),
+        ):
+            scores = evaluate_retrieval(
+                model, folder, task=task, gecko_format=fmt, n_queries=config.eval_queries
+            )
+            rows.append({"model": label, "task": task, **scores})
+    write_json(
+        {"stage": "eval", "status": "finished", "results": rows, "environment": environment()},
+        out / MANIFEST,
+    )
+    return rows
+
+
+def write_run_report(out: Path) -> Path | None:
+    """The HTML report of the run (None when the report module is not available)."""
+    try:
+        from geckokit.evaluate.report import write_report
+    except ImportError:  # pragma: no cover - the report needs the eval extra
+        log.warning("report: install geckokit[eval] for the HTML report")
+        return None
+    return Path(write_report(out))

@@ -1,0 +1,105 @@
+"""``geckokit distill`` end to end with the real models, stopped and resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from geckokit.pipeline.demo import demo_dir
+from geckokit.pipeline.distill import DistillConfig, distill, load_config
+from geckokit.pipeline.runs import RunMismatchError
+
+pytestmark = pytest.mark.slow
+
+PASSAGES = ["os.getcwd", "os.remove", "json.dumps", "json.loads", "re.sub", "time.sleep"]
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six demo passages with the demo's test questions about them, as a BEIR folder."""
+    src, out = demo_dir(), tmp_path_factory.mktemp("small")
+    rows = [json.loads(x) for x in (src / "corpus.jsonl").read_text().splitlines()]
+    (out / "corpus.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r["_id"] in PASSAGES)
+    )
+    qrels = [x.split("\t") for x in (src / "qrels/test.tsv").read_text().splitlines()[1:]]
+    keep = {q for q, p, _ in qrels if p in PASSAGES}
+    (out / "qrels").mkdir()
+    (out / "qrels/test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in qrels if r[0] in keep)
+    )
+    queries = [json.loads(x) for x in (src / "queries.jsonl").read_text().splitlines()]
+    (out / "queries.jsonl").write_text(
+        "".join(json.dumps(q) + "\n" for q in queries if q["_id"] in keep)
+    )
+    return out
+
+
+def _config(corpus: Path, **train: object) -> DistillConfig:
+    return DistillConfig.model_validate(
+        {
+            "corpus": str(corpus),
+            "eval": [str(corpus)],
+            "mine": {"top_n": 3},
+            "train": {"batch_size": 4, "epochs": 2, "logging_steps": 1, **train},
+        }
+    )
+
+
+def test_distill_runs_every_stage_and_resumes_after_a_stop(
+    small_set: Path,
+    tmp_path: Path,
+    llm,  # type: ignore[no-untyped-def]
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "run"
+    estimates: list[dict] = []
+    first = distill(_config(small_set), out, until="mine", llm=llm, on_estimate=estimates.append)
+    assert first["status"] == "stopped after mine"
+    assert set(first["stages"]) == {"generate", "mine"}
+    assert estimates and estimates[0]["passages"] == 6
+    assert estimates[0]["llm_calls"] == {"generate": 6, "score_pairs": 18}
+    assert estimates[0]["rates"]["prompt_tokens_per_s"] > 0
+    assert not (out / "train").exists()
+
+    spent = llm.usage.prompt_tokens_evaluated
+    again = distill(_config(small_set), out, llm=llm, on_estimate=estimates.append)
+    assert llm.usage.prompt_tokens_evaluated == spent  # FRet was finished: no LLM work redone
+    assert len(estimates) == 1
+    assert again["status"] == "finished"
+    assert set(again["stages"]) == {"generate", "mine", "mix", "train", "eval", "report"}
+    assert again["stages"]["generate"] == first["stages"]["generate"]  # kept, not rerun
+
+    for part in ("queries/queries", "mine/fret", "mix/mixture"):
+        assert list((out / part).glob("part-*.parquet")), part
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["mine"]["top_n"] == 3 and saved["llm"] == "qwen2.5-coder-0.5b-instruct"
+    assert saved["mine"]["fusion"] == "ql"  # the 0.5B model's measured default
+    model = SentenceTransformer(again["model"])
+    assert model.encode(["task: search result | query: delete a file"]).shape == (1, 384)
+    rows = again["stages"]["eval"]["results"]
+    assert [r["model"] for r in rows] == ["base", "base (unified format)", "distilled"]
+    for r in rows:
+        assert 0 <= r["ndcg@10"] <= 100 and r["queries"] == 4
+    assert rows[0]["ndcg@10"] > 50  # six passages, questions written for them
+
+    with pytest.raises(RunMismatchError, match="mine"):
+        distill(_config(small_set).model_copy(update={"mine": {"top_n": 4}}), out, llm=llm)
+
+
+def test_config_file_and_flags_are_equivalent(tmp_path: Path) -> None:
+    toml = tmp_path / "distill.toml"
+    toml.write_text('corpus = "c.jsonl"\nlimit = 50\n[mine]\ntop_n = 12\n[train]\nbatch_size = 8\n')
+    yaml = tmp_path / "distill.yaml"
+    yaml.write_text("corpus: c.jsonl\nlimit: 50\nmine:\n  top_n: 12\ntrain:\n  batch_size: 8\n")
+    flags = load_config(
+        None,
+        {"corpus": "c.jsonl", "limit": 50, "mine.top_n": 12, "train.batch_size": 8, "llm": None},
+    )
+    assert load_config(toml, {}) == load_config(yaml, {}) == flags
+    assert load_config(toml, {"mine.top_n": 5}).mine.top_n == 5  # a flag wins over the file
+    with pytest.raises(ValueError, match="top_m"):
+        load_config(None, {"corpus": "c", "mine.top_m": 5})
