@@ -75,3 +75,13 @@ def test_negative_choices() -> None:
         select([1.0])
     with pytest.raises(ValueError, match="unknown fusion 'max'"):
         Fusion.parse("max")
+
+
+def test_seed_fusion_keeps_the_seed_first_without_llm_scores() -> None:
+    nan = float("nan")
+    fused = fuse([nan] * 4, [nan] * 4, method=Fusion.SEED, seed_index=2)
+    assert ranks(fused) == [2, 3, 1, 4]  # seed first, then the encoder's order
+    sel = select(fused, negative=NegativeChoice.RANK_N)
+    assert sel.positive == 2 and sel.negatives == (3,)
+    with pytest.raises(ValueError, match="seed's index"):
+        fuse([0.0, 1.0], [0.0, 1.0], method=Fusion.SEED)

@@ -147,6 +147,41 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
         )
 
 
+def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from geckokit.fret.fusion import Fusion, NegativeChoice
+
+    corpus, queries = setup
+    config = MineConfig(top_n=4, fusion=Fusion.SEED, negative=NegativeChoice.RANDOM)
+    manifest = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=None,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=config,
+        show_progress=False,
+    )
+    assert manifest["status"] == "finished" and manifest["counts"]["pairs"] == 0
+    assert manifest["summary"]["relabel_rate"] == 0.0 and manifest["summary"]["ql"] is None
+    fret = read_shards(tmp_path / "m" / "fret")
+    assert fret is not None
+    for row in fret.to_pylist():
+        assert row["positive_id"] == row["seed_id"] and row["negative_ids"][0] != row["seed_id"]
+        assert all(math.isnan(v) for v in row["ql_scores"])
+    with pytest.raises(ValueError, match="needs an LLM"):
+        mine(
+            queries,
+            corpus,
+            tmp_path / "other",
+            llm=None,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=MineConfig(top_n=4),
+            show_progress=False,
+        )
+
+
 def test_rerank_prompts_load_and_validate(tmp_path: Path) -> None:
     graded = load_rerank_prompt("graded")
     assert graded.mode == "graded" and graded.rc_score(

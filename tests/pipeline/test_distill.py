@@ -43,7 +43,7 @@ def _config(corpus: Path, **train: object) -> DistillConfig:
             "corpus": str(corpus),
             "eval": [str(corpus)],
             "mine": {"top_n": 3},
-            "train": {"batch_size": 4, "epochs": 2, "logging_steps": 1, **train},
+            "train": {"batch_size": 2, "epochs": 2, "logging_steps": 1, **train},
         }
     )
 

@@ -52,3 +52,20 @@ def test_weights_steer_the_order_and_zero_drops_a_source() -> None:
         plan_batches(sources, texts, batch_size=4, weights={"c": 1.0})
     with pytest.raises(ValueError, match="at least 2"):
         plan_batches(sources, texts, batch_size=1)
+
+
+def test_a_row_that_clashes_with_all_others_is_set_aside_not_fatal() -> None:
+    # rows 0-3 share the hard negative "n"; row 4's positive is "n"; only rows 0-3 and 5
+    # can pair, so every seed must still find one batch of 2 (row 4 never fits)
+    sources = ["a"] * 6
+    texts = [
+        ["q0", "p0", "n"],
+        ["q1", "p1", "n"],
+        ["q2", "p2", "n"],
+        ["q3", "p3", "n"],
+        ["q4", "n", "m"],
+        ["q5", "p5", "m"],
+    ]
+    for seed in range(10):
+        batches = plan_batches(sources, texts, batch_size=2, seed=seed)
+        assert len(batches) >= 1 and all(4 not in b for b in batches)

@@ -154,9 +154,10 @@ def test_prefinetuning_runs_first_and_is_not_repeated(
     assert manifest["steps"] == 2
     info = json.loads((tmp_path / "run" / "model" / "geckokit.json").read_text())
     assert info["prefinetune"]["rows"] == 40
-    assert "Pre-finetuned first on 40 text pairs" in (
-        tmp_path / "run" / "model" / "README.md"
-    ).read_text()
+    assert (
+        "Pre-finetuned first on 40 text pairs"
+        in (tmp_path / "run" / "model" / "README.md").read_text()
+    )
 
     # the fine-tuning stage started from the pre-finetuned weights, not from the base
     from geckokit.encoder import load_encoder
@@ -168,3 +169,10 @@ def test_prefinetuning_runs_first_and_is_not_repeated(
 
     again = train(small_mixture, tmp_path / "run", config=config, prefinetune=corpus)
     assert again["prefinetune"]["seconds"] == pre["seconds"]  # the finished stage was reused
+
+
+def test_too_few_rows_for_a_batch_is_a_clear_error(small_mixture: Path, tmp_path: Path) -> None:
+    from geckokit.train.trainer import TrainConfig, train
+
+    with pytest.raises(ValueError, match="no full batch of 4096 rows"):
+        train(small_mixture, tmp_path, config=TrainConfig(batch_size=4096))

@@ -40,6 +40,13 @@ from geckokit.cli.options import llm_option
 )
 @click.option("--eval-queries", type=int, default=None, help="Evaluate on the first N queries.")
 @click.option("--limit", type=int, default=None, help="Use the first N passages only.")
+@click.option(
+    "--sample",
+    type=int,
+    default=None,
+    help="Write queries for N passages drawn at random; neighbours still come from the "
+    "whole corpus.",
+)
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
 @click.option("--max-steps", type=int, default=None, help="Training steps (default: 1 epoch).")
 @click.option("--epochs", type=float, default=None, help="Training epochs (default 1).")
@@ -66,6 +73,7 @@ def distill(
     eval_dirs: tuple[str, ...],
     eval_queries: int | None,
     limit: int | None,
+    sample: int | None,
     top_n: int | None,
     max_steps: int | None,
     epochs: float | None,
@@ -84,6 +92,7 @@ def distill(
         "eval": list(eval_dirs) or None,
         "eval_queries": eval_queries,
         "limit": limit,
+        "sample": sample,
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
         "train.max_steps": max_steps,

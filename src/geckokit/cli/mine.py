@@ -36,9 +36,10 @@ from geckokit.cli.options import encoder_option, llm_option
 )
 @click.option(
     "--fusion",
-    type=click.Choice(["rrf", "ql", "rc", "weighted"]),
+    type=click.Choice(["rrf", "ql", "rc", "weighted", "seed"]),
     default=None,
-    help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC, the paper's). "
+    help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC, the paper's; "
+    "seed: no LLM, the seed passage stays the positive, the paper's baseline). "
     "Default: what rerank-eval measured best for the LLM (ql for qwen2.5-coder-0.5b-instruct), else rrf.",
 )
 @click.option(
@@ -138,7 +139,7 @@ def mine(
         queries_dir,
         corpus,
         out,
-        llm=load_llm(llm_spec),
+        llm=None if config.fusion is Fusion.SEED else load_llm(llm_spec),
         encoder=load_encoder(encoder_name),
         encoder_name=encoder_name,
         config=config,
@@ -150,7 +151,12 @@ def mine(
     if manifest["status"] == "finished":
         console.print(
             f"{s['examples']} FRet examples; relabelled (positive != seed): {s['relabel_rate']:.1%}; "
-            f"seed ranked first {s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}; "
-            f"QL range per query {s['ql']['mean_range_per_query']}, RC range per query {s['rc']['mean_range_per_query']}"
+            f"seed ranked first {s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}"
+            + (
+                f"; QL range per query {s['ql']['mean_range_per_query']}, "
+                f"RC range per query {s['rc']['mean_range_per_query']}"
+                if s["ql"]
+                else "; no LLM scores (seed fusion)"
+            )
         )
     console.print(f"status: {manifest['status']}; output: {out}")

@@ -18,6 +18,7 @@ class Fusion(ClosedSet):
     QL = "ql"  # query likelihood only
     RC = "rc"  # relevance classification only
     WEIGHTED = "weighted"  # w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder
+    SEED = "seed"  # no LLM: the seed passage stays the positive (the paper's baseline)
 
 
 class NegativeChoice(ClosedSet):
@@ -46,12 +47,19 @@ def fuse(
     *,
     method: Fusion = Fusion.RRF,
     weights: tuple[float, float, float] = (1.0, 1.0, 0.0),
+    seed_index: int | None = None,
 ) -> list[float]:
     """Fused score per candidate (higher is better).
 
     ``rrf``: 1/rank_QL + 1/rank_RC; ``ql``/``rc``: 1/rank of that score alone;
-    ``weighted``: w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder with ``weights``.
+    ``weighted``: w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder with ``weights``;
+    ``seed``: the candidate at ``seed_index`` first, the others in the encoder's order
+    (QL and RC are not used).
     """
+    if method is Fusion.SEED:
+        if seed_index is None or not 0 <= seed_index < len(ql):
+            raise ValueError(f"seed fusion needs the seed's index, got {seed_index}")
+        return [1.0 + (i == seed_index) - i / (len(ql) + 1) for i in range(len(ql))]
     if len(ql) != len(rc):
         raise ValueError(f"ql has {len(ql)} scores but rc has {len(rc)}")
     r_ql, r_rc = ranks(ql), ranks(rc)

@@ -110,22 +110,39 @@ class PassageScoringStage:
 
 
 def build_fret(
-    candidates: pa.Table, scores: pa.Table, passages: dict[str, dict[str, str]], config: MineConfig
+    candidates: pa.Table,
+    scores: pa.Table | None,
+    passages: dict[str, dict[str, str]],
+    config: MineConfig,
 ) -> pa.Table:
-    """Fuse each query's candidate scores, select positive and negatives: the fret/ table."""
-    by_pair = {
-        (q, p): (ql, rc)
-        for q, p, ql, rc in zip(
-            *(scores[c].to_pylist() for c in ("query_id", "passage_id", "ql", "rc")), strict=True
+    """Fuse each query's candidate scores, select positive and negatives: the fret/ table.
+    ``scores`` is None for the ``seed`` fusion, which uses no LLM scores (QL and RC NaN)."""
+    by_pair: dict[tuple[str, str], tuple[float, float]] = defaultdict(
+        lambda: (float("nan"), float("nan"))
+    )
+    if scores is not None:
+        by_pair.update(
+            {
+                (q, p): (ql, rc)
+                for q, p, ql, rc in zip(
+                    *(scores[c].to_pylist() for c in ("query_id", "passage_id", "ql", "rc")),
+                    strict=True,
+                )
+            }
         )
-    }
     rng = random.Random(config.seed)
     out: dict[str, list[Any]] = defaultdict(list)
     for row in candidates.to_pylist():
         cands = row["candidate_ids"]
         ql = [by_pair[(row["query_id"], c)][0] for c in cands]
         rc = [by_pair[(row["query_id"], c)][1] for c in cands]
-        fused = fuse(ql, rc, method=config.fusion, weights=config.weights)
+        fused = fuse(
+            ql,
+            rc,
+            method=config.fusion,
+            weights=config.weights,
+            seed_index=cands.index(row["seed_id"]),
+        )
         sel = select(fused, negative=config.negative, k=config.negatives_k, rng=rng)
         pos = cands[sel.positive]
         negs = [cands[i] for i in sel.negatives]
@@ -153,7 +170,9 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
     if not rows:
         return {"examples": 0}
 
-    def spread(key: str) -> dict[str, float]:
+    def spread(key: str) -> dict[str, float] | None:
+        if all(v != v for r in rows for v in r[key]):
+            return None  # not scored (the seed fusion uses no LLM)
         per_query = [max(r[key]) - min(r[key]) for r in rows]
         flat = [v for r in rows for v in r[key]]
         return {
@@ -219,7 +238,7 @@ def mine(
     corpus: Corpus | str | Path,
     out: str | Path,
     *,
-    llm: LLM,
+    llm: LLM | None,
     encoder: Any,
     encoder_name: str,
     config: MineConfig | None = None,
@@ -228,8 +247,11 @@ def mine(
     max_shards: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run FRet step 2 for the queries of a generate run and return the manifest."""
+    """Run FRet step 2 for the queries of a generate run and return the manifest.
+    ``llm`` may be None for the ``seed`` fusion (no relabelling, the paper's baseline)."""
     config = config or MineConfig()
+    if llm is None and config.fusion is not Fusion.SEED:
+        raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
     prompt = prompt or load_rerank_prompt()
     queries_dir, out = Path(queries_dir), Path(out)
     queries = read_shards(queries_dir / "queries")
@@ -247,7 +269,7 @@ def mine(
         "stage": "mine",
         "config": config.model_dump(mode="json"),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
-        "model": model_fingerprint(llm),
+        "model": model_fingerprint(llm) if llm is not None else {"id": None},
         "encoder": encoder_name,
         "queries": {"source": str(queries_dir), "count": queries.num_rows},
         "corpus": {"source": corpus.source, "passages": len(corpus)},
@@ -283,6 +305,62 @@ def mine(
         )
         write_table(candidates, cand_path)
 
+    manifest: dict[str, Any] = {**identity, "status": "partial"}
+    scores = None
+    if config.fusion is not Fusion.SEED:
+        run = _score_pairs(
+            candidates,
+            passages,
+            out,
+            llm=llm,
+            prompt=prompt,
+            config=config,
+            shard_size=shard_size,
+            max_shards=max_shards,
+            show_progress=show_progress,
+        )
+        done = run.shards_skipped + run.shards_written
+        manifest["shards"] = {"total": run.shards_total, "finished": done}
+        usage = getattr(llm, "usage", None)
+        if usage is not None and run.items_processed:
+            manifest["llm_this_run"] = {
+                "prompt_tokens_evaluated": usage.prompt_tokens_evaluated,
+                "prompt_tokens_cached": usage.prompt_tokens_cached,
+                "seconds": round(run.seconds, 1),
+            }
+        if done < run.shards_total:
+            manifest["environment"] = environment()
+            write_json(manifest, out / MANIFEST)
+            return manifest
+        scores = read_shards(out / "scores")
+        assert scores is not None
+    fret = build_fret(candidates, scores, passages, config)
+    write_table(fret, out / "fret" / "part-00000.parquet")
+    manifest.update(
+        status="finished",
+        counts={"examples": fret.num_rows, "pairs": 0 if scores is None else scores.num_rows},
+        labels=list(prompt.labels),
+        summary=summarize(fret),
+    )
+    manifest["environment"] = environment()
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def _score_pairs(
+    candidates: pa.Table,
+    passages: dict[str, dict[str, str]],
+    out: Path,
+    *,
+    llm: LLM,
+    prompt: RerankPrompt,
+    config: MineConfig,
+    shard_size: int,
+    max_shards: int | None,
+    show_progress: bool,
+) -> Any:
+    """Score every (query, candidate) pair with the LLM, grouped by passage, into
+    ``out/scores`` shards (resumable)."""
     grouped = _pairs_by_passage(candidates)
     scorer = PairScorer(llm, prompt, passage_max_tokens=config.passage_max_tokens)
     query_text = {
@@ -290,7 +368,7 @@ def mine(
         for r in candidates.select(["query_id", "task", "query"]).to_pylist()
     }
     stage = PassageScoringStage(scorer, passages, query_text, list(prompt.labels))
-    run = run_sharded(
+    return run_sharded(
         grouped,
         out=out,
         outputs=("scores",),
@@ -301,30 +379,3 @@ def mine(
         max_shards=max_shards,
         show_progress=show_progress,
     )
-    finished = run.shards_skipped + run.shards_written == run.shards_total
-    manifest: dict[str, Any] = {
-        **identity,
-        "status": "partial",
-        "shards": {"total": run.shards_total, "finished": run.shards_skipped + run.shards_written},
-    }
-    usage = getattr(llm, "usage", None)
-    if usage is not None and run.items_processed:
-        manifest["llm_this_run"] = {
-            "prompt_tokens_evaluated": usage.prompt_tokens_evaluated,
-            "prompt_tokens_cached": usage.prompt_tokens_cached,
-            "seconds": round(run.seconds, 1),
-        }
-    if finished:
-        scores = read_shards(out / "scores")
-        assert scores is not None
-        fret = build_fret(candidates, scores, passages, config)
-        write_table(fret, out / "fret" / "part-00000.parquet")
-        manifest.update(
-            status="finished",
-            counts={"examples": fret.num_rows, "pairs": scores.num_rows},
-            labels=list(prompt.labels),
-            summary=summarize(fret),
-        )
-    manifest["environment"] = environment()
-    write_json(manifest, out / MANIFEST)
-    return manifest

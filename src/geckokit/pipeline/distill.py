@@ -87,6 +87,12 @@ class DistillConfig(BaseModel):
         None, description="initial encoder that retrieves neighbours (default: base)"
     )
     limit: int | None = Field(None, ge=1, description="use the first N passages")
+    sample: int | None = Field(
+        None,
+        ge=1,
+        description="write queries for N passages drawn at random (seeded); neighbours are "
+        "still retrieved from the whole corpus",
+    )
     passage_tokens: int = Field(512, ge=32, description="split longer documents")
     rerank_prompt: str = "binary"
     prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
@@ -189,6 +195,7 @@ def distill(
         write_json(manifest, out / MANIFEST)
 
     corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
+    seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
     queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (
         out / n for n in ("queries", "mine", "mix", "train", "eval")
     )
@@ -197,7 +204,7 @@ def distill(
         from geckokit.llm import load_llm
 
         llm = llm or load_llm(config.llm)
-        estimate = estimate_cost(corpus.passages, config, llm)
+        estimate = estimate_cost(seeds.passages, config, llm)
         manifest["estimate"] = estimate
         if on_estimate is not None:
             on_estimate(estimate)
@@ -208,7 +215,7 @@ def distill(
         from geckokit.fret.generate_run import generate_queries
 
         gen = generate_queries(
-            corpus, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
+            seeds, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
         )
         record(Stage.GENERATE, time.perf_counter() - t0, summary=gen["summary"])
     if last == STAGES.index(Stage.GENERATE):
@@ -286,6 +293,18 @@ def distill(
     manifest["report"] = str(report) if report else None
     record(Stage.REPORT, time.perf_counter() - t0)
     return _close(manifest, out, until)
+
+
+def sample_passages(corpus: Any, n: int | None, *, seed: int = 0) -> Any:
+    """The corpus with ``n`` passages drawn at random (seeded, kept in corpus order), or
+    the corpus itself when ``n`` is None or not smaller than it."""
+    import dataclasses
+    import random
+
+    if n is None or n >= len(corpus):
+        return corpus
+    rows = sorted(random.Random(seed).sample(range(len(corpus)), n))
+    return dataclasses.replace(corpus, passages=corpus.passages.take(rows))
 
 
 def _close(manifest: dict[str, Any], out: Path, until: Stage) -> dict[str, Any]:

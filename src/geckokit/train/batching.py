@@ -60,6 +60,7 @@ def plan_batches(
 def _pack(rows: list[int], texts: Sequence[Sequence[str]], batch_size: int) -> list[list[int]]:
     batches: list[list[int]] = []
     pending = list(rows)
+    failures = 0
     while len(pending) >= batch_size:
         batch: list[int] = []
         seen: set[str] = set()
@@ -72,7 +73,14 @@ def _pack(rows: list[int], texts: Sequence[Sequence[str]], batch_size: int) -> l
             else:
                 rest.append(i)
         if len(batch) < batch_size:
-            break  # too many repeats left to fill a batch
+            # the row that opened the batch shares texts with too many others: set it aside
+            # and try from the next one, a bounded number of times
+            failures += 1
+            if failures > 2 * batch_size:
+                break
+            pending = pending[1:]
+            continue
+        failures = 0
         batches.append(batch)
         pending = rest
     return batches

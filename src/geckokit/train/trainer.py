@@ -386,6 +386,13 @@ def _fit(
         dataloader_drop_last=True,
         disable_tqdm=False,
     )
+    from geckokit.train.batching import plan_batches
+
+    if not plan_batches(sources, texts, batch_size=config.batch_size, weights=weights):
+        raise ValueError(
+            f"no full batch of {config.batch_size} rows with distinct texts can be drawn from "
+            f"{len(texts)} rows; use a smaller batch size or more data"
+        )
     sampler_class = _batch_sampler(sources, texts, weights)
 
     class PlannedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
