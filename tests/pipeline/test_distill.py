@@ -83,7 +83,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     rows = again["stages"]["eval"]["results"]
     assert [r["model"] for r in rows] == ["base", "base (unified format)", "distilled"]
     for r in rows:
-        assert 0 <= r["ndcg@10"] <= 100 and r["queries"] == 4
+        assert 0 <= r["ndcg@10"] <= 100 and r["queries"] == 6
     assert rows[0]["ndcg@10"] > 50  # six passages, questions written for them
 
     with pytest.raises(RunMismatchError, match="mine"):
