@@ -15,3 +15,10 @@ def load_encoder(name: str | None = None, *, device: str | None = None) -> Any:
     return st.SentenceTransformer(
         resolve(name or DEFAULT_ENCODER, kind=ModelKind.ENCODER), device=device
     )
+
+
+def embedding_width(model: Any) -> int:
+    """The output width of a ``SentenceTransformer`` (sentence-transformers 6 renamed the
+    method to ``get_embedding_dimension``)."""
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
