@@ -55,7 +55,18 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from geckokit.cli import check, generate, llm_serve, mine, mix, models, rerank_eval, train
+    from geckokit.cli import (
+        check,
+        evaluate,
+        generate,
+        llm_serve,
+        mine,
+        mix,
+        models,
+        report,
+        rerank_eval,
+        train,
+    )
 
     cli.add_command(models.models)
     cli.add_command(check.check)
@@ -64,6 +75,8 @@ def _register() -> None:
     cli.add_command(rerank_eval.rerank_eval)
     cli.add_command(mix.mix)
     cli.add_command(train.train)
+    cli.add_command(evaluate.evaluate)
+    cli.add_command(report.report)
     cli.add_command(llm_serve.llm_serve)
 
 
