@@ -180,3 +180,13 @@ def test_gecko_format_reaches_the_model(tiny_beir: Path, tmp_path: Path) -> None
     plain = FakeModel({})
     _evaluate(str(scifact), plain)
     assert "query one" in plain.seen and "doc 1" in plain.seen
+
+
+def test_mteb_task_names() -> None:
+    from geckokit.evaluate.mteb_tasks import build_task
+
+    task, info = build_task("SciFact")  # metadata only: the data would come from the hub
+    assert (info.kind, info.source, info.main_score) == ("retrieval", "mteb", "ndcg_at_10")
+    assert info.task_string == "fact checking" and task.metadata.name == "SciFact"
+    with pytest.raises(ValueError, match="neither an existing path nor an MTEB task name"):
+        build_task("NoSuchBenchmark")

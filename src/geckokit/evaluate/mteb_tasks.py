@@ -112,7 +112,8 @@ def _settings(local: LocalTask) -> dict[str, Any]:
         }
     if local.kind is TaskKind.STS:
         # mteb rescales gold scores to [0, 1] with these bounds (correlations do not change)
-        return {"min_score": min(local.data.values), "max_score": max(local.data.values)}
+        lo, hi = min(local.data.values), max(local.data.values)
+        return {"min_score": lo, "max_score": hi if hi > lo else lo + 1}
     if local.kind is TaskKind.PAIR_CLASSIFICATION:
         return {"label_column_name": "label"}
     return {}
