@@ -25,7 +25,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_and_version() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("models", "check", "llm-serve"):
+    for command in ("models", "check", "llm-serve", "eval", "report"):
         assert command in result.output
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
@@ -125,3 +125,24 @@ def test_bad_corpus_is_one_clear_line(tmp_path) -> None:  # type: ignore[no-unty
     assert result.returncode == 2
     assert "bad.jsonl:2: invalid UTF-8" in result.stderr and "--skip-invalid" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_eval_input_errors_are_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = ["eval", "--model", "all-minilm-l6-v2", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--dims", "384,abc"])
+    assert result.exit_code == 2 and "expected integers like 384,128" in result.output
+    result = CliRunner().invoke(cli, [*base, "--tasks", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--format", "fancy"])
+    assert result.exit_code == 2 and "unknown prompt format 'fancy'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_report_writes_one_html_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    row = {"model": "m", "format": "plain", "dim": 8, "task": "t", "kind": "sts"}
+    manifest = {"stage": "eval", "results": [{**row, "metric": "cosine_spearman", "score": 0.5}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "50.00" in html

@@ -58,11 +58,13 @@ def _register() -> None:
     from geckokit.cli import (
         check,
         distill,
+        evaluate,
         generate,
         llm_serve,
         mine,
         mix,
         models,
+        report,
         rerank_eval,
         train,
     )
@@ -74,6 +76,8 @@ def _register() -> None:
     cli.add_command(rerank_eval.rerank_eval)
     cli.add_command(mix.mix)
     cli.add_command(train.train)
+    cli.add_command(evaluate.evaluate)
+    cli.add_command(report.report)
     cli.add_command(llm_serve.llm_serve)
     cli.add_command(distill.distill)
     cli.add_command(distill.demo)

@@ -1,0 +1,157 @@
+"""A real evaluation: all-MiniLM-L6-v2 (the default encoder, from its PyPI package) on small
+slices of the shared benchmarks through `geckokit eval`, with the network blocked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from geckokit.cli.main import cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def minilm_eval(
+    slices: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("minilm") / "eval"
+    attempts: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(real: Any) -> Any:
+        def connect(self: socket.socket, address: Any) -> Any:
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                attempts.append(address)
+                raise OSError(f"network use in an offline test: {address}")
+            return real(self, address)
+
+        return connect
+
+    tasks = ",".join(
+        [
+            str(slices["scifact"]),
+            str(slices["stsbenchmark"]),
+            str(slices["banking77"]),
+            f"clustering:{slices['banking77']}",
+        ]
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(socket.socket, "connect", guard(real_connect))
+        mp.setattr(socket.socket, "connect_ex", guard(real_connect_ex))
+        result = CliRunner().invoke(
+            cli,
+            [
+                "eval",
+                "--model",
+                "all-minilm-l6-v2",
+                "--tasks",
+                tasks,
+                "--dims",
+                "384,128",
+                "--out",
+                str(out),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    scores = {(r["task"], r["dim"]): r["score"] for r in manifest["results"]}
+    return {
+        "out": out,
+        "output": result.output,
+        "attempts": attempts,
+        "manifest": manifest,
+        "scores": scores,
+    }
+
+
+def test_scores_in_the_expected_range_offline(minilm_eval: dict[str, Any]) -> None:
+    assert minilm_eval["attempts"] == []
+    scores = minilm_eval["scores"]
+    # full width (384): MiniLM finds most SciFact abstracts among 100, tracks STS-B gold
+    # similarity closely and separates 10 banking intents well
+    expected = {
+        "scifact": (0.70, 1.0),
+        "stsbenchmark": (0.80, 1.0),
+        "banking77": (0.75, 1.0),
+        "banking77-clustering": (0.60, 1.0),
+    }
+    for task, (lo, hi) in expected.items():
+        assert lo <= scores[(task, 384)] <= hi, (task, scores[(task, 384)])
+        # a third of the width keeps most of the score
+        assert scores[(task, 384)] - 0.12 <= scores[(task, 128)] <= scores[(task, 384)] + 0.05
+    assert minilm_eval["manifest"]["models"][0]["formats"] == ["plain"]  # auto: no prompts
+
+
+def test_results_in_mteb_layout_table_and_manifest(minilm_eval: dict[str, Any]) -> None:
+    from mteb.results import TaskResult
+
+    out, manifest = minilm_eval["out"], minilm_eval["manifest"]
+    model = manifest["models"][0]
+    assert (model["name"], model["width"], model["dims"]) == ("all-minilm-l6-v2", 384, [384, 128])
+    folder = out / "results" / "all-minilm-l6-v2" / model["revision"]
+    full = TaskResult.from_disk(folder / "scifact.json")
+    assert full.get_score() == pytest.approx(minilm_eval["scores"][("scifact", 384)])
+    assert full.scores["test"][0]["main_score"] == full.scores["test"][0]["ndcg_at_10"]
+    cut = TaskResult.from_disk(folder / "experiments" / "embed_dim_128" / "stsbenchmark.json")
+    assert cut.get_score() == pytest.approx(minilm_eval["scores"][("stsbenchmark", 128)])
+    assert json.loads((folder / "model_meta.json").read_text())["name"] == "all-minilm-l6-v2"
+    table = (out / "results.md").read_text()
+    assert (
+        "| task | metric | all-minilm-l6-v2@384 (plain) | all-minilm-l6-v2@128 (plain) |" in table
+    )
+    assert "| scifact | ndcg_at_10 | " in table and "| mean |" in table
+    assert table in minilm_eval["output"]
+    assert [t["kind"] for t in manifest["tasks"]] == [
+        "retrieval",
+        "sts",
+        "classification",
+        "clustering",
+    ]
+    assert manifest["tasks"][0]["task_string"] == "fact checking"
+    assert manifest["environment"]["mteb"] and manifest["seconds"] > 0
+
+
+def test_rerun_through_the_python_api_reuses_results(
+    minilm_eval: dict[str, Any], slices: dict[str, Path], tmp_path: Path
+) -> None:
+    from geckokit.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    shutil.copytree(minilm_eval["out"], out)
+    model = minilm_eval["manifest"]["models"][0]
+    stored = (
+        out
+        / "results"
+        / "all-minilm-l6-v2"
+        / model["revision"]
+        / "experiments"
+        / "embed_dim_128"
+        / "scifact.json"
+    )
+    before = stored.stat().st_mtime_ns
+    table = evaluate("all-minilm-l6-v2", str(slices["scifact"]), dims=[128], out=out)
+    assert table.num_rows == 1
+    row = table.to_pylist()[0]
+    assert (row["task"], row["dim"], row["format"]) == ("scifact", 128, "plain")
+    assert row["score"] == pytest.approx(minilm_eval["scores"][("scifact", 128)])
+    assert stored.stat().st_mtime_ns == before  # read back, not recomputed
+
+
+def test_report_of_the_real_evaluation(minilm_eval: dict[str, Any], tmp_path: Path) -> None:
+    from geckokit.evaluate import write_report
+
+    from .test_report import assert_self_contained, parse
+
+    path = write_report(minilm_eval["out"], out=tmp_path / "report.html")
+    page = parse(path)
+    assert "Evaluation" in page.headings and "Score against Matryoshka dimension" in page.headings
+    assert page.tags["svg"] == 1 + 4  # scores per task, then one dims chart per task
+    assert_self_contained(path, page)
