@@ -36,9 +36,9 @@ from geckokit.cli.options import llm_option
     "eval_dirs",
     multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="BEIR folder to evaluate base and distilled model on (repeatable).",
+    help="Benchmark to evaluate base and distilled model on with mteb (repeatable): a BEIR "
+    "folder or any task `geckokit eval` takes.",
 )
-@click.option("--eval-queries", type=int, default=None, help="Evaluate on the first N queries.")
 @click.option("--limit", type=int, default=None, help="Use the first N passages only.")
 @click.option(
     "--sample",
@@ -71,7 +71,6 @@ def distill(
     llm_spec: str | None,
     base: str | None,
     eval_dirs: tuple[str, ...],
-    eval_queries: int | None,
     limit: int | None,
     sample: int | None,
     top_n: int | None,
@@ -90,7 +89,6 @@ def distill(
         "llm": llm_spec,
         "base": base,
         "eval": list(eval_dirs) or None,
-        "eval_queries": eval_queries,
         "limit": limit,
         "sample": sample,
         "prefinetune": prefinetune,
@@ -155,7 +153,7 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
     results = stages.get("eval", {}).get("results")
     if results:
         table = Table(title="held-out retrieval")
-        for col in ("benchmark", "model", "nDCG@10", "Recall@10", "queries"):
+        for col in ("benchmark", "model", "nDCG@10", "Recall@10"):
             table.add_column(col, justify="left" if col in ("benchmark", "model") else "right")
         for r in results:
             table.add_row(
@@ -163,7 +161,6 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
                 r["model"],
                 f"{r['ndcg@10']:.2f}",
                 f"{r['recall@10']:.2f}",
-                str(r["queries"]),
             )
         console.print(table)
     for name, info in stages.items():

@@ -38,6 +38,7 @@ RESULT_SCHEMA = pa.schema(
         ("kind", pa.string()),
         ("metric", pa.string()),
         ("score", pa.float64()),  # mteb's main score, in [0, 1]
+        ("recall_at_10", pa.float64()),  # retrieval tasks only, in [0, 1]; else null
         ("seconds", pa.float64()),
     ]
 )
@@ -164,6 +165,7 @@ def evaluate(
                             "kind": task_info.kind,
                             "metric": task_info.main_score,
                             "score": float(result.get_score()),
+                            "recall_at_10": _recall_at_10(result),
                             "seconds": round(float(result.evaluation_time or 0.0), 2),
                         }
                     )
@@ -184,6 +186,17 @@ def evaluate(
         }
         write_json(manifest, folder / MANIFEST)
     return table
+
+
+def _recall_at_10(result: Any) -> float | None:
+    """Recall@10 of a retrieval result (mean over its evaluated splits), else None."""
+    values = [
+        float(entry["recall_at_10"])
+        for entries in (getattr(result, "scores", None) or {}).values()
+        for entry in entries
+        if isinstance(entry, dict) and "recall_at_10" in entry
+    ]
+    return sum(values) / len(values) if values else None
 
 
 def column_label(model: str, fmt: str, dim: int) -> str:

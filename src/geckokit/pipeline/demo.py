@@ -23,7 +23,6 @@ def demo_config(*, llm: str | None = None) -> DistillConfig:
             "corpus": str(folder),
             "llm": llm,
             "eval": [str(folder)],
-            "eval_task": "search result",
             "mine": {"top_n": 10},
             "train": {
                 "epochs": 3,

@@ -36,15 +36,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 
-#: Task strings of evaluation queries in the unified format (paper Table 9).
-EVAL_TASKS = {
-    "scifact": "fact checking",
-    "nfcorpus": "fact checking",
-    "fiqa": "question answering",
-    "arguana": "semantic similarity",
-}
-DEFAULT_EVAL_TASK = "search result"
-
 
 class Stage(ClosedSet):
     GENERATE = "generate"
@@ -97,8 +88,6 @@ class DistillConfig(BaseModel):
     rerank_prompt: str = "binary"
     prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
     eval: list[str] = Field(default_factory=list, description="BEIR folders to evaluate on")
-    eval_queries: int | None = Field(None, ge=1, description="first N test queries")
-    eval_task: str | None = Field(None, description="task string of the eval queries")
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     mine: MineConfig = Field(default_factory=MineConfig)
     mix: MixSources = Field(default_factory=MixSources)
@@ -282,7 +271,7 @@ def distill(
         return _close(manifest, out, until)
 
     t0 = time.perf_counter()
-    if config.eval and not _finished(eval_dir):
+    if config.eval and not (eval_dir / MANIFEST).exists():
         results = evaluate_before_after(config, train_dir / "model", eval_dir)
         record(Stage.EVAL, time.perf_counter() - t0, results=results)
     if last == STAGES.index(Stage.EVAL):
@@ -290,7 +279,7 @@ def distill(
 
     t0 = time.perf_counter()
     report = write_run_report(out)
-    manifest["report"] = str(report) if report else None
+    manifest["report"] = str(report)
     record(Stage.REPORT, time.perf_counter() - t0)
     return _close(manifest, out, until)
 
@@ -392,37 +381,39 @@ def probe_rates(llm: Any) -> dict[str, float] | None:
 def evaluate_before_after(
     config: DistillConfig, model_dir: Path, out: Path
 ) -> list[dict[str, Any]]:
-    """nDCG@10 and Recall@10 on each eval benchmark for the base model (plain text, as it
-    was trained, and in the unified format) and the distilled model (unified format)."""
-    from geckokit.encoder import load_encoder
-    from geckokit.evaluate.retrieval import evaluate_retrieval
+    """Evaluate base and distilled model with mteb on the ``config.eval`` benchmarks into
+    ``out`` (mteb result files, results.md, manifest), at full width and the distilled
+    model's Matryoshka dims; the base both plain (as it was trained) and in the unified
+    format. Returns the full-width retrieval rows: benchmark, model, nDCG@10, Recall@10."""
+    from geckokit.evaluate.run import evaluate
 
-    base = load_encoder(config.base)
-    distilled = load_encoder(str(model_dir))
-    rows = []
-    for folder in config.eval:
-        task = config.eval_task or EVAL_TASKS.get(Path(folder).name.lower(), DEFAULT_EVAL_TASK)
-        for label, model, fmt in (
-            ("base", base, False),
-            ("base (unified format)", base, True),
-            ("distilled", distilled, True),
-        ):
-            scores = evaluate_retrieval(
-                model, folder, task=task, gecko_format=fmt, n_queries=config.eval_queries
-            )
-            rows.append({"model": label, "task": task, **scores})
-    write_json(
-        {"stage": "eval", "status": "finished", "results": rows, "environment": environment()},
-        out / MANIFEST,
+    table = evaluate(
+        [config.base, str(model_dir)], list(config.eval), formats=["auto", "gecko"], out=out
     )
-    return rows
+    rows = table.to_pylist()
+    full = {r["model"]: max(x["dim"] for x in rows if x["model"] == r["model"]) for r in rows}
+    labels = {
+        (rows[0]["model"], "plain"): "base",
+        (rows[0]["model"], "gecko"): "base (unified format)",
+    }
+    summary = []
+    for r in rows:
+        if r["dim"] != full[r["model"]] or r["kind"] != "retrieval":
+            continue
+        label = labels.get((r["model"], r["format"]), "distilled")
+        summary.append(
+            {
+                "benchmark": r["task"],
+                "model": label,
+                "ndcg@10": round(100 * r["score"], 2),
+                "recall@10": round(100 * (r["recall_at_10"] or 0.0), 2),
+            }
+        )
+    return summary
 
 
-def write_run_report(out: Path) -> Path | None:
-    """The HTML report of the run (None when the report module is not available)."""
-    try:
-        from geckokit.evaluate.report import write_report
-    except ImportError:  # pragma: no cover - the report needs the eval extra
-        log.warning("report: install geckokit[eval] for the HTML report")
-        return None
+def write_run_report(out: Path) -> Path:
+    """The HTML report of the run (:func:`geckokit.evaluate.report.write_report`)."""
+    from geckokit.evaluate.report import write_report
+
     return Path(write_report(out))
