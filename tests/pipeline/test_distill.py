@@ -37,12 +37,12 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _config(corpus: Path, **train: object) -> DistillConfig:
+def _config(corpus: Path, *, top_n: int = 3, **train: object) -> DistillConfig:
     return DistillConfig.model_validate(
         {
             "corpus": str(corpus),
             "eval": [str(corpus)],
-            "mine": {"top_n": 3},
+            "mine": {"top_n": top_n},
             "train": {"batch_size": 2, "epochs": 2, "logging_steps": 1, **train},
         }
     )
@@ -89,7 +89,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     html = (out / "report.html").read_text()
     assert again["report"] == str(out / "report.html") and "<svg" in html
     with pytest.raises(RunMismatchError, match="mine"):
-        distill(_config(small_set).model_copy(update={"mine": {"top_n": 4}}), out, llm=llm)
+        distill(_config(small_set, top_n=4), out, llm=llm)
 
 
 def test_config_file_and_flags_are_equivalent(tmp_path: Path) -> None:
