@@ -55,7 +55,17 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from geckokit.cli import check, generate, llm_serve, mine, mix, models, rerank_eval, train
+    from geckokit.cli import (
+        check,
+        generate,
+        llm_serve,
+        mine,
+        mix,
+        models,
+        rerank_eval,
+        serve,
+        train,
+    )
 
     cli.add_command(models.models)
     cli.add_command(check.check)
@@ -65,6 +75,7 @@ def _register() -> None:
     cli.add_command(mix.mix)
     cli.add_command(train.train)
     cli.add_command(llm_serve.llm_serve)
+    cli.add_command(serve.serve)
 
 
 _register()
