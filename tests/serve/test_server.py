@@ -20,7 +20,7 @@ import pytest
 
 from geckokit.format import query_text
 from geckokit.train.trainer import DOCUMENT_PROMPT, QUERY_PROMPT
-from tests.conftest import start_server
+from tests.conftest import free_port, wait_http
 
 KEY = "test-key"
 NAME = "gecko-test"
@@ -38,30 +38,58 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def encoder() -> Any:
+def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 laid out as `geckokit train` saves a model: the unified-format
+    prompts in its sentence-transformers config and Matryoshka dims in geckokit.json."""
+    from geckokit.registry import ModelKind, resolve
+
+    source = Path(resolve("all-minilm-l6-v2", kind=ModelKind.ENCODER))
+    folder = tmp_path_factory.mktemp("served") / "model"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    (folder / "model.safetensors").symlink_to(source / "model.safetensors")
+    config = folder / "config_sentence_transformers.json"
+    settings = json.loads(config.read_text())
+    settings["prompts"] = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
+    settings["default_prompt_name"] = None
+    config.write_text(json.dumps(settings))
+    (folder / "geckokit.json").write_text(json.dumps({"matryoshka_dims": DIMS}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(trained_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`geckokit serve` starting up (base_url waits for it, so the reference model loads
+    meanwhile)."""
+    port = free_port()
+    log = trained_dir.parent / "server.log"
+    command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", str(trained_dir)]
+    command += ["--model-name", NAME, "--api-key", KEY, "--max-inputs", "8"]
+    command += ["--max-chars", "2500", "--max-body-bytes", "100000", "--port", str(port)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        yield proc, port, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def encoder(server: Any, trained_dir: Path) -> Any:
+    """The served model loaded in this process: the reference output."""
     from geckokit.encoder import load_encoder
 
-    return load_encoder("all-minilm-l6-v2")
+    return load_encoder(str(trained_dir))
 
 
 @pytest.fixture(scope="module")
-def trained_dir(encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """all-MiniLM-L6-v2 saved the way `geckokit train` saves its result."""
-    folder = tmp_path_factory.mktemp("served") / "model"
-    encoder.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
-    encoder.default_prompt_name = None
-    encoder.save(str(folder))
-    (folder / "geckokit.json").write_text(json.dumps({"matryoshka_dims": DIMS}))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def base_url(trained_dir: Path) -> Iterator[str]:
-    args = ["-m", "geckokit.cli.main", "serve", "--model", str(trained_dir)]
-    args += ["--model-name", NAME, "--api-key", KEY, "--max-inputs", "16"]
-    args += ["--max-chars", "4000", "--max-body-bytes", "100000"]
-    yield from start_server(args, "/health")
+def base_url(server: tuple[subprocess.Popen[bytes], int, Path], encoder: Any) -> str:
+    proc, port, log = server
+    wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +184,8 @@ def test_limits_give_clear_4xx(client: openai.OpenAI, base_url: str) -> None:
             client.embeddings.create(model=NAME, **kwargs)
         return err.value
 
-    assert refused(r"17 texts; .* at most 16", input=["a"] * 17).code == "too_many_inputs"
-    assert refused(r"input\[1\] has 4001 characters", input=["a", "b" * 4001]).param == "input"
+    assert refused(r"9 texts; .* at most 8", input=["a"] * 9).code == "too_many_inputs"
+    assert refused(r"input\[1\] has 2501 characters", input=["a", "b" * 2501]).param == "input"
     refused("empty list", input=[])
     refused(r"input\[1\] is an empty string", input=["a", ""])
     refused("token arrays are not supported", input=[[1, 2, 3]])
@@ -179,7 +207,7 @@ def test_limits_give_clear_4xx(client: openai.OpenAI, base_url: str) -> None:
 
 def test_long_inputs_are_truncated_and_reported(client: openai.OpenAI, encoder: Any) -> None:
     long = " ".join(["bees dance to show where flowers grow"] * 60)  # ~ 420 tokens
-    assert len(long) <= 4000 and len(encoder.tokenizer(long)["input_ids"]) > 256
+    assert len(long) <= 2500 and len(encoder.tokenizer(long)["input_ids"]) > 256
     texts = [TEXTS[0], long]
     response = client.embeddings.create(input=texts, model=NAME)
     assert response.model_extra == {"truncated": [1]}
@@ -218,7 +246,7 @@ def test_schemathesis_finds_no_server_error(base_url: str, tmp_path: Path) -> No
     schema = httpx.get(f"{root}/openapi.json").json()
     request = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
     assert request["dimensions"]["anyOf"][0]["enum"] == DIMS  # the schema states the limits
-    assert request["input"]["anyOf"][1]["maxItems"] == 16
+    assert request["input"]["anyOf"][1]["maxItems"] == 8
     cli = Path(sys.executable).with_name("schemathesis")
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "schemathesis.cli"]
     command += [
