@@ -74,10 +74,16 @@ def serve(
     Requests may add `task` and `input_type` ("query" or "document") to embed texts in
     the unified format; `dimensions` picks a Matryoshka size the model was trained for.
     """
+    import os
+
     from geckokit._deps import require
     from geckokit.serve.app import ServeOptions, create_app
     from geckokit.serve.model import ServedModel
 
+    # The event loop shares the cores with torch's OpenMP threads; threads that spin while
+    # they wait for work take CPU the loop needs. Set before torch loads; the caller's
+    # setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uvicorn = require("uvicorn", extra="serve", purpose="the embedding server")
     options = ServeOptions(
         api_key=api_key,
