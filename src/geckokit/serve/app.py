@@ -47,7 +47,7 @@ class ServeOptions(BaseModel):
     """Limits and batching of ``geckokit serve`` (the CLI flags of the same names)."""
 
     api_key: str | None = Field(
-        None, description="require 'Authorization: Bearer KEY' on /v1/ routes"
+        None, min_length=1, description="require 'Authorization: Bearer KEY' on /v1/ routes"
     )
     max_inputs: int = Field(2048, ge=1, description="texts per request")
     max_chars: int = Field(16384, ge=1, description="characters per text")
@@ -92,7 +92,7 @@ class _Guard:
                 return
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.limit:
-            await self._too_large(int(length))(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             return
         received = 0
         too_large = False
@@ -120,13 +120,13 @@ class _Guard:
         except _BodyTooLarge:
             pass
         if too_large and not started:
-            await self._too_large(received)(scope, receive, send)
+            await self._too_large()(scope, receive, send)
 
-    def _too_large(self, size: int) -> Any:
+    def _too_large(self) -> Any:
         return _error(
             413,
-            f"The request body has more than {self.limit} bytes ({size} so far); this server "
-            "accepts at most that. Send fewer or shorter inputs per request.",
+            f"The request body is larger than this server's limit of {self.limit} bytes. "
+            "Send fewer or shorter inputs per request.",
             code="request_too_large",
         )
 
@@ -253,7 +253,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         )
 
     @app.get("/health", response_model=Health)
-    def health() -> Health:
+    async def health() -> Health:
         stats = batcher.stats
         return Health(
             model=model.model_id,
@@ -263,7 +263,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         )
 
     @app.get("/v1/models", response_model=ModelList, responses={401: errors[401]})
-    def models() -> ModelList:
+    async def models() -> ModelList:
         return ModelList(data=[card()])
 
     @app.get(
@@ -271,7 +271,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         response_model=ModelCard,
         responses={k: errors[k] for k in (401, 404)},
     )
-    def retrieve_model(model_id: str) -> ModelCard:
+    async def retrieve_model(model_id: str) -> ModelCard:
         if model_id != model.model_id:
             raise _not_found(model_id)
         return card()
