@@ -13,6 +13,7 @@ from geckokit.serve.model import (
     DEFAULT_TASK,
     ServedModel,
     format_input,
+    length_groups,
     project,
     read_matryoshka_dims,
 )
@@ -50,6 +51,20 @@ def test_project_truncates_and_renormalises() -> None:
     np.testing.assert_allclose(project(rows, 3)[0], np.array([3, 4, 12]) / 13, rtol=1e-6)
     with pytest.raises(ValueError, match=r"dim must lie in \[1, 3\], got 4"):
         project(rows, 4)
+
+
+def test_length_groups_split_where_padding_costs_more_than_a_pass() -> None:
+    # one pass: 48 + 3 x 100 = 348 token-equivalents; {10, 10} + {100}: 68 + 148 = 216
+    assert length_groups([100, 10, 10], overhead=48) == [[1, 2], [0]]
+    # similar lengths stay together: 48 + 3 x 24 = 120 beats any split
+    assert length_groups([24, 20, 22], overhead=48) == [[1, 2, 0]]
+    assert length_groups([5, 50, 5, 50], overhead=0) == [[0, 2], [1, 3]]
+    assert length_groups([], overhead=48) == []
+    lengths = [int(x) for x in np.random.default_rng(0).integers(5, 80, size=64)]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(64))
+    padded = sum(max(lengths[i] for i in g) * len(g) for g in groups)
+    assert padded < 1.25 * sum(lengths) < max(lengths) * 64
 
 
 def test_read_matryoshka_dims(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,32 @@ def project(embeddings: np.ndarray, dim: int) -> np.ndarray:
     head = np.asarray(embeddings[..., :dim], dtype=np.float32)  # (n, dim)
     norms = np.linalg.norm(head, axis=-1, keepdims=True)  # (n, 1)
     return head / np.maximum(norms, 1e-12)
+
+
+def length_groups(lengths: Sequence[int], *, overhead: int = 48) -> list[list[int]]:
+    """Split a batch into groups of similar length, to pad less: indices grouped in order of
+    length so that the tokens computed (each group padded to its longest text) plus
+    ``overhead`` token-equivalents per extra forward pass are fewest (dynamic programming
+    over the sorted lengths, O(n^2) for a batch of n).
+
+    A random micro-batch of short queries pads to about 1.6x its real tokens in one forward
+    pass; sorted groups bring that near 1.1x, as ``SentenceTransformer.encode`` does for a
+    large input by sorting it.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    ranked = [lengths[i] for i in order]
+    n = len(ranked)
+    best = [0] + [0] * n  # best[j]: cost of the first j sorted texts
+    cut = [0] * (n + 1)  # cut[j]: where the last group of the first j texts starts
+    for j in range(1, n + 1):
+        longest = ranked[j - 1]
+        best[j], cut[j] = min((best[i] + overhead + longest * (j - i), i) for i in range(j))
+    groups: list[list[int]] = []
+    j = n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def read_matryoshka_dims(folder: str | os.PathLike[str] | None, width: int) -> list[int] | None:
@@ -158,16 +185,21 @@ class ServedModel:
         return [len(row) for row in ids]
 
     def encode(self, texts: list[str]) -> list[Encoded]:
-        """Embed ``texts`` (already formatted) in one call; blocking (runs on a worker thread).
+        """Embed ``texts`` (already formatted); blocking (runs on the batcher's thread).
 
-        Texts longer than ``max_seq_length`` tokens are cut by the tokenizer, as
+        One forward pass per group of similar length (:func:`length_groups`). Texts longer than ``max_seq_length`` tokens are cut by the tokenizer, as
         ``SentenceTransformer.encode`` does, and flagged ``truncated``.
         """
-        counts = self.count_tokens(texts)
-        vectors = self.encoder.encode(
-            texts, batch_size=max(len(texts), 1), convert_to_numpy=True, show_progress_bar=False
-        )  # (n, width)
         limit = self.max_seq_length
+        counts = self.count_tokens(texts)
+        vectors = np.empty((len(texts), self.width), dtype=np.float32)  # (n, width)
+        for group in length_groups([min(n, limit) for n in counts]):
+            vectors[group] = self.encoder.encode(
+                [texts[i] for i in group],
+                batch_size=len(group),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return [
             Encoded(embedding=vec, tokens=min(n, limit), truncated=n > limit)
             for vec, n in zip(vectors, counts, strict=True)
