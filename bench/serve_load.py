@@ -8,7 +8,8 @@ minimal keep-alive HTTP/1.1 client on asyncio, asking for `encoding_format=base6
 127.0.0.1 until all N texts are embedded, after a short warm-up. The server's micro-batcher
 groups concurrent requests into shared encode calls. Prints throughput and p50/p99 latency
 side by side, the ratio of server to in-process throughput (target: at least 0.8x), the CPU
-time each side used and the largest difference between the vectors.
+time each side used and the largest difference between the vectors. The two sides alternate
+for a few rounds, so that other work on the machine weighs on both alike.
 
     python bench/serve_load.py --texts 1024 --clients 16
 """
@@ -169,6 +170,7 @@ def main() -> None:
     )
     parser.add_argument("--texts", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements")
     parser.add_argument("--model", default="all-minilm-l6-v2")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
@@ -179,57 +181,67 @@ def main() -> None:
     import torch  # after the setting above, which OpenMP reads once
 
     texts = load_texts(Path(args.queries), args.texts)
-
+    n = len(texts)
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="geckokit-serve-bench-", suffix=".log")[1])
     server = start_server(args, port, log)
+    local_seconds: list[float] = []
+    remote_seconds: list[float] = []
+    latencies: list[float] = []
+    cpu = {"in-process": 0.0, "server": 0.0, "load generator": 0.0}
     try:
         model = load_encoder(args.model)
         model.encode(texts[:64])  # warm-up
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        local = model.encode(texts, normalize_embeddings=True)
-        local_seconds, local_cpu = time.perf_counter() - t0, cpu_seconds() - c0
         single: list[float] = []
         for text in texts[: args.single]:
             t1 = time.perf_counter()
             model.encode([text])
             single.append(time.perf_counter() - t1)
-
         url = f"http://127.0.0.1:{port}"
         before = httpx.get(f"{url}/health").json()
-        s0, c0 = cpu_seconds(server.pid), cpu_seconds()
-        seconds, latencies, remote = asyncio.run(load_test(port, args.model, texts, args.clients))
-        server_cpu, client_cpu = cpu_seconds(server.pid) - s0, cpu_seconds() - c0
+        # alternate the two sides, so that a change in the machine's load hits both
+        for _ in range(args.rounds):
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            local = model.encode(texts, normalize_embeddings=True)
+            local_seconds.append(time.perf_counter() - t0)
+            cpu["in-process"] += cpu_seconds() - c0
+            s0, c0 = cpu_seconds(server.pid), cpu_seconds()
+            seconds, lat, remote = asyncio.run(load_test(port, args.model, texts, args.clients))
+            cpu["server"] += cpu_seconds(server.pid) - s0
+            cpu["load generator"] += cpu_seconds() - c0
+            remote_seconds.append(seconds)
+            latencies += lat
         after = httpx.get(f"{url}/health").json()
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.unlink(missing_ok=True)
 
-    n = len(texts)
+    total = n * args.rounds
     batches = after["batches"] - before["batches"]
-    threads = torch.get_num_threads()
+    ratios = [a / b for a, b in zip(local_seconds, remote_seconds, strict=True)]
     print(
-        f"{n} SciFact claims, model {args.model}, {os.cpu_count()} CPUs, {threads} torch "
-        f"threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (both sides)"
+        f"{n} SciFact claims x {args.rounds} rounds, model {args.model}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (both sides)"
     )
     print(f"{'':34} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    print(f"{'in-process encode (batch 32)':34} {n / local_seconds:9.1f} {'':>8} {'':>8}")
+    print(f"{'in-process encode (batch 32)':34} {total / sum(local_seconds):9.1f}")
     print(
         f"{'in-process encode, one text a call':34} {len(single) / sum(single):9.1f} "
         f"{ms(single, 50):8.1f} {ms(single, 99):8.1f}"
     )
     print(
-        f"{f'server, {args.clients} clients x 1 text':34} {n / seconds:9.1f} "
+        f"{f'server, {args.clients} clients x 1 text':34} {total / sum(remote_seconds):9.1f} "
         f"{ms(latencies, 50):8.1f} {ms(latencies, 99):8.1f}"
     )
     print(
-        f"CPU ms per text: in-process {local_cpu / n * 1000:.2f}; server "
-        f"{server_cpu / n * 1000:.2f}, load generator {client_cpu / n * 1000:.2f}"
+        f"server / in-process throughput: {sum(local_seconds) / sum(remote_seconds):.2f}x "
+        f"(target >= 0.8x; rounds {', '.join(f'{r:.2f}' for r in ratios)})"
     )
+    print("CPU ms per text: " + ", ".join(f"{k} {v / total * 1000:.2f}" for k, v in cpu.items()))
     print(
-        f"server / in-process throughput: {local_seconds / seconds:.2f}x (target >= 0.8x); "
-        f"{batches} encode calls for {n} requests (mean batch {n / max(batches, 1):.1f}); "
+        f"{batches} encode calls for {total} requests (mean batch {total / max(batches, 1):.1f}); "
         f"max |server - in-process| = {np.abs(remote - local).max():.1e}"
     )
 
