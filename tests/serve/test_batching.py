@@ -147,11 +147,28 @@ def test_a_cancelled_request_is_skipped_and_close_fails_the_waiting_ones() -> No
     assert encode.calls == [["busy"], ["waiting"], ["late"]]
 
 
+def test_several_workers_encode_batches_at_the_same_time() -> None:
+    encode = FakeEncode(delay=0.3)
+
+    async def main() -> tuple[list[list[str]], float]:
+        async with MicroBatcher(encode, max_batch_size=2, max_wait_ms=0, workers=2) as batcher:
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*(batcher.submit([t]) for t in "abcd"))
+            return out, time.perf_counter() - t0
+
+    results, seconds = run(main())
+    assert results == [["A"], ["B"], ["C"], ["D"]]
+    assert sorted(map(sorted, encode.calls)) == [["a", "b"], ["c", "d"]]
+    assert len(encode.threads) == 2 and seconds < 0.55  # two batches of 0.3 s overlapped
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch_size must be at least 1"):
         MicroBatcher(FakeEncode(), max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms must be 0 or more"):
         MicroBatcher(FakeEncode(), max_wait_ms=-1)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        MicroBatcher(FakeEncode(), workers=0)
 
     async def not_started() -> None:
         await MicroBatcher(FakeEncode()).submit(["a"])

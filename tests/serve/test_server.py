@@ -65,6 +65,7 @@ def server(trained_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Pa
     command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", str(trained_dir)]
     command += ["--model-name", NAME, "--api-key", KEY, "--max-inputs", "8"]
     command += ["--max-chars", "2500", "--max-body-bytes", "100000", "--port", str(port)]
+    command += ["--workers", "2"]  # two batches in flight: the model is shared by two threads
     with log.open("wb") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:

@@ -55,6 +55,14 @@ import click
     type=float,
     help="How long a batch waits for more requests before it is encoded.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Batches encoded at the same time, each on its own thread; torch's threads are "
+    "shared out among them.",
+)
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: auto).")
 def serve(
     model: str | None,
@@ -67,6 +75,7 @@ def serve(
     max_body_bytes: int,
     max_batch_size: int,
     max_wait_ms: float,
+    workers: int,
     device: str | None,
 ) -> None:
     """Serve an encoder at /v1/embeddings (OpenAI's shape), /v1/models and /health.
@@ -92,6 +101,10 @@ def serve(
         max_body_bytes=max_body_bytes,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        workers=workers,
     )
     served = ServedModel.load(model, model_id=model_name, device=device)
+    if workers > 1:
+        torch = require("torch", extra="train", purpose="encoders")
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
     uvicorn.run(create_app(served, options=options), host=host, port=port, log_level="info")

@@ -54,6 +54,7 @@ class ServeOptions(BaseModel):
     max_body_bytes: int = Field(16 * 2**20, ge=1024, description="request body size")
     max_batch_size: int = Field(64, ge=1, description="texts per encode call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
+    workers: int = Field(1, ge=1, description="batches encoded at the same time")
 
 
 def _error(status: int, message: str, **fields: Any) -> Any:
@@ -182,7 +183,10 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
 
     options = options or ServeOptions()
     batcher: MicroBatcher[Encoded] = MicroBatcher(
-        model.encode, max_batch_size=options.max_batch_size, max_wait_ms=options.max_wait_ms
+        model.encode,
+        max_batch_size=options.max_batch_size,
+        max_wait_ms=options.max_wait_ms,
+        workers=options.workers,
     )
     created = int(time.time())
 

@@ -58,7 +58,10 @@ class MicroBatcher(Generic[T]):
         *,
         max_batch_size: int = 64,
         max_wait_ms: float = 5.0,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_wait_ms < 0:
@@ -66,33 +69,43 @@ class MicroBatcher(Generic[T]):
         self.encode = encode
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.workers = workers
         self.stats = BatchStats()
         self._pending: deque[_Chunk] = deque()
-        self._inflight: list[_Chunk] = []
+        self._inflight: dict[int, list[_Chunk]] = {}
         self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._gathering: asyncio.Lock | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        if self._worker is not None:
+        if self._tasks:
             return
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geckokit-encode")
-        self._worker = asyncio.create_task(self._run(), name="geckokit-micro-batcher")
+        self._gathering = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="geckokit-encode"
+        )
+        self._tasks = [
+            asyncio.create_task(self._run(slot), name=f"geckokit-micro-batcher-{slot}")
+            for slot in range(self.workers)
+        ]
 
     async def close(self) -> None:
-        """Stop the worker; requests still waiting fail with ``RuntimeError``."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.cancel()
+        """Stop the workers; requests still waiting fail with ``RuntimeError``."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await worker
+                await task
             except asyncio.CancelledError:
                 pass
-        for chunk in [*self._inflight, *self._pending]:
+        stranded = [c for chunks in self._inflight.values() for c in chunks]
+        for chunk in [*stranded, *self._pending]:
             if not chunk.future.done():
                 chunk.future.set_exception(RuntimeError("the server is shutting down"))
-        self._inflight, self._pending = [], deque()
+        self._inflight, self._pending = {}, deque()
         self.stats.queued = 0
         executor, self._executor = self._executor, None
         if executor is not None:
@@ -106,17 +119,17 @@ class MicroBatcher(Generic[T]):
         await self.close()
 
     async def run_in_worker(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the encode thread (e.g. a warm-up), after the batch in progress."""
+        """Run ``fn`` on an encode thread (e.g. a warm-up)."""
         if self._executor is None:
             raise RuntimeError("the batcher is not started")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def submit(self, texts: Sequence[str]) -> list[T]:
         """Encode ``texts`` together with whatever else is queued; one result per text."""
-        if self._worker is None or self._wakeup is None:
+        if not self._tasks or self._wakeup is None:
             raise RuntimeError("the batcher is not started")
-        if self._worker.done():
-            raise RuntimeError("the batch worker has stopped")
+        if all(task.done() for task in self._tasks):
+            raise RuntimeError("the batch workers have stopped")
         loop = asyncio.get_running_loop()
         chunks = [
             _Chunk(list(texts[i : i + self.max_batch_size]), loop.create_future())
@@ -128,14 +141,14 @@ class MicroBatcher(Generic[T]):
         parts = await asyncio.gather(*(c.future for c in chunks))
         return [result for part in parts for result in part]
 
-    async def _gather(self) -> list[_Chunk]:
+    async def _gather(self, slot: int) -> list[_Chunk]:
         """Wait for the first chunk, then add more until full or the wait bound has passed."""
         assert self._wakeup is not None  # set by start()
         loop = asyncio.get_running_loop()
         while not self._pending:
             self._wakeup.clear()
             await self._wakeup.wait()
-        batch = self._inflight = [self._pending.popleft()]  # close() fails these if cancelled
+        batch = self._inflight[slot] = [self._pending.popleft()]  # close() fails these
         size = len(batch[0].texts)
         deadline = loop.time() + self.max_wait
         while size < self.max_batch_size:
@@ -156,16 +169,18 @@ class MicroBatcher(Generic[T]):
                 break
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, slot: int) -> None:
+        assert self._gathering is not None  # set by start()
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._gather()
+            async with self._gathering:  # one worker gathers at a time, so batches fill
+                batch = await self._gather(slot)
             self.stats.queued -= sum(len(c.texts) for c in batch)
             batch = [c for c in batch if not c.future.done()]  # callers that went away
             if not batch:
                 continue
             texts = [t for c in batch for t in c.texts]
-            self._inflight = batch
+            self._inflight[slot] = batch
             try:
                 results = await loop.run_in_executor(self._executor, self.encode, texts)
                 if len(results) != len(texts):
@@ -177,7 +192,7 @@ class MicroBatcher(Generic[T]):
                 for chunk in batch:
                     if not chunk.future.done():
                         chunk.future.set_exception(exc)
-                self._inflight = []
+                self._inflight.pop(slot, None)
                 continue
             self.stats.batches += 1
             self.stats.inputs += len(texts)
@@ -188,4 +203,4 @@ class MicroBatcher(Generic[T]):
                 if not chunk.future.done():
                     chunk.future.set_result(list(results[start:end]))
                 start = end
-            self._inflight = []
+            self._inflight.pop(slot, None)

@@ -8,9 +8,11 @@ and counts the tokens the model read.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +136,10 @@ class ServedModel:
         if any(not 1 <= d <= self.width for d in self.dims):
             raise ValueError(f"dims must lie in [1, {self.width}], got {self.dims}")
         self.max_seq_length = int(encoder.max_seq_length)
-        self.tokenizer = encoder.tokenizer
+        # a copy of its own: counting sets truncation on a fast tokenizer, which must not
+        # change under an encode running on another thread
+        self.tokenizer = copy.deepcopy(encoder.tokenizer)
+        self._counting = threading.Lock()
 
     @classmethod
     def load(
@@ -174,14 +179,15 @@ class ServedModel:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens each text has with special tokens, counted up to ``max_seq_length + 1``."""
-        ids = self.tokenizer(
-            texts,
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.max_seq_length + 1,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
+        with self._counting:
+            ids = self.tokenizer(
+                texts,
+                add_special_tokens=True,
+                truncation=True,
+                max_length=self.max_seq_length + 1,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
         return [len(row) for row in ids]
 
     def encode(self, texts: list[str]) -> list[Encoded]:
