@@ -46,7 +46,7 @@ import click
     default=64,
     show_default=True,
     type=int,
-    help="Most texts per encode call when concurrent requests are batched together.",
+    help="Most texts in one micro-batch of concurrent requests.",
 )
 @click.option(
     "--max-wait-ms",
