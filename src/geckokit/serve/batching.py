@@ -7,7 +7,9 @@ of pending texts; one worker takes the oldest, gathers more until the batch hold
 encode function in a worker thread (the event loop keeps accepting requests meanwhile) and
 hands each request its own slice of the results. Texts that arrive while a batch is being
 encoded wait in the queue and form the next batch, so under load batches fill by themselves
-and the wait bound only costs latency when the server is nearly idle.
+and the wait bound only costs latency when the server is nearly idle. With ``workers`` above
+1, that many batches are encoded at the same time on as many threads; one worker gathers at
+a time, so batches still fill.
 
 A request larger than ``max_batch_size`` is split into chunks that queue like any other, so
 one huge request does not hold back small ones for the whole of its encode time.
@@ -47,7 +49,8 @@ class BatchStats:
 class MicroBatcher(Generic[T]):
     """Batches texts from concurrent :meth:`submit` calls into calls of ``encode``.
 
-    ``encode(texts)`` runs in one worker thread and returns one result per text, in order.
+    ``encode(texts)`` runs on one of ``workers`` threads and returns one result per text, in
+    order; with several workers it must be safe to call from several threads at once.
     Use as ``async with MicroBatcher(...) as batcher`` (or :meth:`start` / :meth:`close`)
     inside a running event loop.
     """

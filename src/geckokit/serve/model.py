@@ -106,7 +106,7 @@ def read_matryoshka_dims(folder: str | os.PathLike[str] | None, width: int) -> l
 
 
 def _width(encoder: Any) -> int:
-    # sentence-transformers 5.x renamed get_sentence_embedding_dimension
+    # recent sentence-transformers renamed get_sentence_embedding_dimension (the old name warns)
     get = getattr(encoder, "get_embedding_dimension", None)
     return int(get() if get is not None else encoder.get_sentence_embedding_dimension())
 
@@ -191,9 +191,10 @@ class ServedModel:
         return [len(row) for row in ids]
 
     def encode(self, texts: list[str]) -> list[Encoded]:
-        """Embed ``texts`` (already formatted); blocking (runs on the batcher's thread).
+        """Embed ``texts`` (already formatted); blocking (runs on a batcher thread).
 
-        One forward pass per group of similar length (:func:`length_groups`). Texts longer than ``max_seq_length`` tokens are cut by the tokenizer, as
+        One forward pass per group of similar length (:func:`length_groups`). Texts longer
+        than ``max_seq_length`` tokens are cut by the tokenizer, as
         ``SentenceTransformer.encode`` does, and flagged ``truncated``.
         """
         limit = self.max_seq_length
