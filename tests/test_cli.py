@@ -25,7 +25,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_and_version() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("models", "check", "llm-serve", "eval", "report"):
+    for command in ("models", "check", "llm-serve", "eval", "report", "serve", "distill", "demo"):
         assert command in result.output
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output

@@ -66,6 +66,7 @@ def _register() -> None:
         models,
         report,
         rerank_eval,
+        serve,
         train,
     )
 
@@ -81,6 +82,7 @@ def _register() -> None:
     cli.add_command(llm_serve.llm_serve)
     cli.add_command(distill.distill)
     cli.add_command(distill.demo)
+    cli.add_command(serve.serve)
 
 
 _register()

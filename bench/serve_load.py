@@ -1,0 +1,251 @@
+"""Embedding server under load: `geckokit serve` on loopback against in-process `encode`.
+
+Setting: the first N SciFact claims (short single sentences). In-process, the same model
+embeds them with one `SentenceTransformer.encode(texts)` call (its default batch size, 32),
+and one at a time for a single-text latency reference. Over HTTP, C concurrent clients (a
+minimal keep-alive HTTP/1.1 client on asyncio, asking for `encoding_format=base64` as the
+`openai` client does) each post single-text requests to a `geckokit serve` subprocess on
+127.0.0.1 until all N texts are embedded, after a short warm-up. The server's micro-batcher
+groups concurrent requests into shared encode calls. Prints throughput and p50/p99 latency
+side by side, the ratio of server to in-process throughput (target: at least 0.8x), the CPU
+time each side used and the largest difference between the vectors. The two sides alternate
+for a few rounds, so that other work on the machine weighs on both alike.
+
+    python bench/serve_load.py --texts 1024 --clients 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from geckokit.encoder import load_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_texts(path: Path, n: int) -> list[str]:
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    if len(texts) < n:
+        raise ValueError(f"{path} has {len(texts)} texts, fewer than --texts {n}")
+    return texts[:n]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", args.model]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--max-batch-size", str(args.max_batch_size)]
+    command += ["--max-wait-ms", str(args.max_wait_ms), "--workers", str(args.workers)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError("the server did not start within 180 s")
+
+
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams.
+
+    The load generator shares the 2 cores with the server it measures; a full client
+    (httpx, the openai client) spends more CPU per request than the server does, so the
+    bench uses this one to leave the cores to the server, as remote clients would.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.address = ("127.0.0.1", port)
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        connection = cls(port)
+        connection.reader, connection.writer = await asyncio.open_connection(*connection.address)
+        return connection
+
+    async def post_json(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        try:
+            return await self._post_json(path, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # the server closed an idle keep-alive connection: reconnect and send again
+            self.close()
+            self.reader, self.writer = await asyncio.open_connection(*self.address)
+            return await self._post_json(path, body)
+
+    async def _post_json(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        await self.writer.drain()
+        header = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status = int(header.split(" ", 2)[1])
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in header.split("\r\n")
+            if line.lower().startswith("content-length:")
+        )
+        payload = await self.reader.readexactly(length)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload[:500]!r}")
+        return json.loads(payload)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def load_test(
+    port: int, model: str, texts: list[str], clients: int
+) -> tuple[float, list[float], np.ndarray]:
+    """Seconds for all texts, per-request latencies and the vectors, in text order."""
+    vectors: list[np.ndarray | None] = [None] * len(texts)
+    latencies: list[float] = []
+    todo = iter(range(len(texts)))
+    connections = [await Connection.open(port) for _ in range(clients)]
+
+    async def post(connection: Connection, text: str) -> np.ndarray:
+        body = {"input": text, "model": model, "encoding_format": "base64"}
+        answer = await connection.post_json("/v1/embeddings", body)
+        data = base64.b64decode(answer["data"][0]["embedding"])  # type: ignore[index]
+        return np.frombuffer(data, dtype="<f4")
+
+    async def worker(connection: Connection) -> None:
+        for i in todo:
+            t0 = time.perf_counter()
+            vectors[i] = await post(connection, texts[i])
+            latencies.append(time.perf_counter() - t0)
+
+    for _ in range(2):  # warm-up
+        await asyncio.gather(*(post(c, t) for c, t in zip(connections, texts, strict=False)))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in connections))
+    seconds = time.perf_counter() - t0
+    for connection in connections:
+        connection.close()
+    return seconds, latencies, np.stack(vectors)  # type: ignore[arg-type]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default; Linux /proc)."""
+    stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--queries", default=str(ROOT.parent / "shared/data/beir/scifact/queries.jsonl")
+    )
+    parser.add_argument("--texts", type=int, default=1024)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements")
+    parser.add_argument("--model", default="all-minilm-l6-v2")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--single", type=int, default=128, help="texts for the latency reference")
+    args = parser.parse_args()
+    # the same OpenMP setting on both sides: `geckokit serve` defaults to passive waiting
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch  # after the setting above, which OpenMP reads once
+
+    texts = load_texts(Path(args.queries), args.texts)
+    n = len(texts)
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="geckokit-serve-bench-", suffix=".log")[1])
+    server = start_server(args, port, log)
+    local_seconds: list[float] = []
+    remote_seconds: list[float] = []
+    latencies: list[float] = []
+    cpu = {"in-process": 0.0, "server": 0.0, "load generator": 0.0}
+    try:
+        model = load_encoder(args.model)
+        model.encode(texts[:64])  # warm-up
+        single: list[float] = []
+        for text in texts[: args.single]:
+            t1 = time.perf_counter()
+            model.encode([text])
+            single.append(time.perf_counter() - t1)
+        url = f"http://127.0.0.1:{port}"
+        before = httpx.get(f"{url}/health").json()
+        # alternate the two sides, so that a change in the machine's load hits both
+        for _ in range(args.rounds):
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            local = model.encode(texts, normalize_embeddings=True)
+            local_seconds.append(time.perf_counter() - t0)
+            cpu["in-process"] += cpu_seconds() - c0
+            s0, c0 = cpu_seconds(server.pid), cpu_seconds()
+            seconds, lat, remote = asyncio.run(load_test(port, args.model, texts, args.clients))
+            cpu["server"] += cpu_seconds(server.pid) - s0
+            cpu["load generator"] += cpu_seconds() - c0
+            remote_seconds.append(seconds)
+            latencies += lat
+        after = httpx.get(f"{url}/health").json()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.unlink(missing_ok=True)
+
+    total = n * args.rounds
+    batches = after["batches"] - before["batches"]
+    ratios = [a / b for a, b in zip(local_seconds, remote_seconds, strict=True)]
+    print(
+        f"{n} SciFact claims x {args.rounds} rounds, model {args.model}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (both sides)"
+    )
+    print(f"{'':34} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'in-process encode (batch 32)':34} {total / sum(local_seconds):9.1f}")
+    print(
+        f"{'in-process encode, one text a call':34} {len(single) / sum(single):9.1f} "
+        f"{ms(single, 50):8.1f} {ms(single, 99):8.1f}"
+    )
+    print(
+        f"{f'server, {args.clients} clients x 1 text':34} {total / sum(remote_seconds):9.1f} "
+        f"{ms(latencies, 50):8.1f} {ms(latencies, 99):8.1f}"
+    )
+    print(
+        f"server / in-process throughput: {sum(local_seconds) / sum(remote_seconds):.2f}x "
+        f"(target >= 0.8x; rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print("CPU ms per text: " + ", ".join(f"{k} {v / total * 1000:.2f}" for k, v in cpu.items()))
+    print(
+        f"{batches} encode calls for {total} requests (mean batch {total / max(batches, 1):.1f}); "
+        f"max |server - in-process| = {np.abs(remote - local).max():.1e}"
+    )
+
+
+if __name__ == "__main__":
+    main()

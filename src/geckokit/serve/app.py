@@ -1,0 +1,387 @@
+"""The FastAPI app of ``geckokit serve``: OpenAI-compatible ``/v1/embeddings``.
+
+Routes: ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /v1/models/{model}``, ``GET
+/health``. Concurrent requests share encode calls through :class:`MicroBatcher`. Every error
+is answered with OpenAI's error body, so client libraries raise their usual exceptions
+(``BadRequestError``, ``AuthenticationError``, ``NotFoundError``...).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from geckokit._deps import require
+from geckokit.serve.batching import MicroBatcher
+from geckokit.serve.model import Encoded, ServedModel, format_input, project
+from geckokit.serve.protocol import (
+    APIError,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EncodingFormat,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ServeOptions(BaseModel):
+    """Limits and batching of ``geckokit serve`` (the CLI flags of the same names)."""
+
+    api_key: str | None = Field(
+        None, min_length=1, description="require 'Authorization: Bearer KEY' on /v1/ routes"
+    )
+    max_inputs: int = Field(2048, ge=1, description="texts per request")
+    max_chars: int = Field(16384, ge=1, description="characters per text")
+    max_body_bytes: int = Field(16 * 2**20, ge=1024, description="request body size")
+    max_batch_size: int = Field(64, ge=1, description="texts per encode call")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
+    workers: int = Field(1, ge=1, description="batches encoded at the same time")
+
+
+def _error(status: int, message: str, **fields: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    err = APIError(status, message, **fields)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(err.body(), status_code=status, headers=headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Guard:
+    """ASGI middleware run before routing: the API key on /v1/ routes, then the body size.
+
+    A body announced (Content-Length) above the limit is refused unread; a streamed one is
+    counted as it arrives and the request answered 413 once it passes the limit.
+    """
+
+    def __init__(self, app: Any, *, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self.api_key is not None and scope["path"].startswith("/v1/"):
+            refusal = self._check_key(headers.get(b"authorization"))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await self._too_large()(scope, receive, send)
+            return
+        received = 0
+        too_large = False
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return  # whatever the app made of the cut body, the answer is 413
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except _BodyTooLarge:
+            pass
+        if too_large and not started:
+            await self._too_large()(scope, receive, send)
+
+    def _too_large(self) -> Any:
+        return _error(
+            413,
+            f"The request body is larger than this server's limit of {self.limit} bytes. "
+            "Send fewer or shorter inputs per request.",
+            code="request_too_large",
+        )
+
+    def _check_key(self, header: bytes | None) -> Any:
+        if not header:
+            return _error(
+                401,
+                "You didn't provide an API key. Send it in an Authorization header with "
+                "Bearer auth (Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        expected = (self.api_key or "").encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        return None
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """One readable line for pydantic's errors, and the top-level field they concern."""
+    lines: list[str] = []
+    param: str | None = None
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            where = f" at character {loc[0]}" if loc else ""
+            return f"The body is not valid JSON{where}.", None
+        if not loc:
+            return "The body must be a JSON object sent with Content-Type: application/json.", None
+        field = str(loc[0])
+        param = param or field
+        if field == "input" and err.get("type") != "value_error":
+            line = "'input' must be a text or a list of texts."  # one line for the whole union
+        else:
+            line = f"{'.'.join(map(str, loc))}: {err.get('msg', 'invalid')}"
+        lines.append(line)
+    return "Invalid request: " + "; ".join(dict.fromkeys(lines)), param
+
+
+def _encode_vector(vector: np.ndarray, fmt: EncodingFormat) -> list[float] | str:
+    if fmt is EncodingFormat.BASE64:
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()  # type: ignore[no-any-return]
+
+
+def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> Any:
+    """A FastAPI app serving ``model`` under OpenAI's embeddings API, with ``options``
+    (limits, API key, batching; default :class:`ServeOptions`)."""
+    fastapi = require("fastapi", extra="serve", purpose="the embedding server")
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+    from starlette.responses import Response
+
+    options = options or ServeOptions()
+    batcher: MicroBatcher[Encoded] = MicroBatcher(
+        model.encode,
+        max_batch_size=options.max_batch_size,
+        max_wait_ms=options.max_wait_ms,
+        workers=options.workers,
+    )
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        async with batcher:
+            await batcher.run_in_worker(lambda: model.encode(["warm-up"]))
+            log.info(
+                "serving %s: %d dims (accepted: %s), %d tokens per input",
+                model.model_id,
+                model.width,
+                model.dims,
+                model.max_seq_length,
+            )
+            yield
+
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse, "description": what}
+        for code, what in [
+            (400, "invalid request or a limit exceeded"),
+            (401, "missing or wrong API key"),
+            (404, "unknown model"),
+            (413, "request body too large"),
+        ]
+    }
+    app = fastapi.FastAPI(
+        title="geckokit serve",
+        version="1",
+        summary="OpenAI-compatible text embeddings",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.add_middleware(_Guard, api_key=options.api_key, max_body_bytes=options.max_body_bytes)
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Any, exc: APIError) -> Any:
+        return _error(exc.status, exc.detail.message, **exc.detail.model_dump(exclude={"message"}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Any, exc: RequestValidationError) -> Any:
+        message, param = _validation_message(list(exc.errors()))
+        return _error(400, message, param=param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Any, exc: HTTPException) -> Any:
+        if exc.status_code == 404:
+            return _error(
+                404,
+                f"Unknown request URL: {request.method} {request.url.path}.",
+                code="unknown_url",
+            )
+        code = "method_not_allowed" if exc.status_code == 405 else None
+        return _error(exc.status_code, str(exc.detail), code=code)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Any, exc: Exception) -> Any:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(
+            500, "The server had an error while processing your request.", type="server_error"
+        )
+
+    def card() -> ModelCard:
+        return ModelCard(
+            id=model.model_id,
+            created=created,
+            dimensions=model.dims,
+            max_seq_length=model.max_seq_length,
+        )
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        stats = batcher.stats
+        return Health(
+            model=model.model_id,
+            batches=stats.batches,
+            inputs=stats.inputs,
+            queued=stats.queued,
+        )
+
+    @app.get("/v1/models", response_model=ModelList, responses={401: errors[401]})
+    async def models() -> ModelList:
+        return ModelList(data=[card()])
+
+    @app.get(
+        "/v1/models/{model_id:path}",
+        response_model=ModelCard,
+        responses={k: errors[k] for k in (401, 404)},
+    )
+    async def retrieve_model(model_id: str) -> ModelCard:
+        if model_id != model.model_id:
+            raise _not_found(model_id)
+        return card()
+
+    def _not_found(name: str) -> APIError:
+        return APIError(
+            404,
+            f"The model `{name}` does not exist or you do not have access to it. "
+            f"This server serves `{model.model_id}`.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def texts_of(req: EmbeddingRequest) -> list[str]:
+        texts = [req.input] if isinstance(req.input, str) else list(req.input)
+        if not texts:
+            raise APIError(
+                400, "'input' is an empty list; send a text or a list of texts.", param="input"
+            )
+        if len(texts) > options.max_inputs:
+            raise APIError(
+                400,
+                f"'input' has {len(texts)} texts; this server accepts at most "
+                f"{options.max_inputs} per request.",
+                param="input",
+                code="too_many_inputs",
+            )
+        for i, text in enumerate(texts):
+            where = "'input'" if isinstance(req.input, str) else f"input[{i}]"
+            if not text:
+                raise APIError(400, f"{where} is an empty string; send text.", param="input")
+            if len(text) > options.max_chars:
+                raise APIError(
+                    400,
+                    f"{where} has {len(text)} characters; this server accepts at most "
+                    f"{options.max_chars} per text.",
+                    param="input",
+                    code="input_too_long",
+                )
+        try:
+            return [format_input(t, task=req.task, input_type=req.input_type) for t in texts]
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="task") from exc
+
+    @app.post(
+        "/v1/embeddings",
+        response_model=EmbeddingResponse,
+        responses={k: errors[k] for k in (400, 401, 404, 413)},
+    )
+    async def embeddings(req: EmbeddingRequest) -> Any:
+        """Embed ``input``; see the field descriptions for geckokit's ``task``,
+        ``input_type`` and ``truncated``."""
+        if req.model is not None and req.model != model.model_id:
+            raise _not_found(req.model)
+        try:
+            dim = model.check_dimensions(req.dimensions)
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="dimensions") from exc
+        texts = texts_of(req)
+        results = await batcher.submit(texts)
+        vectors = project(np.stack([r.embedding for r in results]), dim)  # (n, dim)
+        tokens = sum(r.tokens for r in results)
+        body = EmbeddingResponse(
+            data=[
+                Embedding(index=i, embedding=_encode_vector(v, req.encoding_format))
+                for i, v in enumerate(vectors)
+            ],
+            model=model.model_id,
+            usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+            truncated=[i for i, r in enumerate(results) if r.truncated],
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    _openapi(app, model, options)
+    return app
+
+
+def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
+    """The OpenAPI schema states this server's limits (served model id, accepted dimensions,
+    inputs per request, characters per text) and its bearer auth; FastAPI's default 422
+    validation response is dropped, as this server answers those errors with 400."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                operation.get("responses", {}).pop("422", None)
+                if options.api_key is not None and path.startswith("/v1/"):
+                    operation["security"] = [{"bearer": []}]
+        components = schema.setdefault("components", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(name, None)
+        if options.api_key is not None:
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        fields = components["schemas"]["EmbeddingRequest"]["properties"]
+        text = {"type": "string", "minLength": 1, "maxLength": options.max_chars}
+        texts = {"type": "array", "items": text, "minItems": 1, "maxItems": options.max_inputs}
+        fields["input"]["anyOf"] = [text, texts]
+        fields["model"]["anyOf"] = [{"type": "string", "enum": [model.model_id]}, {"type": "null"}]
+        fields["dimensions"]["anyOf"] = [{"type": "integer", "enum": model.dims}, {"type": "null"}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

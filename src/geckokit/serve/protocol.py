@@ -1,0 +1,157 @@
+"""Wire contracts of ``geckokit serve``: OpenAI's ``/v1/embeddings`` shape plus geckokit fields.
+
+Requests and responses follow OpenAI's embeddings API (``input``, ``model``, ``dimensions``,
+``encoding_format``, ``user``; ``data``, ``usage``) so the official clients work unchanged.
+geckokit adds ``task`` and ``input_type`` to requests (they apply the unified format of
+:mod:`geckokit.format`) and ``truncated`` to responses (inputs cut to the model's window).
+Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}`` body.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Longest accepted ``task`` string, in characters (tasks are one short sentence).
+MAX_TASK_CHARS = 512
+
+
+class EncodingFormat(str, Enum):
+    """How vectors travel: JSON floats, or base64 of little-endian float32 bytes."""
+
+    FLOAT = "float"
+    BASE64 = "base64"
+
+
+class InputType(str, Enum):
+    """Which side of the unified format an input takes (Gecko section 3.1)."""
+
+    QUERY = "query"  # task: {task} | query: {text}
+    DOCUMENT = "document"  # title: none | text: {text}
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``. Unknown fields are refused, as OpenAI does, so that a
+    misspelt ``task`` or ``input_type`` cannot silently fall back to raw text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] = Field(
+        description="A text or a list of texts to embed (token arrays are not accepted)."
+    )
+    model: str | None = Field(
+        default=None, description="The served model's id (see /v1/models); null means it."
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Matryoshka truncation: keep the first N dimensions and re-normalise. "
+        "Must be one the model was trained for (see /v1/models).",
+    )
+    encoding_format: EncodingFormat = EncodingFormat.FLOAT
+    user: str | None = Field(default=None, description="Accepted for compatibility; unused.")
+    task: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TASK_CHARS,
+        description="geckokit: the task of a query, e.g. 'search result'; implies "
+        "input_type 'query'. Inputs become 'task: {task} | query: {text}'.",
+    )
+    input_type: InputType | None = Field(
+        default=None,
+        description="geckokit: 'query' (task form, default task 'search result') or "
+        "'document' ('title: none | text: {text}'). With neither this nor task, the raw "
+        "text is embedded.",
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: Any) -> Any:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if (
+            isinstance(value, list)
+            and value
+            and all(is_int(v) or (isinstance(v, list) and all(is_int(x) for x in v)) for v in value)
+        ):
+            raise ValueError("token arrays are not supported; send the text instead")
+        return value
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of float32 bytes")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="tokens the model read, counted by its tokenizer")
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+    truncated: list[int] = Field(
+        default_factory=list,
+        description="geckokit: indices of inputs longer than the model's window, which the "
+        "tokenizer cut to its first max_seq_length tokens before embedding.",
+    )
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "geckokit"
+    dimensions: list[int] = Field(description="geckokit: accepted values of 'dimensions'")
+    max_seq_length: int = Field(description="geckokit: tokens per input; longer is truncated")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    batches: int = Field(description="encode calls so far (each one micro-batch)")
+    inputs: int = Field(description="texts embedded so far")
+    queued: int = Field(description="texts waiting for the next batch")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class APIError(Exception):
+    """An error answered with OpenAI's error body and an HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+
+    def body(self) -> dict[str, Any]:
+        return ErrorResponse(error=self.detail).model_dump()
