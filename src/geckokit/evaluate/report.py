@@ -130,7 +130,20 @@ def _eval_section(stage: Stage, root: Path) -> str:
         return parts[0] + '<p class="note">This evaluation holds no results yet.</p>'
     columns, tasks, cells = score_grid(rows)
     best = {t: max(cells[(t, c)] for c in columns if (t, c) in cells) for t in tasks}
-    head = "".join(f'<th class="num">{escape(c)}</th>' for c in columns)
+    groups: list[list[Any]] = []  # [model, columns] runs of one model, header row 1
+    for c in columns:
+        model = c.rpartition("@")[0]
+        if groups and groups[-1][0] == model:
+            groups[-1][1] += 1
+        else:
+            groups.append([model, 1])
+    head = '<tr><th rowspan="2">task</th><th rowspan="2">metric</th>' + "".join(
+        f'<th colspan="{n}" class="group">{escape(m)}</th>' for m, n in groups
+    )
+    head += "</tr><tr>" + "".join(
+        '<th class="num">@{}<br>{}</th>'.format(*map(escape, c.rpartition("@")[2].split(" ", 1)))
+        for c in columns
+    )
     body = []
     for task, metric in tasks.items():
         tds = []
@@ -145,8 +158,8 @@ def _eval_section(stage: Stage, root: Path) -> str:
         body.append(f'<tr class="mean"><td>mean</td><td></td>{tds}</tr>')
     parts.append(
         '<p class="note">Main scores x 100 as mteb defines them; columns are model@dim (format).</p>'
-        f"<table><thead><tr><th>task</th><th>metric</th>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="wide"><table><thead>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
     # series = model (format); each at its largest dim for the bar chart
     by_series: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))

@@ -106,7 +106,8 @@ def bar_chart(
     values = [v for vs in series.values() for v in vs if v is not None]
     ticks = nice_ticks(min(0.0, *values) if values else 0.0, max(values) if values else 1.0)
     legend_w = 16 + 7 * max((len(n) for n in names), default=0)
-    left, right, top, bottom = 60, min(legend_w + 24, width // 2), 34, 70
+    longest = max((len(c) for c in categories), default=0)
+    left, right, top, bottom = 60, min(legend_w + 24, width // 2), 34, min(30 + 5 * longest, 130)
     plot_w, plot_h = width - left - right, height - top - bottom
     lo, hi = ticks[0], ticks[-1]
 
@@ -135,7 +136,7 @@ def bar_chart(
                 )
         cx = left + c * group + group / 2
         body.append(
-            f'<text transform="translate({cx:.1f},{top + plot_h + 14:.1f}) rotate(-20)" '
+            f'<text transform="translate({cx:.1f},{top + plot_h + 14:.1f}) rotate(-30)" '
             f'text-anchor="end" font-size="11" fill="#333">{escape(category)}</text>'
         )
     body.append(
