@@ -115,8 +115,8 @@ def distill(
 def demo(out: Path, llm_spec: str | None) -> None:
     """Run the whole recipe on the embedded defaults (Qwen2.5-Coder-0.5B via llama.cpp,
     all-MiniLM-L6-v2) and a small shipped corpus (Python standard-library documentation,
-    79 passages, 52 held-out test questions), then print base vs distilled scores. About 10
-    minutes on 2 CPU cores."""
+    79 passages, 52 held-out test questions): queries for 48 passages, 5 neighbours each.
+    Prints base vs distilled scores and the report's path."""
     from geckokit.pipeline.demo import demo_config
 
     run_and_print(demo_config(llm=llm_spec), out, until="report")
