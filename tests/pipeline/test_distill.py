@@ -88,7 +88,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert (out / "eval" / "results.md").exists()
     html = (out / "report.html").read_text()
     assert again["report"] == str(out / "report.html") and "<svg" in html
-    with pytest.raises(RunMismatchError, match="mine"):
+    with pytest.raises(RunMismatchError, match="mine/ already ran"):
         distill(_config(small_set, top_n=4), out, llm=llm)
 
 
@@ -105,3 +105,18 @@ def test_config_file_and_flags_are_equivalent(tmp_path: Path) -> None:
     assert load_config(toml, {"mine.top_n": 5}).mine.top_n == 5  # a flag wins over the file
     with pytest.raises(ValueError, match="top_m"):
         load_config(None, {"corpus": "c", "mine.top_m": 5})
+
+
+def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path) -> None:
+    from geckokit.pipeline.distill import _save_config
+
+    out = tmp_path / "run"
+    (out / "queries").mkdir(parents=True)
+    (out / "mine").mkdir()
+    (out / "train").mkdir()
+    _save_config(_config(tmp_path), out)
+    with pytest.raises(RunMismatchError, match=r"\(train\) and its train/ already ran"):
+        _save_config(_config(tmp_path, epochs=5), out)
+    (out / "train").rmdir()  # deleting the stage's folder lets it run again, anew
+    _save_config(_config(tmp_path, epochs=5), out)
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 5

@@ -28,7 +28,7 @@ def demo_config(*, llm: str | None = None) -> DistillConfig:
             "mine": {"top_n": 5},
             "train": {
                 "epochs": 3,
-                "batch_size": 16,
+                "batch_size": 8,  # 48 rows share hard negatives: bigger batches clash
                 "learning_rate": 3e-5,
                 "save_steps": 1000,
                 "logging_steps": 1,

@@ -139,15 +139,42 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
     return config
 
 
+#: The first stage each setting affects: a changed setting is accepted while that stage's
+#: folder does not exist yet.
+_FIRST_STAGE = {
+    "corpus": "queries",
+    "llm": "queries",
+    "limit": "queries",
+    "sample": "queries",
+    "passage_tokens": "queries",
+    "generate": "queries",
+    "encoder": "mine",
+    "rerank_prompt": "mine",
+    "mine": "mine",
+    "mix": "mix",
+    "base": "train",
+    "prefinetune": "train",
+    "train": "train",
+    "eval": "eval",
+}
+
+
 def _save_config(config: DistillConfig, out: Path) -> None:
     saved = read_json(out / CONFIG_FILE)
     current = config.model_dump(mode="json")
     if saved is not None and saved != current:
         changed = sorted(k for k in current if saved.get(k) != current[k])
-        raise RunMismatchError(
-            f"{out} holds a distill run with other settings ({', '.join(changed)}); rerun "
-            "with the same ones to resume, or use another --out folder"
+        started = sorted(
+            {_FIRST_STAGE.get(k, "queries") for k in changed}
+            & {d.name for d in out.iterdir() if d.is_dir()}
         )
+        if started:
+            raise RunMismatchError(
+                f"{out} holds a distill run with other settings ({', '.join(changed)}) and its "
+                f"{', '.join(s + '/' for s in started)} already ran with the old ones; rerun with "
+                "the same settings to resume, delete those folders to redo them, or use another "
+                "--out folder"
+            )
     write_json(current, out / CONFIG_FILE)
 
 
