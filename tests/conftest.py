@@ -62,6 +62,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process, killing it when it does not stop within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(args: list[str], probe_path: str) -> Iterator[str]:
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="geckokit-server-", suffix=".log")[1])
@@ -76,9 +85,5 @@ def start_server(args: list[str], probe_path: str) -> Iterator[str]:
         wait_http(f"http://127.0.0.1:{port}{probe_path}", proc, log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.unlink(missing_ok=True)

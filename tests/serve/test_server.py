@@ -20,7 +20,7 @@ import pytest
 
 from geckokit.format import query_text
 from geckokit.train.trainer import DOCUMENT_PROMPT, QUERY_PROMPT
-from tests.conftest import free_port, wait_http
+from tests.conftest import free_port, stop_process, wait_http
 
 KEY = "test-key"
 NAME = "gecko-test"
@@ -71,11 +71,7 @@ def server(trained_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Pa
     try:
         yield proc, port, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
