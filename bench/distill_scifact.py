@@ -33,12 +33,14 @@ def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
+    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
     def fmt(texts: list[str]) -> list[str]:
-        return [query_text("sentence similarity", t) for t in texts] if gecko_format else texts
+        task = task_string("stsbenchmark", "sts")
+        return [query_text(task, t) for t in texts] if gecko_format else texts
 
     a = model.encode(fmt([r["sentence1"] for r in rows]), normalize_embeddings=True)  # type: ignore[attr-defined]
     b = model.encode(fmt([r["sentence2"] for r in rows]), normalize_embeddings=True)  # type: ignore[attr-defined]
@@ -60,6 +62,7 @@ def main() -> None:
 
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.evaluate.task_strings import task_string
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
@@ -126,7 +129,9 @@ def main() -> None:
     }
     results = {}
     for name, (model, fmt) in models.items():
-        ret = evaluate_retrieval(model, scifact, task="fact checking", gecko_format=fmt)
+        ret = evaluate_retrieval(
+            model, scifact, task=task_string("scifact", "retrieval"), gecko_format=fmt
+        )
         sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=fmt)
         results[name] = {**ret, "stsb_spearman": sts}
     summary = manifest["stages"]["mine"]["summary"]
