@@ -102,3 +102,26 @@ def test_allowed_dimensions_and_their_error() -> None:
         trained.check_dimensions(100)
     with pytest.raises(ValueError, match=r"dims must lie in \[1, 384\]"):
         ServedModel(_FakeEncoder(), model_id="bad", dims=[1024])
+
+
+@pytest.mark.slow
+def test_encode_matches_sentence_transformers_and_counts_tokens() -> None:
+    """The direct forward passes (one tokenization, length groups) give what
+    ``SentenceTransformer.encode`` gives, with each text's tokens and the cut ones flagged."""
+    served = ServedModel.load("all-minilm-l6-v2")
+    limit = served.max_seq_length
+    texts = [
+        "a",
+        "Vitamin D deficiency raises the risk of fractures in older adults.",
+        "word " * (limit + 40),  # past the window: cut
+        "word " * (limit - 2),  # exactly the window with [CLS] and [SEP]: not cut
+        "Two short words",
+        "A somewhat longer sentence about protein folding and the chaperones that assist it.",
+    ]
+    got = served.encode(texts)
+    want = served.encoder.encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(np.stack([e.embedding for e in got]), want, atol=1e-5)
+    counts = served.count_tokens(texts)
+    assert [e.tokens for e in got] == [min(n, limit) for n in counts]
+    assert [e.truncated for e in got] == [False, False, True, False, False, False]
+    assert counts[3] == limit

@@ -128,6 +128,8 @@ class ServedModel:
     """
 
     def __init__(self, encoder: Any, *, model_id: str, dims: list[int] | None = None) -> None:
+        if hasattr(encoder, "eval"):
+            encoder.eval()  # encode() calls its modules directly: no dropout
         self.encoder = encoder
         self.model_id = model_id
         self.width = _width(encoder)
@@ -193,21 +195,43 @@ class ServedModel:
     def encode(self, texts: list[str]) -> list[Encoded]:
         """Embed ``texts`` (already formatted); blocking (runs on a batcher thread).
 
-        One forward pass per group of similar length (:func:`length_groups`). Texts longer
-        than ``max_seq_length`` tokens are cut by the tokenizer, as
-        ``SentenceTransformer.encode`` does, and flagged ``truncated``.
+        The batch is tokenized once (cut at ``max_seq_length`` tokens, as
+        ``SentenceTransformer.encode`` cuts; such texts are flagged ``truncated``), then the
+        model runs one forward pass per group of similar length (:func:`length_groups`), each
+        group padded only to its own longest text. This calls the model's modules directly:
+        ``SentenceTransformer.encode`` costs several milliseconds per call beyond the forward
+        pass, more than the padding a group saves.
         """
+        import torch
+
         limit = self.max_seq_length
-        counts = self.count_tokens(texts)
+        features = self._tokenize(texts)
+        lengths = [int(n) for n in features["attention_mask"].sum(dim=1).tolist()]
+        at_limit = [i for i, n in enumerate(lengths) if n >= limit]
+        cut = set()
+        if at_limit:  # only texts that reach the window can have been cut
+            counts = self.count_tokens([texts[i] for i in at_limit])
+            cut = {i for i, n in zip(at_limit, counts, strict=True) if n > limit}
         vectors = np.empty((len(texts), self.width), dtype=np.float32)  # (n, width)
-        for group in length_groups([min(n, limit) for n in counts]):
-            vectors[group] = self.encoder.encode(
-                [texts[i] for i in group],
-                batch_size=len(group),
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        device = self.encoder.device
+        with torch.inference_mode():
+            for group in length_groups(lengths):
+                longest = max(lengths[i] for i in group)
+                rows = torch.tensor(group)
+                part = {
+                    key: value[rows, :longest].to(device)
+                    if isinstance(value, torch.Tensor) and value.ndim == 2
+                    else value
+                    for key, value in features.items()
+                }  # each (len(group), longest)
+                out = self.encoder(part)["sentence_embedding"]  # (len(group), width)
+                vectors[group] = out.float().cpu().numpy()
         return [
-            Encoded(embedding=vec, tokens=min(n, limit), truncated=n > limit)
-            for vec, n in zip(vectors, counts, strict=True)
+            Encoded(embedding=vec, tokens=n, truncated=i in cut)
+            for i, (vec, n) in enumerate(zip(vectors, lengths, strict=True))
         ]
+
+    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+        """The model's own input features for ``texts``, padded to the longest."""
+        preprocess = getattr(self.encoder, "preprocess", None)  # sentence-transformers >= 5
+        return dict(preprocess(texts) if preprocess is not None else self.encoder.tokenize(texts))
