@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import math
@@ -105,32 +106,17 @@ def test_unreachable_server_names_the_url() -> None:
         client.generate(["hi"])
 
 
-class _Flaky(http.server.BaseHTTPRequestHandler):
-    """Answers 503, then 429 with Retry-After, then a valid completion."""
+class _Fake(http.server.BaseHTTPRequestHandler):
+    """A canned OpenAI-style endpoint: subclasses define ``do_POST`` with :meth:`reply`."""
 
-    calls: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        n = len(self.calls)
-        self.calls.append(self.path)
+    def reply(
+        self, status: int, payload: object = None, headers: dict[str, str] | None = None
+    ) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        if n == 0:
-            self.send_response(503)
-            self.end_headers()
-            return
-        if n == 1:
-            self.send_response(429)
-            self.send_header("Retry-After", "0")
-            self.end_headers()
-            return
-        body = json.dumps(
-            {
-                "choices": [{"text": "ok", "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        body = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -139,26 +125,51 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_retries_429_and_5xx_then_succeeds() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@contextlib.contextmanager
+def _serving(handler: type[_Fake]) -> Iterator[str]:
+    """Run ``handler`` on a free loopback port; yields its /v1 base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = OpenAICompatibleLLM(
-            f"http://127.0.0.1:{server.server_port}/v1", model="m", backoff=0.01
-        )
-        out = client.generate(["hi"], max_tokens=2)
-        assert out[0].text == "ok" and len(_Flaky.calls) == 3
-        assert client.usage.prompt_tokens_evaluated == 3
+        yield f"http://127.0.0.1:{server.server_port}/v1"
     finally:
         server.shutdown()
 
 
-class _TopLogprobs(http.server.BaseHTTPRequestHandler):
+class _Flaky(_Fake):
+    """Answers 503, then 429 with Retry-After, then a valid completion."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        n = len(self.calls)
+        self.calls.append(self.path)
+        if n == 0:
+            self.reply(503)
+        elif n == 1:
+            self.reply(429, headers={"Retry-After": "0"})
+        else:
+            self.reply(
+                200,
+                {
+                    "choices": [{"text": "ok", "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+                },
+            )
+
+
+def test_retries_429_and_5xx_then_succeeds() -> None:
+    with _serving(_Flaky) as url:
+        client = OpenAICompatibleLLM(url, model="m", backoff=0.01)
+        out = client.generate(["hi"], max_tokens=2)
+        assert out[0].text == "ok" and len(_Flaky.calls) == 3
+        assert client.usage.prompt_tokens_evaluated == 3
+
+
+class _TopLogprobs(_Fake):
     """A chat completion whose first token's alternatives include "Yes" and " Yes" only."""
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
         top = [
             {"token": "Yes", "logprob": -0.5},
             {"token": " Yes", "logprob": -1.5},
@@ -169,26 +180,15 @@ class _TopLogprobs(http.server.BaseHTTPRequestHandler):
             "finish_reason": "length",
             "logprobs": {"content": [{"token": "Yes", "logprob": -0.5, "top_logprobs": top}]},
         }
-        body = json.dumps({"choices": [choice], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, {"choices": [choice], "usage": {}})
 
 
 def test_labels_sum_visible_spellings_and_floor_the_rest() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TopLogprobs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = OpenAICompatibleLLM(f"http://127.0.0.1:{server.server_port}/v1", model="m")
+    with _serving(_TopLogprobs) as url:
+        client = OpenAICompatibleLLM(url, model="m")
         got = client.label_logprobs([[{"role": "user", "content": "?"}]], yes_no_labels())[0]
         assert got["yes"] == pytest.approx(math.log(math.exp(-0.5) + math.exp(-1.5)))
         assert got["no"] == -3.0  # no spelling visible: the lowest visible value bounds it
-    finally:
-        server.shutdown()
 
 
 def test_base_url_is_validated() -> None:
@@ -196,29 +196,18 @@ def test_base_url_is_validated() -> None:
         OpenAICompatibleLLM("localhost:8000")
 
 
-class _NoEcho(http.server.BaseHTTPRequestHandler):
+class _NoEcho(_Fake):
     """A completions endpoint that ignores echo/logprobs, like llama.cpp's C++ server."""
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.dumps(
-            {"choices": [{"text": "x", "finish_reason": "length", "logprobs": None}], "usage": {}}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(
+            200,
+            {"choices": [{"text": "x", "finish_reason": "length", "logprobs": None}], "usage": {}},
+        )
 
 
 def test_a_server_without_echo_logprobs_is_refused_for_scoring() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoEcho)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = OpenAICompatibleLLM(f"http://127.0.0.1:{server.server_port}/v1", model="m")
+    with _serving(_NoEcho) as url:
+        client = OpenAICompatibleLLM(url, model="m")
         with pytest.raises(LLMServerError, match="no prompt log-probabilities for echo=True"):
             client.score(["prefix"], [" continuation"])
-    finally:
-        server.shutdown()
