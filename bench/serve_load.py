@@ -8,7 +8,10 @@ minimal keep-alive HTTP/1.1 client on asyncio, asking for `encoding_format=base6
 127.0.0.1 until all N texts are embedded, after a short warm-up. The server's micro-batcher
 groups concurrent requests into shared encode calls. Prints throughput and p50/p99 latency
 side by side, the ratio of server to in-process throughput (target: at least 0.8x), the CPU
-time each side used and the largest difference between the vectors. The two sides alternate
+time each side used and the largest difference between the vectors. A third row runs the
+server's own encode path (``ServedModel.encode``) in-process on batches of as many texts as
+there are clients, the largest micro-batch the clients can form: what the server could reach
+without HTTP. The two sides alternate
 for a few rounds, so that other work on the machine weighs on both alike.
 
     python bench/serve_load.py --texts 1024 --clients 16
@@ -32,6 +35,7 @@ import httpx
 import numpy as np
 
 from geckokit.encoder import load_encoder
+from geckokit.serve.model import ServedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,12 +191,14 @@ def main() -> None:
     log = Path(tempfile.mkstemp(prefix="geckokit-serve-bench-", suffix=".log")[1])
     server = start_server(args, port, log)
     local_seconds: list[float] = []
+    batch_seconds: list[float] = []
     remote_seconds: list[float] = []
     latencies: list[float] = []
     cpu = {"in-process": 0.0, "server": 0.0, "load generator": 0.0}
     try:
         model = load_encoder(args.model)
         model.encode(texts[:64])  # warm-up
+        served = ServedModel(model, model_id=args.model)  # the server's encode path, no HTTP
         single: list[float] = []
         for text in texts[: args.single]:
             t1 = time.perf_counter()
@@ -206,6 +212,10 @@ def main() -> None:
             local = model.encode(texts, normalize_embeddings=True)
             local_seconds.append(time.perf_counter() - t0)
             cpu["in-process"] += cpu_seconds() - c0
+            t0 = time.perf_counter()
+            for i in range(0, n, args.clients):
+                served.encode(texts[i : i + args.clients])
+            batch_seconds.append(time.perf_counter() - t0)
             s0, c0 = cpu_seconds(server.pid), cpu_seconds()
             seconds, lat, remote = asyncio.run(load_test(port, args.model, texts, args.clients))
             cpu["server"] += cpu_seconds(server.pid) - s0
@@ -231,6 +241,9 @@ def main() -> None:
     print(
         f"{'in-process encode, one text a call':34} {len(single) / sum(single):9.1f} "
         f"{ms(single, 50):8.1f} {ms(single, 99):8.1f}"
+    )
+    print(
+        f"{f'server encode path, {args.clients}-text batches':34} {total / sum(batch_seconds):9.1f}"
     )
     print(
         f"{f'server, {args.clients} clients x 1 text':34} {total / sum(remote_seconds):9.1f} "
