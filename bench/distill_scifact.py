@@ -93,7 +93,7 @@ def main() -> None:
         },
     )
     t0 = time.perf_counter()
-    manifest = distill(config, out / "distill", until="train")
+    manifest = distill(config, out / "distill", until="train", on_estimate=_print_estimate)
     distill_s = time.perf_counter() - t0
 
     # the ablation: same queries and candidates, no LLM relabelling
@@ -154,6 +154,16 @@ def main() -> None:
     print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}")
     for name, r in results.items():
         print(f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}")
+
+
+def _print_estimate(e: dict[str, object]) -> None:
+    calls, tokens, seconds = e["llm_calls"], e["tokens"], e["seconds"]
+    print(
+        f"estimate: {calls['generate']} queries to write, {calls['score_pairs']} pairs to score, "  # type: ignore[index]
+        f"{(tokens['generate_prompt'] + tokens['mine_prompt']) / 1000:.0f}k prompt tokens; "  # type: ignore[index]
+        + (f"LLM time about {seconds / 60:.0f} min" if seconds is not None else "rate unknown"),  # type: ignore[operator]
+        flush=True,
+    )
 
 
 def _human_sets(shared: Path, out: Path, rows: int) -> dict[str, Path]:

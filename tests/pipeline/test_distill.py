@@ -120,3 +120,25 @@ def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path
     (out / "train").rmdir()  # deleting the stage's folder lets it run again, anew
     _save_config(_config(tmp_path, epochs=5), out)
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 5
+
+
+def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
+    """Queries for a sample of a larger corpus: the mined candidates come from the whole
+    corpus, at most queries x top_n distinct passages (each scored once), at most all of it."""
+    import pyarrow as pa
+
+    from geckokit.pipeline.distill import estimate_cost
+
+    def table(n: int, chars: int) -> pa.Table:
+        return pa.table({"text": ["x" * chars] * n})
+
+    config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
+    config.mine.passage_max_tokens = 100
+    seeds, corpus = table(4, 400), table(1000, 800)  # 100 and 200 tokens at 4 chars a token
+    got = estimate_cost(seeds, config, None, corpus=corpus)
+    assert got["llm_calls"] == {"generate": 4, "score_pairs": 20}
+    assert got["tokens"]["generate_prompt"] == 4 * (100 + 200)
+    assert got["tokens"]["mine_prompt"] == 20 * 100 + 20 * 45  # 20 candidates, cut to 100
+    small = estimate_cost(seeds, config, None, corpus=table(8, 200))
+    assert small["tokens"]["mine_prompt"] == 8 * 50 + 20 * 45  # the whole corpus, once
+    assert got["seconds"] is None  # no LLM to measure rates on

@@ -220,7 +220,7 @@ def distill(
         from geckokit.llm import load_llm
 
         llm = llm or load_llm(config.llm)
-        estimate = estimate_cost(seeds.passages, config, llm)
+        estimate = estimate_cost(seeds.passages, config, llm, corpus=corpus.passages)
         manifest["estimate"] = estimate
         if on_estimate is not None:
             on_estimate(estimate)
@@ -337,26 +337,38 @@ def _path_task(spec: str) -> tuple[Path, str | None]:
     return Path(spec), None
 
 
-def estimate_cost(passages: Any, config: DistillConfig, llm: Any) -> dict[str, Any]:
-    """Rough LLM cost of the two FRet stages for ``passages`` (a passages table).
+def estimate_cost(
+    passages: Any, config: DistillConfig, llm: Any, *, corpus: Any = None
+) -> dict[str, Any]:
+    """Rough LLM cost of the two FRet stages for ``passages`` (the passages queries are
+    written for, a table) whose neighbours come from ``corpus`` (default: ``passages``).
 
     Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
-    are not shared between passages, and about 60 written tokens; per mined query one
-    candidate passage (each passage is scored once, then reused) plus ``top_n`` x about 45
-    tokens (lead-in, query, relevance question). Time: at the rates of a short probe of the
-    LLM (prompt and writing speed), so the figure holds for this machine and model."""
-    texts = passages.column("text").to_pylist()
+    are not shared between passages, and about 60 written tokens; for mining, each distinct
+    candidate passage once (scored once, then reused by every query that retrieved it: at
+    most queries x ``top_n`` of them, at most the whole corpus) plus ``top_n`` x about 45
+    tokens per query (lead-in, query, relevance question). Time: at the rates of a short
+    probe of the LLM (prompt and writing speed), so the figure holds for this machine and
+    model."""
     tokenize = getattr(llm, "tokenize", None)
-    if tokenize is not None:
-        lengths = [len(tokenize(t)) for t in texts]
-    else:
-        lengths = [max(1, len(t) // 4) for t in texts]
+
+    def lengths_of(table: Any, most: int | None = None) -> list[int]:
+        texts = table.column("text").to_pylist()[:most]
+        if tokenize is not None:
+            return [len(tokenize(t)) for t in texts]
+        return [max(1, len(t) // 4) for t in texts]
+
+    lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
-    queries = len(texts) * qpp
+    queries = len(lengths) * qpp
     gen_prompt = qpp * sum(n + 200 for n in lengths)
     gen_written = queries * 60
     cut = config.mine.passage_max_tokens
-    mine_prompt = sum(min(n, cut) for n in lengths) + queries * config.mine.top_n * 45
+    pool = lengths if corpus is None else lengths_of(corpus, 2000)  # a sample sets the mean
+    pool_size = len(lengths) if corpus is None else corpus.num_rows
+    distinct = min(pool_size, queries * config.mine.top_n)
+    mean_cut = sum(min(n, cut) for n in pool) / max(1, len(pool))
+    mine_prompt = round(distinct * mean_cut) + queries * config.mine.top_n * 45
     rates = probe_rates(llm)
     seconds = None
     if rates is not None:
@@ -365,7 +377,7 @@ def estimate_cost(passages: Any, config: DistillConfig, llm: Any) -> dict[str, A
             + gen_written / rates["written_tokens_per_s"]
         )
     return {
-        "passages": len(texts),
+        "passages": len(lengths),
         "llm_calls": {"generate": queries, "score_pairs": queries * config.mine.top_n},
         "tokens": {
             "generate_prompt": gen_prompt,
