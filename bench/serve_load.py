@@ -57,7 +57,9 @@ def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.P
     command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", args.model]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     command += ["--max-batch-size", str(args.max_batch_size)]
-    command += ["--max-wait-ms", str(args.max_wait_ms), "--workers", str(args.workers)]
+    command += ["--max-wait-ms", str(args.max_wait_ms)]
+    if args.workers is not None:  # else the server's default
+        command += ["--workers", str(args.workers)]
     with log.open("wb") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
     deadline = time.monotonic() + 180
@@ -178,7 +180,7 @@ def main() -> None:
     parser.add_argument("--model", default="all-minilm-l6-v2")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="default: the server's")
     parser.add_argument("--single", type=int, default=128, help="texts for the latency reference")
     args = parser.parse_args()
     # the same OpenMP setting on both sides: `geckokit serve` defaults to passive waiting

@@ -175,3 +175,31 @@ def test_settings_are_checked() -> None:
 
     with pytest.raises(RuntimeError, match="not started"):
         run(not_started())
+
+
+def test_concurrent_requests_are_split_evenly_across_idle_workers() -> None:
+    """Requests that arrive together are not all taken by one worker while another idles:
+    each idle worker gets an even share, and the shares are encoded at the same time."""
+    encode = FakeEncode(delay=0.3)
+
+    async def main() -> tuple[list[list[str]], float]:
+        async with MicroBatcher(encode, max_batch_size=64, max_wait_ms=20, workers=2) as batcher:
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*(batcher.submit([t]) for t in "abcdef"))
+            return out, time.perf_counter() - t0
+
+    results, seconds = run(main())
+    assert results == [[t.upper()] for t in "abcdef"]
+    assert sorted(map(sorted, encode.calls)) == [["a", "b", "c"], ["d", "e", "f"]]
+    assert len(encode.threads) == 2 and seconds < 0.55  # the two halves overlapped
+
+
+def test_one_worker_takes_everything_that_is_queued() -> None:
+    encode = FakeEncode()
+
+    async def main() -> None:
+        async with MicroBatcher(encode, max_batch_size=64, max_wait_ms=20, workers=1) as batcher:
+            await asyncio.gather(*(batcher.submit([t]) for t in "abcdef"))
+
+    run(main())
+    assert encode.calls == [list("abcdef")]

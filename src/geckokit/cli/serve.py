@@ -57,11 +57,11 @@ import click
 )
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
-    type=int,
+    default=None,
+    type=click.IntRange(min=1),
     help="Batches encoded at the same time, each on its own thread; torch's threads are "
-    "shared out among them.",
+    "shared out among them, and concurrent requests are split evenly across idle workers "
+    "(default: 2 where there are at least 2 CPUs, else 1; 1 gives a lone request all threads).",
 )
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: auto).")
 def serve(
@@ -75,7 +75,7 @@ def serve(
     max_body_bytes: int,
     max_batch_size: int,
     max_wait_ms: float,
-    workers: int,
+    workers: int | None,
     device: str | None,
 ) -> None:
     """Serve an encoder at /v1/embeddings (OpenAI's shape), /v1/models and /health.
@@ -94,6 +94,8 @@ def serve(
     # setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uvicorn = require("uvicorn", extra="serve", purpose="the embedding server")
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
     options = ServeOptions(
         api_key=api_key,
         max_inputs=max_inputs,

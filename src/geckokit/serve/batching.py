@@ -3,13 +3,15 @@
 A transformer encoder on a CPU is far more efficient on one batch of 32 texts than on 32
 calls of one text, but HTTP clients send what they have. :class:`MicroBatcher` keeps a queue
 of pending texts; one worker takes the oldest, gathers more until the batch holds
-``max_batch_size`` texts or ``max_wait_ms`` have passed since it started gathering, runs the
+``max_batch_size`` texts or ``max_wait_ms`` have passed since that oldest was queued, runs the
 encode function in a worker thread (the event loop keeps accepting requests meanwhile) and
 hands each request its own slice of the results. Texts that arrive while a batch is being
 encoded wait in the queue and form the next batch, so under load batches fill by themselves
 and the wait bound only costs latency when the server is nearly idle. With ``workers`` above
 1, that many batches are encoded at the same time on as many threads; one worker gathers at
-a time, so batches still fill.
+a time, so batches still fill, and a batch that took everything queued while other workers
+sit idle is shared out evenly among them (clients that wait for their answers before sending
+again then fall into groups whose HTTP work overlaps the others' encoding).
 
 A request larger than ``max_batch_size`` is split into chunks that queue like any other, so
 one huge request does not hold back small ones for the whole of its encode time.
@@ -34,6 +36,7 @@ T = TypeVar("T")
 class _Chunk:
     texts: list[str]
     future: asyncio.Future[list[Any]]
+    queued_at: float  # event-loop time
 
 
 @dataclass
@@ -79,6 +82,7 @@ class MicroBatcher(Generic[T]):
         self._wakeup: asyncio.Event | None = None
         self._gathering: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._idle = workers  # workers not encoding
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -135,7 +139,7 @@ class MicroBatcher(Generic[T]):
             raise RuntimeError("the batch workers have stopped")
         loop = asyncio.get_running_loop()
         chunks = [
-            _Chunk(list(texts[i : i + self.max_batch_size]), loop.create_future())
+            _Chunk(list(texts[i : i + self.max_batch_size]), loop.create_future(), loop.time())
             for i in range(0, len(texts), self.max_batch_size)
         ]
         self._pending.extend(chunks)
@@ -145,7 +149,8 @@ class MicroBatcher(Generic[T]):
         return [result for part in parts for result in part]
 
     async def _gather(self, slot: int) -> list[_Chunk]:
-        """Wait for the first chunk, then add more until full or the wait bound has passed."""
+        """Wait for the first chunk, then add more until full or ``max_wait_ms`` after the
+        first chunk was queued; then leave other idle workers their share."""
         assert self._wakeup is not None  # set by start()
         loop = asyncio.get_running_loop()
         while not self._pending:
@@ -153,7 +158,7 @@ class MicroBatcher(Generic[T]):
             await self._wakeup.wait()
         batch = self._inflight[slot] = [self._pending.popleft()]  # close() fails these
         size = len(batch[0].texts)
-        deadline = loop.time() + self.max_wait
+        deadline = batch[0].queued_at + self.max_wait
         while size < self.max_batch_size:
             if self._pending:
                 if size + len(self._pending[0].texts) > self.max_batch_size:
@@ -170,7 +175,32 @@ class MicroBatcher(Generic[T]):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 break
-        return batch
+        return self._share(batch)
+
+    def _share(self, batch: list[_Chunk]) -> list[_Chunk]:
+        """Keep this worker's even share of ``batch`` when other workers are idle and the
+        batch took all that was queued, and put the rest back at the head of the queue.
+
+        Many clients that each wait for their answer before sending again arrive together;
+        in one batch their next requests would also arrive together, while the encode
+        threads sit idle. Split across idle workers, one batch is encoded while the answers
+        of another go out and its next requests come in.
+        """
+        idle = self._idle - 1  # the others waiting to gather
+        size = sum(len(c.texts) for c in batch)
+        if idle <= 0 or len(batch) < 2 or self._pending:
+            return batch  # nobody to share with, nothing to split, or more work queued anyway
+        share = -(-size // (idle + 1))  # ceil
+        kept, taken = [], 0
+        for chunk in batch:
+            if kept and taken >= share:
+                break
+            kept.append(chunk)
+            taken += len(chunk.texts)
+        self._pending.extendleft(reversed(batch[len(kept) :]))
+        assert self._wakeup is not None  # set by start()
+        self._wakeup.set()
+        return kept
 
     async def _run(self, slot: int) -> None:
         assert self._gathering is not None  # set by start()
@@ -178,32 +208,40 @@ class MicroBatcher(Generic[T]):
         while True:
             async with self._gathering:  # one worker gathers at a time, so batches fill
                 batch = await self._gather(slot)
-            self.stats.queued -= sum(len(c.texts) for c in batch)
-            batch = [c for c in batch if not c.future.done()]  # callers that went away
-            if not batch:
-                continue
-            texts = [t for c in batch for t in c.texts]
-            self._inflight[slot] = batch
+                self._idle -= 1
             try:
-                results = await loop.run_in_executor(self._executor, self.encode, texts)
-                if len(results) != len(texts):
-                    raise RuntimeError(
-                        f"encode returned {len(results)} results for {len(texts)} texts"
-                    )
-            except Exception as exc:
-                log.exception("encoding a batch of %d texts failed", len(texts))
-                for chunk in batch:
-                    if not chunk.future.done():
-                        chunk.future.set_exception(exc)
-                self._inflight.pop(slot, None)
-                continue
-            self.stats.batches += 1
-            self.stats.inputs += len(texts)
-            self.stats.sizes.append(len(texts))
-            start = 0
-            for chunk in batch:
-                end = start + len(chunk.texts)
-                if not chunk.future.done():
-                    chunk.future.set_result(list(results[start:end]))
-                start = end
+                await self._encode_batch(slot, batch, loop)
+            finally:
+                self._idle += 1
+
+    async def _encode_batch(
+        self, slot: int, batch: list[_Chunk], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.stats.queued -= sum(len(c.texts) for c in batch)
+        batch = [c for c in batch if not c.future.done()]  # callers that went away
+        if not batch:
             self._inflight.pop(slot, None)
+            return
+        texts = [t for c in batch for t in c.texts]
+        self._inflight[slot] = batch
+        try:
+            results = await loop.run_in_executor(self._executor, self.encode, texts)
+            if len(results) != len(texts):
+                raise RuntimeError(f"encode returned {len(results)} results for {len(texts)} texts")
+        except Exception as exc:
+            log.exception("encoding a batch of %d texts failed", len(texts))
+            for chunk in batch:
+                if not chunk.future.done():
+                    chunk.future.set_exception(exc)
+            self._inflight.pop(slot, None)
+            return
+        self.stats.batches += 1
+        self.stats.inputs += len(texts)
+        self.stats.sizes.append(len(texts))
+        start = 0
+        for chunk in batch:
+            end = start + len(chunk.texts)
+            if not chunk.future.done():
+                chunk.future.set_result(list(results[start:end]))
+            start = end
+        self._inflight.pop(slot, None)
