@@ -66,7 +66,7 @@ def main() -> None:
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
-    from geckokit.pipeline.distill import distill, load_config
+    from geckokit.pipeline.distill import distill, load_config, resolve_defaults
     from geckokit.train.trainer import TrainConfig, train
 
     scifact = args.shared / "beir" / "scifact"
@@ -92,6 +92,7 @@ def main() -> None:
             "train": train_cfg,
         },
     )
+    config = resolve_defaults(config)  # the LLM and its fusion, as the run records them
     t0 = time.perf_counter()
     manifest = distill(config, out / "distill", until="train", on_estimate=_print_estimate)
     distill_s = time.perf_counter() - t0
