@@ -156,6 +156,9 @@ REGISTRY: dict[str, ModelEntry] = {
             hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
             hub_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             aliases=("qwen-1.5b",),
+            # measured with rerank-eval on SciFact (README): RC 74.09, RRF 72.55, QL 69.62
+            # against the encoder's 64.51 (20 queries); the paper's fusion stays
+            rerank_fusion="rrf",
         ),
         ModelEntry(
             name="smollm2-135m-instruct",
