@@ -126,27 +126,13 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from geckokit.pipeline.distill import describe_estimate
     from geckokit.pipeline.distill import distill as run
 
     console = Console()
 
     def show_estimate(e: dict[str, Any]) -> None:
-        t = e["tokens"]
-        rate = e["rates"]
-        eta = f"about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
-        console.print(
-            f"[bold]estimate[/]: {e['passages']} passages -> {e['llm_calls']['generate']} "
-            f"queries to write and {e['llm_calls']['score_pairs']} pairs to score; about "
-            f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens and "
-            f"{t['generate_written'] / 1000:.0f}k written tokens"
-            + (
-                f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} "
-                "tokens/s (measured just now)"
-                if rate
-                else ""
-            )
-            + f"; LLM time {eta}"
-        )
+        console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
 
     manifest = run(config, out, until=until, on_estimate=show_estimate)
     stages = manifest["stages"]

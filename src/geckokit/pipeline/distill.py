@@ -364,7 +364,7 @@ def estimate_cost(
     gen_prompt = qpp * sum(n + 200 for n in lengths)
     gen_written = queries * 60
     cut = config.mine.passage_max_tokens
-    pool = lengths if corpus is None else lengths_of(corpus, 2000)  # a sample sets the mean
+    pool = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000 set the mean
     pool_size = len(lengths) if corpus is None else corpus.num_rows
     distinct = min(pool_size, queries * config.mine.top_n)
     mean_cut = sum(min(n, cut) for n in pool) / max(1, len(pool))
@@ -387,6 +387,24 @@ def estimate_cost(
         "rates": rates,
         "seconds": seconds,
     }
+
+
+def describe_estimate(e: dict[str, Any]) -> str:
+    """One line for an :func:`estimate_cost` result, as ``geckokit distill`` prints it."""
+    t, rate = e["tokens"], e["rates"]
+    eta = f"about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
+    speed = (
+        f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} tokens/s "
+        "(measured just now)"
+        if rate
+        else ""
+    )
+    return (
+        f"{e['passages']} passages -> {e['llm_calls']['generate']} queries to write and "
+        f"{e['llm_calls']['score_pairs']} pairs to score; about "
+        f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens and "
+        f"{t['generate_written'] / 1000:.0f}k written tokens{speed}; LLM time {eta}"
+    )
 
 
 def probe_rates(llm: Any) -> dict[str, float] | None:
