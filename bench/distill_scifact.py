@@ -24,6 +24,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +146,7 @@ def main() -> None:
         "ablation_examples": mined["counts"]["examples"],
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
+        "sizes": _sizes(out / "distill"),
         "results": results,
     }
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -152,19 +154,42 @@ def main() -> None:
         f"SciFact: queries for {args.sample} passages, top {args.top_n}, LLM {config.llm} "
         f"(fusion {report['fusion']}), relabel rate {summary['relabel_rate']:.1%}"
     )
+    sizes = report["sizes"]
+    print(
+        f"{sizes['fret_examples']} FRet examples; {sizes['candidate_passages']} distinct "
+        f"candidate passages scored; mixture {sizes['mixture_rows']} rows {sizes['mixture']}"
+    )
+    seconds = report["stages"]
+    print(
+        f"generate {seconds['generate']:.0f} s "
+        f"({seconds['generate'] / max(1, sizes['fret_examples']):.1f} s per kept query), "
+        f"mine {seconds['mine']:.0f} s "
+        f"({seconds['mine'] / max(1, sizes['candidate_passages']):.1f} s per candidate passage), "
+        f"train {seconds['train']:.0f} s"
+    )
     print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}")
     for name, r in results.items():
         print(f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}")
 
 
-def _print_estimate(e: dict[str, object]) -> None:
-    calls, tokens, seconds = e["llm_calls"], e["tokens"], e["seconds"]
-    print(
-        f"estimate: {calls['generate']} queries to write, {calls['score_pairs']} pairs to score, "  # type: ignore[index]
-        f"{(tokens['generate_prompt'] + tokens['mine_prompt']) / 1000:.0f}k prompt tokens; "  # type: ignore[index]
-        + (f"LLM time about {seconds / 60:.0f} min" if seconds is not None else "rate unknown"),  # type: ignore[operator]
-        flush=True,
-    )
+def _sizes(run: Path) -> dict[str, Any]:
+    """FRet examples, distinct candidate passages the LLM scored, and the mixture's rows."""
+    import pyarrow.parquet as pq
+
+    candidates = pq.read_table(run / "mine" / "candidates").column("candidate_ids").to_pylist()
+    mix = json.loads((run / "mix" / "manifest.json").read_text())
+    return {
+        "fret_examples": len(candidates),
+        "candidate_passages": len({pid for ids in candidates for pid in ids}),
+        "mixture_rows": mix["rows"],
+        "mixture": mix["sources"],
+    }
+
+
+def _print_estimate(e: dict[str, Any]) -> None:
+    from geckokit.pipeline.distill import describe_estimate
+
+    print(f"estimate: {describe_estimate(e)}", flush=True)
 
 
 def _human_sets(shared: Path, out: Path, rows: int) -> dict[str, Path]:
