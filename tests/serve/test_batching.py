@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,19 @@ class FakeEncode:
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+def timed_singles(encode: FakeEncode, texts: str, **settings: Any) -> tuple[list[list[str]], float]:
+    """Submit each character of ``texts`` as its own concurrent request; the results and
+    the seconds until all were answered."""
+
+    async def main() -> tuple[list[list[str]], float]:
+        async with MicroBatcher(encode, **settings) as batcher:
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*(batcher.submit([t]) for t in texts))
+            return out, time.perf_counter() - t0
+
+    return run(main())  # type: ignore[no-any-return]
 
 
 def test_concurrent_requests_share_one_call_and_get_their_own_results() -> None:
@@ -149,14 +163,7 @@ def test_a_cancelled_request_is_skipped_and_close_fails_the_waiting_ones() -> No
 
 def test_several_workers_encode_batches_at_the_same_time() -> None:
     encode = FakeEncode(delay=0.3)
-
-    async def main() -> tuple[list[list[str]], float]:
-        async with MicroBatcher(encode, max_batch_size=2, max_wait_ms=0, workers=2) as batcher:
-            t0 = time.perf_counter()
-            out = await asyncio.gather(*(batcher.submit([t]) for t in "abcd"))
-            return out, time.perf_counter() - t0
-
-    results, seconds = run(main())
+    results, seconds = timed_singles(encode, "abcd", max_batch_size=2, max_wait_ms=0, workers=2)
     assert results == [["A"], ["B"], ["C"], ["D"]]
     assert sorted(map(sorted, encode.calls)) == [["a", "b"], ["c", "d"]]
     assert len(encode.threads) == 2 and seconds < 0.55  # two batches of 0.3 s overlapped
@@ -181,14 +188,7 @@ def test_concurrent_requests_are_split_evenly_across_idle_workers() -> None:
     """Requests that arrive together are not all taken by one worker while another idles:
     each idle worker gets an even share, and the shares are encoded at the same time."""
     encode = FakeEncode(delay=0.3)
-
-    async def main() -> tuple[list[list[str]], float]:
-        async with MicroBatcher(encode, max_batch_size=64, max_wait_ms=20, workers=2) as batcher:
-            t0 = time.perf_counter()
-            out = await asyncio.gather(*(batcher.submit([t]) for t in "abcdef"))
-            return out, time.perf_counter() - t0
-
-    results, seconds = run(main())
+    results, seconds = timed_singles(encode, "abcdef", max_batch_size=64, max_wait_ms=20, workers=2)
     assert results == [[t.upper()] for t in "abcdef"]
     assert sorted(map(sorted, encode.calls)) == [["a", "b", "c"], ["d", "e", "f"]]
     assert len(encode.threads) == 2 and seconds < 0.55  # the two halves overlapped
@@ -196,10 +196,5 @@ def test_concurrent_requests_are_split_evenly_across_idle_workers() -> None:
 
 def test_one_worker_takes_everything_that_is_queued() -> None:
     encode = FakeEncode()
-
-    async def main() -> None:
-        async with MicroBatcher(encode, max_batch_size=64, max_wait_ms=20, workers=1) as batcher:
-            await asyncio.gather(*(batcher.submit([t]) for t in "abcdef"))
-
-    run(main())
+    timed_singles(encode, "abcdef", max_batch_size=64, max_wait_ms=20, workers=1)
     assert encode.calls == [list("abcdef")]

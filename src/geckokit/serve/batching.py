@@ -187,9 +187,9 @@ class MicroBatcher(Generic[T]):
         of another go out and its next requests come in.
         """
         idle = self._idle - 1  # the others waiting to gather
-        size = sum(len(c.texts) for c in batch)
         if idle <= 0 or len(batch) < 2 or self._pending:
             return batch  # nobody to share with, nothing to split, or more work queued anyway
+        size = sum(len(c.texts) for c in batch)
         share = -(-size // (idle + 1))  # ceil
         kept, taken = [], 0
         for chunk in batch:
