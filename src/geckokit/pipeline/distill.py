@@ -409,14 +409,19 @@ def describe_estimate(e: dict[str, Any]) -> str:
 
 def probe_rates(llm: Any) -> dict[str, float] | None:
     """Prompt and writing speed of ``llm`` from one short call of each (None when the
-    backend does not count tokens)."""
+    backend does not count tokens).
+
+    The timed prompt is passage-sized (about 300 tokens), as the prompts of both stages are:
+    llama.cpp evaluates a short one at fewer tokens per second, which made the estimate
+    pessimistic. An untimed call first keeps one-off start-up costs out of the timing."""
     usage = getattr(llm, "usage", None)
     if usage is None:
         return None
+    llm.score(["Warm-up: a short text the timed calls do not start with."], [" Ready."])
     text = (
         "Gecko distils a compact text embedding model from a large language model. "
         "It writes queries for passages and relabels positives and hard negatives. "
-    ) * 3
+    ) * 10
     before = usage.prompt_tokens_evaluated
     t0 = time.perf_counter()
     llm.score([text], [" The probe measures speed."])
