@@ -15,6 +15,11 @@ PASSAGE = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
     "It was designed by the company of engineer Gustave Eiffel and built for the 1889 World's Fair."
 )
+#: Log-probabilities of one text reached through different decode paths (a token evaluated
+#: alone or inside a batch, a cached prefix or a fresh one) differ in rounding: llama.cpp
+#: picks other kernels for a single token than for a batch, and with quantized weights the
+#: gap reached 0.026 nats on an AVX-512 build (under 0.02 with AVX2 alone).
+PATH_ATOL = 0.05
 PREFIX = f"Passage: {PASSAGE}\nQuery:"
 QUERY = " where is the eiffel tower"
 
@@ -79,7 +84,7 @@ def test_score_matches_a_full_logits_evaluation(llm, llm_path: str) -> None:
     finally:
         reference.close()
     got = llm.score([PREFIX], [QUERY])[0].token_logprobs
-    assert np.allclose(got, expected, atol=0.02)
+    assert np.allclose(got, expected, atol=PATH_ATOL)
 
 
 def test_prefix_is_evaluated_once(llm) -> None:
@@ -97,7 +102,7 @@ def test_prefix_is_evaluated_once(llm) -> None:
     fresh = llm.score([PREFIX], [" who designed the eiffel tower"])[0]
     llm.reset_cache()
     cold = llm.score([PREFIX], [" who designed the eiffel tower"])[0]
-    assert np.allclose(fresh.token_logprobs, cold.token_logprobs, atol=0.02)
+    assert np.allclose(fresh.token_logprobs, cold.token_logprobs, atol=PATH_ATOL)
 
 
 def test_label_logprobs_sum_spellings(llm) -> None:
@@ -113,7 +118,7 @@ def test_label_logprobs_sum_spellings(llm) -> None:
     singles = [both[f"={s}"] for s in labels["yes"]]
     assert both["yes"] >= max(singles)
     assert math.exp(both["yes"]) == pytest.approx(sum(math.exp(v) for v in singles), rel=1e-9)
-    assert both["yes"] == pytest.approx(result["yes"], abs=0.02)
+    assert both["yes"] == pytest.approx(result["yes"], abs=PATH_ATOL)
 
 
 def test_chat_prompts_for_scoring_and_labels(llm) -> None:
@@ -122,7 +127,7 @@ def test_chat_prompts_for_scoring_and_labels(llm) -> None:
     assert labels["yes"] > labels["no"]
     score = llm.score([chat], ["Yes"])[0]
     assert score.total == pytest.approx(
-        llm.label_logprobs([chat], {"y": ["Yes"]})[0]["y"], abs=0.02
+        llm.label_logprobs([chat], {"y": ["Yes"]})[0]["y"], abs=PATH_ATOL
     )
 
 
@@ -131,7 +136,7 @@ def test_multi_token_label_spelling(llm) -> None:
     spelled = " Yes, definitely"
     assert len(llm.tokenize(spelled)) > 1
     got = llm.label_logprobs([prompt], {"sure": [spelled]})[0]["sure"]
-    assert got == pytest.approx(llm.score([prompt], [spelled])[0].total, abs=0.02)
+    assert got == pytest.approx(llm.score([prompt], [spelled])[0].total, abs=PATH_ATOL)
 
 
 def test_bad_input_is_refused(llm) -> None:
