@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -129,15 +128,10 @@ def main() -> None:
             qa=[human["qa"]],
         )
     if not (abl / "train" / "model").is_dir():
-        pre = out / "distill" / "train" / "prefinetune"
-        if args.prefinetune and pre.is_dir() and not (abl / "train" / "prefinetune").exists():
-            shutil.copytree(pre, abl / "train" / "prefinetune")  # the same stage: reused
-        train(
-            abl / "mix",
-            abl / "train",
-            config=TrainConfig(**train_cfg),
-            prefinetune=config.prefinetune,
-        )
+        # with --prefinetune, start from the distilled run's pre-finetuned model: one stage
+        pre = out / "distill" / "train" / "prefinetune" / "model"
+        base = {"base": str(pre)} if args.prefinetune else {}
+        train(abl / "mix", abl / "train", config=TrainConfig(**train_cfg, **base))
 
     models = {
         "base (plain)": (load_encoder(config.base), False),
