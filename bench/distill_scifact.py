@@ -59,6 +59,21 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=96, help="passages to write queries for")
     parser.add_argument("--top-n", type=int, default=5)
     parser.add_argument("--llm", default=None)
+    parser.add_argument(
+        "--task-types",
+        default=None,
+        help="comma-separated task types to write queries for (default: the prompt's whole pool)",
+    )
+    parser.add_argument(
+        "--queries-per-passage", type=int, default=1, help="query slots per sampled passage"
+    )
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument(
+        "--until",
+        choices=["generate", "mine"],
+        default=None,
+        help="stop after this LLM stage (rerun without it to go on)",
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--human-rows", type=int, default=2000, help="rows per human-labelled set")
@@ -86,6 +101,7 @@ def main() -> None:
     train_cfg = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
         "save_steps": 200,
         "logging_steps": 5,
     }
@@ -96,6 +112,8 @@ def main() -> None:
             "llm": args.llm,
             "sample": args.sample,
             "mine.top_n": args.top_n,
+            "generate.task_types": args.task_types.split(",") if args.task_types else None,
+            "generate.queries_per_passage": args.queries_per_passage,
             "mix.nli": [str(human["nli"])],
             "mix.sts": [str(human["sts"])],
             "mix.qa": [str(human["qa"])],
@@ -105,8 +123,13 @@ def main() -> None:
     )
     config = resolve_defaults(config)  # the LLM and its fusion, as the run records them
     t0 = time.perf_counter()
-    manifest = distill(config, out / "distill", until="train", on_estimate=_print_estimate)
+    manifest = distill(
+        config, out / "distill", until=args.until or "train", on_estimate=_print_estimate
+    )
     distill_s = time.perf_counter() - t0
+    if args.until:
+        print(f"stopped after {args.until}; rerun without --until to go on")
+        return
 
     # the ablation: same queries and candidates, no LLM relabelling
     abl = out / "ablation"

@@ -11,6 +11,7 @@ import pytest
 from geckokit.format import document_text, query_text
 from geckokit.mixture import (
     from_beir_pairs,
+    from_claims,
     from_classification,
     from_fret,
     from_nli,
@@ -113,6 +114,52 @@ def test_qa_pairs_and_missing_fields(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="missing hypothesis"):
         from_nli(jsonl(tmp_path / "bad.jsonl", [{"premise": "p", "label": "entailment"}]))
+
+
+def test_claims_relevant_evidence_positive_nei_negative(tmp_path: Path) -> None:
+    f = jsonl(
+        tmp_path / "claims.jsonl",
+        [
+            {
+                "claim": "Sea ice is shrinking.",
+                "evidences": [
+                    {"evidence": "Ice cover fell.", "evidence_label": "SUPPORTS", "article": "Ice"},
+                    {
+                        "evidence": "Seals swim.",
+                        "evidence_label": "NOT_ENOUGH_INFO",
+                        "article": "Seal",
+                    },
+                    {"evidence": "Ice grew.", "evidence_label": "REFUTES", "article": "Ice"},
+                ],
+            },
+            {  # nothing relevant: skipped
+                "claim": "Cats fly.",
+                "evidences": [{"evidence": "Cats purr.", "evidence_label": "NOT_ENOUGH_INFO"}],
+            },
+        ],
+    )
+    rows = from_claims(f, task="fc").to_pylist()
+    assert [(r["positive"], r["negative"]) for r in rows] == [
+        (document_text("Ice", "Ice cover fell."), document_text("Seal", "Seals swim.")),
+        (document_text("Ice", "Ice grew."), document_text("Seal", "Seals swim.")),
+    ]
+    assert rows[0]["query"] == query_text("fc", "Sea ice is shrinking.")
+    bad = jsonl(
+        tmp_path / "bad.jsonl",
+        [{"claim": "c", "evidences": [{"evidence": "e", "evidence_label": "MAYBE"}]}],
+    )
+    with pytest.raises(ValueError, match="evidence_label 'MAYBE' is not one of"):
+        from_claims(bad)
+    with pytest.raises(ValueError, match="missing evidences"):
+        from_claims(jsonl(tmp_path / "none.jsonl", [{"claim": "c"}]))
+
+
+def test_claims_on_climate_fever(shared_data: Path) -> None:
+    table = from_claims(shared_data / "training_pairs/climate_fever/test.jsonl")
+    # 2,745 supporting or refuting evidences of 1,061 claims; 947 of the claims also have
+    # a NOT_ENOUGH_INFO evidence, which gives 2,175 rows a hard negative
+    assert table.num_rows == 2745
+    assert sum(1 for n in table["negative"].to_pylist() if n) == 2175
 
 
 def test_fret_rows_use_the_chosen_positive_and_negative() -> None:

@@ -27,6 +27,8 @@ def test_mix_command_builds_every_source(shared_data: Path, tmp_path: Path) -> N
         str(shared_data / "training_pairs/trecqa_wang/train.jsonl"),
         "--pairs",
         str(shared_data / "beir/scifact"),
+        "--claims",
+        str(shared_data / "training_pairs/climate_fever/test.jsonl"),
         "--weights",
         "nli:snli_esnli=2",
     ]
@@ -40,6 +42,7 @@ def test_mix_command_builds_every_source(shared_data: Path, tmp_path: Path) -> N
         "sts:stsbenchmark",
         "qa:trecqa_wang",
         "beir:scifact",
+        "claims:climate_fever",
     }
     assert all(q.startswith("task: ") for q in table["query"].to_pylist())
     bad = CliRunner().invoke(

@@ -74,6 +74,12 @@ def _weights(value: str | None) -> dict[str, float] | None:
     help="A BEIR folder whose train qrels become (query, passage) pairs.",
 )
 @click.option(
+    "--claims",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fact-checking JSONL (Climate-FEVER layout): claim, evidences with evidence_label.",
+)
+@click.option(
     "--weights",
     default=None,
     help="Sampling weights per source, e.g. fret:run=2,nli:snli_esnli=1 (default: uniform over sources).",
@@ -88,6 +94,7 @@ def mix(
     sts_min_score: float,
     qa: tuple[Path, ...],
     pairs: tuple[Path, ...],
+    claims: tuple[Path, ...],
     weights: str | None,
     seed: int,
 ) -> None:
@@ -111,6 +118,7 @@ def mix(
         sts=list(sts),
         qa=list(qa),
         pairs=list(pairs),
+        claims=list(claims),
         weights=_weights(weights),
         sts_min_score=sts_min_score,
         seed=seed,

@@ -4,6 +4,7 @@ all as (task, query, positive, negative, source) rows in the unified format."""
 from geckokit.mixture.adapters import (
     MIXTURE_SCHEMA,
     from_beir_pairs,
+    from_claims,
     from_classification,
     from_fret,
     from_nli,
@@ -14,6 +15,7 @@ from geckokit.mixture.adapters import (
 __all__ = [
     "MIXTURE_SCHEMA",
     "from_beir_pairs",
+    "from_claims",
     "from_classification",
     "from_fret",
     "from_nli",

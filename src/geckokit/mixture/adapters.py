@@ -33,6 +33,10 @@ NLI_TASK = "Given a premise, retrieve a hypothesis that is entailed by the premi
 STS_TASK = "Retrieve semantically similar text"
 QA_TASK = "Given a question, retrieve a sentence that answers it"
 BEIR_TASK = "Given a query, retrieve relevant passages"
+CLAIMS_TASK = "Given a claim, retrieve documents that support or refute the claim"
+
+#: Evidence labels that make an evidence relevant to its claim (either way) or not.
+_EVIDENCE = {"supports": True, "refutes": True, "not_enough_info": False, "nei": False}
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -184,6 +188,42 @@ def from_qa_pairs(path: str | Path, *, task: str = QA_TASK, source: str = "qa") 
                     "query": query_text(task, question),
                     "positive": document_text(None, right),
                     "negative": neg,
+                    "source": source,
+                }
+            )
+    return _table(rows)
+
+
+def from_claims(path: str | Path, *, task: str = CLAIMS_TASK, source: str = "claims") -> pa.Table:
+    """Fact-checking JSONL in the Climate-FEVER layout: ``claim`` and ``evidences``, a list of
+    ``{"evidence", "evidence_label", "article"}``. Each evidence labelled SUPPORTS or REFUTES
+    is a positive (title: its article), an evidence of the same claim labelled
+    NOT_ENOUGH_INFO the hard negative (the retrieved sentence annotators found beside the
+    point), when there is one. Claims without a supporting or refuting evidence are skipped.
+    Gecko's mixture holds FEVER for this kind of task (section 3.1)."""
+    path = Path(path)
+    rows = []
+    for r in _jsonl(path):
+        _require(r, ("claim", "evidences"), path)
+        relevant: list[str] = []
+        other: list[str] = []
+        for ev in r["evidences"]:
+            _require(ev, ("evidence", "evidence_label"), path)
+            label = str(ev["evidence_label"]).lower()
+            if label not in _EVIDENCE:
+                raise ValueError(
+                    f"{path}: evidence_label {ev['evidence_label']!r} is not one of "
+                    "SUPPORTS, REFUTES, NOT_ENOUGH_INFO"
+                )
+            doc = document_text(ev.get("article"), ev["evidence"])
+            (relevant if _EVIDENCE[label] else other).append(doc)
+        for k, positive in enumerate(relevant):
+            rows.append(
+                {
+                    "task": task,
+                    "query": query_text(task, r["claim"]),
+                    "positive": positive,
+                    "negative": other[k % len(other)] if other else "",
                     "source": source,
                 }
             )

@@ -15,6 +15,7 @@ import pyarrow as pa
 from geckokit.io import MANIFEST, environment, read_shards, write_json, write_table
 from geckokit.mixture.adapters import (
     from_beir_pairs,
+    from_claims,
     from_classification,
     from_fret,
     from_nli,
@@ -38,6 +39,7 @@ def build_mixture(
     sts: Sequence[Path] = (),
     qa: Sequence[Path] = (),
     pairs: Sequence[Path] = (),
+    claims: Sequence[Path] = (),
     weights: dict[str, float] | None = None,
     sts_min_score: float = 4.0,
     seed: int = 0,
@@ -63,9 +65,10 @@ def build_mixture(
     ]
     parts += [from_qa_pairs(p, source=f"qa:{Path(p).parent.name}") for p in qa]
     parts += [from_beir_pairs(p) for p in pairs]
+    parts += [from_claims(p, source=f"claims:{Path(p).parent.name}") for p in claims]
     if not parts:
         raise ValueError(
-            "no sources given; pass at least one of --fret, --nli, --classification, --sts, --qa, --pairs"
+            "no sources given; pass at least one of --fret, --nli, --classification, --sts, --qa, --pairs, --claims"
         )
     mixture = pa.concat_tables(parts)
     counts: dict[str, int] = {}

@@ -61,6 +61,9 @@ class MixSources(BaseModel):
     sts: list[str] = Field(default_factory=list)
     qa: list[str] = Field(default_factory=list)
     pairs: list[str] = Field(default_factory=list, description="BEIR folders with train qrels")
+    claims: list[str] = Field(
+        default_factory=list, description="fact-checking JSONL (Climate-FEVER layout)"
+    )
     weights: dict[str, float] | None = None
     sts_min_score: float = 4.0
 
@@ -274,6 +277,7 @@ def distill(
             sts=[Path(p) for p in mix.sts],
             qa=[Path(p) for p in mix.qa],
             pairs=[Path(p) for p in mix.pairs],
+            claims=[Path(p) for p in mix.claims],
             weights=mix.weights,
             sts_min_score=mix.sts_min_score,
         )
