@@ -2,24 +2,27 @@
 paper's no-relabelling baseline, in one run.
 
 1. ``geckokit distill`` on the SciFact corpus in ../shared/data (passages only: no queries,
-   no labels): the LLM writes one query for each of ``--sample`` passages drawn at random,
-   the base encoder retrieves ``--top-n`` neighbours from the whole corpus, the LLM rescores
+   no labels): the LLM writes ``--queries-per-passage`` queries for each of ``--sample``
+   passages drawn at random (task types from the prompt's pool, or ``--task-types``), the
+   base encoder retrieves ``--top-n`` neighbours from the whole corpus, the LLM rescores
    them, and MiniLM is fine-tuned on FRet plus the human-labelled sets that keep general
-   ability (SNLI, STS-Benchmark train, TrecQA).
+   ability (``--human-sets``: SNLI, STS-Benchmark train, TrecQA, Climate-FEVER).
 2. The ablation (paper Table 5's baseline): the same queries and candidates, positive = the
    seed passage, a random lower-ranked candidate as negative, no LLM scoring; same mixture
    and training.
-3. nDCG@10 on the 300 SciFact test queries (and STS-Benchmark test Spearman) for the base
-   model, the distilled model and the ablation.
+3. A reference without FRet: the human-labelled sets alone, same training.
+4. nDCG@10 on the 300 SciFact test queries (and STS-Benchmark test Spearman) for the base
+   model, the distilled model, the ablation and the reference.
 
-``--prefinetune`` adds Gecko's pre-finetuning stage to both trainings: in-batch contrastive
+``--prefinetune`` adds Gecko's pre-finetuning stage to the trainings: in-batch contrastive
 training on the corpus's own (title, abstract) pairs, still no queries or labels; the stage
 is trained once and shared, and the table gains a row for the pre-finetuned model alone.
 
     python bench/distill_scifact.py --sample 96 --top-n 5 --out runs/scifact-bench   # about an hour on 2 cores
 
-Rerunning the same command resumes (the LLM stages are sharded). Prints a table and writes
-``results.json`` in the run folder.
+Rerunning the same command resumes (the LLM stages are sharded; ``--until generate`` or
+``--until mine`` stops after an LLM stage, and training settings may change until the
+training has started). Prints a table and writes ``results.json`` in the run folder.
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--human-rows", type=int, default=2000, help="rows per human-labelled set")
     parser.add_argument(
+        "--human-sets",
+        default="nli,sts,qa,claims",
+        help="human-labelled sets in both mixtures: nli (SNLI), sts (STS-Benchmark train), "
+        "qa (TrecQA), claims (Climate-FEVER)",
+    )
+    parser.add_argument(
         "--prefinetune",
         action="store_true",
         help="pre-finetune on the corpus's own title-body pairs first (distilled and ablation)",
@@ -97,7 +106,7 @@ def main() -> None:
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    human = _human_sets(args.shared, out / "human", args.human_rows)
+    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets.split(","))
     train_cfg = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -114,9 +123,7 @@ def main() -> None:
             "mine.top_n": args.top_n,
             "generate.task_types": args.task_types.split(",") if args.task_types else None,
             "generate.queries_per_passage": args.queries_per_passage,
-            "mix.nli": [str(human["nli"])],
-            "mix.sts": [str(human["sts"])],
-            "mix.qa": [str(human["qa"])],
+            **{f"mix.{kind}": [str(path)] for kind, path in human.items()},
             "train": train_cfg,
             "prefinetune": str(scifact) if args.prefinetune else None,
         },
@@ -142,19 +149,15 @@ def main() -> None:
         encoder_name=config.base,
         config=MineConfig(top_n=args.top_n, fusion=Fusion.SEED, negative=NegativeChoice.RANDOM),
     )
-    if not (abl / "mix" / "manifest.json").exists():
-        build_mixture(
-            abl / "mix",
-            fret=[abl / "mine"],
-            nli=[human["nli"]],
-            sts=[human["sts"]],
-            qa=[human["qa"]],
-        )
-    if not (abl / "train" / "model").is_dir():
-        # with --prefinetune, start from the distilled run's pre-finetuned model: one stage
-        pre = out / "distill" / "train" / "prefinetune" / "model"
-        base = {"base": str(pre)} if args.prefinetune else {}
-        train(abl / "mix", abl / "train", config=TrainConfig(**train_cfg, **base))
+    # with --prefinetune, the references start from the distilled run's pre-finetuned model
+    pre = out / "distill" / "train" / "prefinetune" / "model"
+    base = {"base": str(pre)} if args.prefinetune else {}
+    human_lists = {kind: [path] for kind, path in human.items()}
+    for folder, fret in ((abl, [abl / "mine"]), (out / "human-only", [])):
+        if not (folder / "mix" / "manifest.json").exists():
+            build_mixture(folder / "mix", fret=fret, **human_lists)
+        if not (folder / "train" / "model").is_dir():
+            train(folder / "mix", folder / "train", config=TrainConfig(**train_cfg, **base))
 
     models = {
         "base (plain)": (load_encoder(config.base), False),
@@ -162,6 +165,10 @@ def main() -> None:
         "distilled": (load_encoder(manifest["model"]), True),
         "ablation: seed positive, random negative": (
             load_encoder(str(abl / "train" / "model")),
+            True,
+        ),
+        "human-labelled sets only (no FRet)": (
+            load_encoder(str(out / "human-only" / "train" / "model")),
             True,
         ),
     }
@@ -234,16 +241,21 @@ def _print_estimate(e: dict[str, Any]) -> None:
     print(f"estimate: {describe_estimate(e)}", flush=True)
 
 
-def _human_sets(shared: Path, out: Path, rows: int) -> dict[str, Path]:
-    """The first ``rows`` lines of SNLI, STS-Benchmark train and TrecQA, copied into
+def _human_sets(shared: Path, out: Path, rows: int, kinds: list[str]) -> dict[str, Path]:
+    """The first ``rows`` lines of each human-labelled set named in ``kinds``, copied into
     ``out`` (the mixture names a source after its folder)."""
     picks = {
         "nli": shared / "training_pairs/snli_esnli/test.jsonl",
         "sts": shared / "sts/stsbenchmark/train.jsonl",
         "qa": shared / "training_pairs/trecqa_wang/train.jsonl",
+        "claims": shared / "training_pairs/climate_fever/test.jsonl",
     }
+    unknown = set(kinds) - set(picks)
+    if unknown:
+        raise SystemExit(f"--human-sets: unknown {sorted(unknown)}; choose from {sorted(picks)}")
     paths = {}
-    for key, src in picks.items():
+    for key in kinds:
+        src = picks[key]
         if not src.exists():
             found = sorted(src.parent.glob("*.jsonl"))
             if not found:

@@ -56,6 +56,29 @@ def test_generate_respects_seed_and_stop(llm) -> None:
     assert counted.finish_reason == "stop"
 
 
+def test_the_same_prompt_again_reuses_itself(llm) -> None:
+    # another query slot or a retry for the same passage: only the last prompt token is
+    # evaluated again, and the answer is the one a fresh evaluation gives
+    system = {"role": "system", "content": "You are a poet. Answer briefly."}
+    sea = [system, {"role": "user", "content": "Write three different words about the sea."}]
+    sky = [system, {"role": "user", "content": "Write three different words about the sky."}]
+    llm.set_shared_prefix([sea, sky])
+    try:
+        llm.reset_cache()
+        first = llm.generate([sea], max_tokens=12, temperature=0.0)[0]
+        llm.usage.reset()
+        again = llm.generate([sea], max_tokens=12, temperature=0.0)[0]
+        assert llm.usage.prompt_tokens_evaluated == 1
+        assert again.text == first.text
+        # another prompt in between: back to the shared prefix
+        llm.generate([sky], max_tokens=4, temperature=0.0)
+        llm.usage.reset()
+        llm.generate([sea], max_tokens=1, temperature=0.0)
+        assert llm.usage.prompt_tokens_evaluated > 5
+    finally:
+        llm.set_shared_prefix([])
+
+
 def test_score_reads_the_previous_position(llm) -> None:
     # llama-cpp-python's echo path reports -21.1 for "iff" (the following position's logits);
     # the right value, from the logits before the token, is near 0.

@@ -86,6 +86,7 @@ class LlamaCppLLM:
         self._n_batch = n_batch
         self._formatter = self._chat_formatter()
         self._anchor: np.ndarray | None = None
+        self._last_prompt: list[int] | None = None  # the last generate call's prompt
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
@@ -139,13 +140,17 @@ class LlamaCppLLM:
             n_prompt = len(ids)
             self._check_fits(n_prompt + max_tokens)
             keep, fresh = self._reuse_point(ids)
-            if self._anchor is not None and keep >= len(self._anchor):
-                keep = len(self._anchor)  # continue from the shared prefix, never from older text
+            if self._anchor is not None and keep >= len(self._anchor) and ids != self._last_prompt:
+                # continue from the shared prefix, never from older text; the same prompt
+                # again (another query slot or a retry) reuses itself, which only ever
+                # follows its own first evaluation, so results stay order-independent
+                keep = len(self._anchor)
             keep = min(keep, n_prompt - 1)  # the last prompt token is replayed for fresh logits
             self._llama.n_tokens = keep
             self._llama._ctx.kv_cache_seq_rm(-1, keep, -1)
             self._llama._requires_eval = True
             self._eval_calls.clear()
+            self._last_prompt = ids
             result = self._llama.create_completion(
                 prompt=text,
                 max_tokens=max_tokens,
@@ -242,6 +247,7 @@ class LlamaCppLLM:
         is always evaluated the same way, whatever was evaluated before.
         """
         self._check_fits(len(ids))
+        self._last_prompt = None
         llama = self._llama
         wanted = sorted(set(positions))
         if wanted and (wanted[0] < 0 or wanted[-1] >= len(ids)):
@@ -268,6 +274,7 @@ class LlamaCppLLM:
         before it (llama.cpp's numerics depend on how tokens are batched). Returns its length
         in tokens; ``set_shared_prefix([])`` forgets it.
         """
+        self._last_prompt = None
         if not prompts:
             self._anchor = None
             return 0
@@ -283,6 +290,7 @@ class LlamaCppLLM:
 
     def set_shared_tokens(self, ids: Sequence[int]) -> None:
         """Like :meth:`set_shared_prefix`, for a caller that tokenizes its own segments."""
+        self._last_prompt = None
         self._anchor = (
             np.asarray(list(ids), dtype=self._llama.input_ids.dtype) if len(ids) else None
         )
@@ -348,6 +356,7 @@ class LlamaCppLLM:
 
     def reset_cache(self) -> None:
         """Forget the KV cache, so the next call evaluates its whole prompt."""
+        self._last_prompt = None
         self._llama.reset()
         self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
 
