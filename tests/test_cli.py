@@ -92,6 +92,8 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
         "2",
         "--shard-size",
         "1",
+        "--task-types",
+        "fact checking",
     )
     result = run(*args)
     assert result.returncode == 0, result.stderr
@@ -99,6 +101,13 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
     assert "queries for 2 passages" in printed and "reject rate" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["corpus"]["passages"] == 2
+    assert set(manifest["summary"]["task_types"]) <= {"fact checking"}
+    corpus = str(shared_data / "beir" / "scifact")
+    unknown = run(
+        "generate", "--corpus", corpus, "--out", str(tmp_path / "other"), "--limit", "1",
+        "--task-types", "fact checking,poetry",
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "unknown task type 'poetry'" in unknown.stderr
     again = run(*args)  # a rerun resumes: nothing left to do, same manifest counts
     assert (
         again.returncode == 0

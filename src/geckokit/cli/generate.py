@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 )
 @click.option("--queries-per-passage", type=int, default=1, show_default=True)
 @click.option(
+    "--task-types",
+    default=None,
+    help="Comma-separated task types to draw from (default: the prompt's whole pool), "
+    "e.g. 'fact checking' for a corpus meant for claim verification.",
+)
+@click.option(
     "--max-attempts",
     type=int,
     default=3,
@@ -77,6 +83,7 @@ def generate(
     limit: int | None,
     seed: int,
     queries_per_passage: int,
+    task_types: str | None,
     max_attempts: int,
     temperature: float,
     prompt_path: Path | None,
@@ -105,6 +112,7 @@ def generate(
         max_attempts=max_attempts,
         temperature=temperature,
         seed=seed,
+        task_types=[t.strip() for t in task_types.split(",")] if task_types else None,
     )
     prompt = load_generate_prompt(prompt_path)
     llm = load_llm(llm_spec)
