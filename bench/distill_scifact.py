@@ -189,6 +189,10 @@ def main() -> None:
         "sample": args.sample,
         "top_n": args.top_n,
         "prefinetune": config.prefinetune,
+        "queries_per_passage": args.queries_per_passage,
+        "task_types": config.generate.task_types,
+        "human_sets": sorted(human),
+        "train": train_cfg,
         "llm": config.llm,
         "fusion": config.mine.fusion.value,
         "relabel_rate": summary["relabel_rate"],
@@ -200,8 +204,10 @@ def main() -> None:
     }
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"SciFact: queries for {args.sample} passages, top {args.top_n}, LLM {config.llm} "
-        f"(fusion {report['fusion']}), relabel rate {summary['relabel_rate']:.1%}"
+        f"SciFact: {args.queries_per_passage} queries for each of {args.sample} passages "
+        f"(task types: {', '.join(config.generate.task_types or ['all'])}), top {args.top_n}, "
+        f"LLM {config.llm} (fusion {report['fusion']}), relabel rate {summary['relabel_rate']:.1%}; "
+        f"training: {args.epochs:g} epochs, learning rate {args.learning_rate:g}"
     )
     sizes = report["sizes"]
     print(
