@@ -142,3 +142,31 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     small = estimate_cost(seeds, config, None, corpus=table(8, 200))
     assert small["tokens"]["mine_prompt"] == 8 * 50 + 20 * 45  # the whole corpus, once
     assert got["seconds"] is None  # no LLM to measure rates on
+
+
+def test_estimate_counts_a_repeated_prompt_once() -> None:
+    """Several query slots of one task type send one passage's prompt again and again; a
+    backend that reuses its cached state evaluates it once. The slots' neighbours mostly
+    coincide, so the distinct candidates follow the passages, not the queries."""
+    import pyarrow as pa
+
+    from geckokit.fret.prompts import load_generate_prompt
+    from geckokit.pipeline.distill import estimate_cost
+
+    seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
+    overrides = {"corpus": "unused", "mine.top_n": 5, "generate.queries_per_passage": 3}
+    one = load_config(None, {**overrides, "generate.task_types": ["fact checking"]})
+    one.mine.passage_max_tokens = 100
+    got = estimate_cost(seeds, one, None, corpus=corpus)
+    assert got["llm_calls"] == {"generate": 12, "score_pairs": 60}
+    assert got["tokens"]["generate_prompt"] == 4 * (100 + 200)  # once per passage
+    assert got["tokens"]["generate_written"] == 12 * 60
+    assert got["tokens"]["mine_prompt"] == 4 * 5 * 100 + 60 * 45
+    one.generate.reuse_prefix = False
+    assert estimate_cost(seeds, one, None, corpus=corpus)["tokens"]["generate_prompt"] == (
+        3 * 4 * (100 + 200)
+    )
+    k = len(load_generate_prompt().task_types)
+    pool = estimate_cost(seeds, load_config(None, overrides), None, corpus=corpus)
+    expected = (1 + 2 * (1 - 1 / k)) * 4 * (100 + 200)  # a new prompt when the type changes
+    assert pool["tokens"]["generate_prompt"] == round(expected)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.mine_run import MineConfig
+from geckokit.fret.prompts import load_generate_prompt
 from geckokit.io import MANIFEST, environment, read_json, write_json
 from geckokit.pipeline.runs import RunMismatchError
 from geckokit.train.trainer import TrainConfig
@@ -348,12 +349,15 @@ def estimate_cost(
     written for, a table) whose neighbours come from ``corpus`` (default: ``passages``).
 
     Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
-    are not shared between passages, and about 60 written tokens; for mining, each distinct
-    candidate passage once (scored once, then reused by every query that retrieved it: at
-    most queries x ``top_n`` of them, at most the whole corpus) plus ``top_n`` x about 45
-    tokens per query (lead-in, query, relevance question). Time: at the rates of a short
-    probe of the LLM (prompt and writing speed), so the figure holds for this machine and
-    model."""
+    are not shared between passages, and about 60 written tokens; a query slot whose task
+    type repeats the previous slot's sends the same prompt again, which a backend that reuses
+    its cached state (``generate.reuse_prefix``) does not evaluate twice, so with one task
+    type a passage's prompt counts once. For mining, each distinct candidate passage once
+    (scored once, then reused by every query that retrieved it; the slots of one passage
+    mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
+    whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
+    question). Time: at the rates of a short probe of the LLM (prompt and writing speed), so
+    the figure holds for this machine and model."""
     tokenize = getattr(llm, "tokenize", None)
 
     def lengths_of(table: Any, most: int | None = None) -> list[int]:
@@ -365,13 +369,17 @@ def estimate_cost(
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp
-    gen_prompt = qpp * sum(n + 200 for n in lengths)
+    pool = len(config.generate.task_types or load_generate_prompt().task_types)
+    # expected prompts evaluated per passage: the first slot, then each slot whose task type
+    # (drawn uniformly) differs from the one before it
+    prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / pool)
+    gen_prompt = round(prompts * sum(n + 200 for n in lengths))
     gen_written = queries * 60
     cut = config.mine.passage_max_tokens
-    pool = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000 set the mean
-    pool_size = len(lengths) if corpus is None else corpus.num_rows
-    distinct = min(pool_size, queries * config.mine.top_n)
-    mean_cut = sum(min(n, cut) for n in pool) / max(1, len(pool))
+    sample = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000: the mean
+    corpus_size = len(lengths) if corpus is None else corpus.num_rows
+    distinct = min(corpus_size, len(lengths) * config.mine.top_n)
+    mean_cut = sum(min(n, cut) for n in sample) / max(1, len(sample))
     mine_prompt = round(distinct * mean_cut) + queries * config.mine.top_n * 45
     rates = probe_rates(llm)
     seconds = None
