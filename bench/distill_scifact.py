@@ -199,6 +199,8 @@ def main() -> None:
         "ablation_examples": mined["counts"]["examples"],
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
+        # over every sitting of a resumed run ("stages" times only the last one)
+        "mine_llm_seconds": summary.get("llm_seconds"),
         "sizes": _sizes(out / "distill"),
         "results": results,
     }
@@ -218,8 +220,9 @@ def main() -> None:
     print(
         f"generate {seconds['generate']:.0f} s "
         f"({seconds['generate'] / max(1, sizes['fret_examples']):.1f} s per kept query), "
-        f"mine {seconds['mine']:.0f} s "
-        f"({seconds['mine'] / max(1, sizes['candidate_passages']):.1f} s per candidate passage), "
+        f"mine {seconds['mine']:.0f} s, LLM {report['mine_llm_seconds'] or float('nan'):.0f} s "
+        f"over all sittings ({summary.get('seconds_per_passage') or float('nan'):.1f} s per "
+        "candidate passage), "
         f"train {seconds['train']:.0f} s"
     )
     print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}")

@@ -118,6 +118,10 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
     # every passage was evaluated once; each pair cost only its lead + query + question
     scores = read_shards(tmp_path / "m" / "scores")
     assert scores is not None and scores.num_rows == 12
+    # the LLM time counts both sittings: the first shard's pairs were timed by the first
+    assert all(t > 0 for t in scores["seconds"].to_pylist())
+    assert summary["llm_seconds"] == round(sum(scores["seconds"].to_pylist()), 1)
+    assert summary["passages_scored"] == len(set(scores["passage_id"].to_pylist()))
     scorer = PairScorer(llm, load_rerank_prompt(), passage_max_tokens=config.passage_max_tokens)
     rows = {r["passage_id"]: r for r in load_corpus(corpus).passages.to_pylist()}
     passage_tokens = sum(

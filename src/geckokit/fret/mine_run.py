@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ SCORE_SCHEMA = pa.schema(
         ("ql", pa.float64()),
         ("rc", pa.float64()),
         ("label_logprobs", pa.list_(pa.float64())),
+        # the passage's scoring time, split evenly over its pairs: summed over the shards it
+        # gives the stage's LLM time across every sitting of a resumed run
+        ("seconds", pa.float64()),
     ]
 )
 
@@ -99,8 +103,11 @@ class PassageScoringStage:
             batch["passage_id"].to_pylist(), batch["query_ids"].to_pylist(), strict=True
         ):
             p = self.passages[pid]
+            t0 = time.perf_counter()
             scores = self.scorer.score(p["title"], p["text"], [self.queries[q] for q in qids])
+            share = (time.perf_counter() - t0) / max(1, len(qids))
             for qid, s in zip(qids, scores, strict=True):
+                rows["seconds"].append(share)
                 rows["query_id"].append(qid)
                 rows["passage_id"].append(pid)
                 rows["ql"].append(s.ql)
@@ -190,6 +197,22 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
         "ql": spread("ql_scores"),
         "rc": spread("rc_scores"),
         "encoder": spread("encoder_scores"),
+    }
+
+
+def _llm_time(scores: pa.Table) -> dict[str, Any]:
+    """LLM time of the scoring over all shards, whichever sitting wrote them (shards written
+    before the ``seconds`` column existed count as missing)."""
+    if "seconds" not in scores.column_names:
+        return {"llm_seconds": None}
+    seconds = scores["seconds"].to_pylist()
+    passages = len(set(scores["passage_id"].to_pylist()))
+    if not passages or any(s is None for s in seconds):
+        return {"llm_seconds": None, "passages_scored": passages}
+    return {
+        "llm_seconds": round(sum(seconds), 1),
+        "passages_scored": passages,
+        "seconds_per_passage": round(sum(seconds) / passages, 2),
     }
 
 
@@ -342,6 +365,8 @@ def mine(
         labels=list(prompt.labels),
         summary=summarize(fret),
     )
+    if scores is not None:
+        manifest["summary"].update(_llm_time(scores))
     manifest["environment"] = environment()
     write_json(manifest, out / MANIFEST)
     return manifest
