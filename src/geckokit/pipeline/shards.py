@@ -44,7 +44,9 @@ def run_sharded(
     """Process ``items`` shard by shard with ``stage``; ``split`` turns a shard's result into
     one table per name in ``outputs`` (``outputs[0]`` is the primary, whose file marks the
     shard finished). ``max_shards`` stops after writing that many shards (for tests and
-    partial runs). Returns counts; the progress bar shows items, rate and ETA."""
+    partial runs). Returns counts; the progress bar shows items, rate and ETA. When the
+    output is not a terminal (a log file of a background run), where a live bar does not
+    draw, each finished shard prints one plain line with the same figures instead."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     n = items.num_rows
@@ -101,4 +103,17 @@ def run_sharded(
             for name in (*outputs[1:], primary):
                 write_table(parts[name], out / name / shard_name(k))
             written += 1
+            if show_progress and not progress.console.is_terminal:
+                progress.console.print(_progress_line(description, done_items, n, processed, t0))
     return ShardRun(n_shards, n_shards - len(todo), written, processed, time.perf_counter() - t0)
+
+
+def _progress_line(
+    description: str, done_before: int, total: int, processed: int, t0: float
+) -> str:
+    """``description: done/total (pct), rate/min, ETA m min`` for logs that are not terminals."""
+    done = done_before + processed
+    elapsed = time.perf_counter() - t0
+    rate = 60 * processed / elapsed if elapsed > 0 else 0.0
+    eta = f"{(total - done) / rate:.0f} min" if rate > 0 else "unknown"
+    return f"{description}: {done}/{total} ({done / max(1, total):.0%}), {rate:.1f}/min, ETA {eta}"

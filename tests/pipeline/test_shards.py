@@ -1,0 +1,47 @@
+"""The sharded loop's plumbing: resuming, and progress that shows in a log file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from geckokit.io import read_shards
+from geckokit.pipeline.shards import run_sharded
+
+
+def _run(out: Path, **kwargs: object) -> object:
+    items = pa.table({"x": list(range(10))})
+    return run_sharded(
+        items,
+        out=out,
+        outputs=("doubled",),
+        shard_size=4,
+        stage=lambda t: pa.table({"y": [2 * v for v in t["x"].to_pylist()]}),
+        split=lambda t: {"doubled": t},
+        description="double",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_a_log_that_is_not_a_terminal_gets_a_line_per_shard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _run(tmp_path, max_shards=1)
+    assert (first.shards_total, first.shards_written) == (3, 1)  # type: ignore[attr-defined]
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("double: 4/10 (40%), ") and "ETA" in line for line in lines)
+
+    rest = _run(tmp_path)  # resumes: the first shard is skipped, the count goes on from it
+    assert (rest.shards_skipped, rest.shards_written) == (1, 2)  # type: ignore[attr-defined]
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("double: 8/10 (80%), ") for line in lines)
+    assert any(line.startswith("double: 10/10 (100%), ") for line in lines)
+    got = read_shards(tmp_path / "doubled")
+    assert got is not None and got["y"].to_pylist() == [2 * v for v in range(10)]
+
+
+def test_no_progress_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(tmp_path, show_progress=False)
+    assert "double:" not in capsys.readouterr().out
