@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 
 from geckokit.io import read_shards
-from geckokit.pipeline.shards import run_sharded
+from geckokit.pipeline.shards import ShardRun, run_sharded
 
 
-def _run(out: Path, **kwargs: object) -> object:
+def _run(out: Path, *, max_shards: int | None = None, show_progress: bool = True) -> ShardRun:
     items = pa.table({"x": list(range(10))})
     return run_sharded(
         items,
@@ -21,7 +21,8 @@ def _run(out: Path, **kwargs: object) -> object:
         stage=lambda t: pa.table({"y": [2 * v for v in t["x"].to_pylist()]}),
         split=lambda t: {"doubled": t},
         description="double",
-        **kwargs,  # type: ignore[arg-type]
+        max_shards=max_shards,
+        show_progress=show_progress,
     )
 
 
@@ -29,12 +30,12 @@ def test_a_log_that_is_not_a_terminal_gets_a_line_per_shard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = _run(tmp_path, max_shards=1)
-    assert (first.shards_total, first.shards_written) == (3, 1)  # type: ignore[attr-defined]
+    assert (first.shards_total, first.shards_written) == (3, 1)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("double: 4/10 (40%), ") and "ETA" in line for line in lines)
 
     rest = _run(tmp_path)  # resumes: the first shard is skipped, the count goes on from it
-    assert (rest.shards_skipped, rest.shards_written) == (1, 2)  # type: ignore[attr-defined]
+    assert (rest.shards_skipped, rest.shards_written) == (1, 2)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("double: 8/10 (80%), ") for line in lines)
     assert any(line.startswith("double: 10/10 (100%), ") for line in lines)

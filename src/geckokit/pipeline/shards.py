@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -104,16 +105,15 @@ def run_sharded(
                 write_table(parts[name], out / name / shard_name(k))
             written += 1
             if show_progress and not progress.console.is_terminal:
-                progress.console.print(_progress_line(description, done_items, n, processed, t0))
+                progress.console.print(_plain_line(progress.tasks[bar]))
     return ShardRun(n_shards, n_shards - len(todo), written, processed, time.perf_counter() - t0)
 
 
-def _progress_line(
-    description: str, done_before: int, total: int, processed: int, t0: float
-) -> str:
-    """``description: done/total (pct), rate/min, ETA m min`` for logs that are not terminals."""
-    done = done_before + processed
-    elapsed = time.perf_counter() - t0
-    rate = 60 * processed / elapsed if elapsed > 0 else 0.0
-    eta = f"{(total - done) / rate:.0f} min" if rate > 0 else "unknown"
-    return f"{description}: {done}/{total} ({done / max(1, total):.0%}), {rate:.1f}/min, ETA {eta}"
+def _plain_line(task: Any) -> str:
+    """The bar's own figures as one line, for output that is not a terminal:
+    ``description: done/total (pct), rate, ETA``."""
+    done, total = int(task.completed), int(task.total or 0)
+    left = task.time_remaining
+    eta = f"{left / 60:.0f} min" if left is not None else "unknown"
+    rate = task.fields.get("rate") or "rate unknown"
+    return f"{task.description}: {done}/{total} ({done / max(1, total):.0%}), {rate}, ETA {eta}"
