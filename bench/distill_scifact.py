@@ -196,6 +196,11 @@ def main() -> None:
         "llm": config.llm,
         "fusion": config.mine.fusion.value,
         "relabel_rate": summary["relabel_rate"],
+        "seed_at_rank_1": summary.get("seed_at_rank_1"),
+        "generate": {
+            k: manifest["stages"]["generate"]["summary"].get(k)
+            for k in ("queries", "attempts", "passages_without_query", "reject_rate")
+        },
         "ablation_examples": mined["counts"]["examples"],
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
@@ -210,6 +215,12 @@ def main() -> None:
         f"(task types: {', '.join(config.generate.task_types or ['all'])}), top {args.top_n}, "
         f"LLM {config.llm} (fusion {report['fusion']}), relabel rate {summary['relabel_rate']:.1%}; "
         f"training: {args.epochs:g} epochs, learning rate {args.learning_rate:g}"
+    )
+    gen = report["generate"]
+    print(
+        f"generate: {gen['queries']} queries kept of {gen['attempts']} attempts "
+        f"(reject rate {gen['reject_rate']:.1%}), {gen['passages_without_query']} passages "
+        f"without one; mine: seed at rank 1 after rescoring for {summary['seed_at_rank_1']:.1%}"
     )
     sizes = report["sizes"]
     print(
