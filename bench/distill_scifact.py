@@ -204,7 +204,7 @@ def main() -> None:
         "ablation_examples": mined["counts"]["examples"],
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
-        # over every sitting of a resumed run ("stages" times only the last one)
+        # the LLM time of every sitting, one killed outright included ("stages" misses those)
         "mine_llm_seconds": summary.get("llm_seconds"),
         "sizes": _sizes(out / "distill"),
         "results": results,

@@ -51,24 +51,47 @@ def _config(corpus: Path, *, top_n: int = 3, **train: object) -> DistillConfig:
 def test_distill_runs_every_stage_and_resumes_after_a_stop(
     small_set: Path,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     llm,  # type: ignore[no-untyped-def]
 ) -> None:
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "run"
     estimates: list[dict] = []
-    first = distill(_config(small_set), out, until="mine", llm=llm, on_estimate=estimates.append)
-    assert first["status"] == "stopped after mine"
-    assert set(first["stages"]) == {"generate", "mine"}
+    # Ctrl-C in the middle of mining: the stage keeps the time it spent so far
+    real, calls = llm.eval_rows, []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm, "eval_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distill(_config(small_set), out, until="mine", llm=llm, on_estimate=estimates.append)
+    monkeypatch.undo()
+    stopped = json.loads((out / "manifest.json").read_text())
+    assert stopped["status"] == "stopped during mine"
+    assert stopped["stages"]["mine"]["status"] == "stopped"
+    assert stopped["stages"]["mine"]["seconds"] > 0
     assert estimates and estimates[0]["passages"] == 6
     assert estimates[0]["llm_calls"] == {"generate": 6, "score_pairs": 18}
     assert estimates[0]["rates"]["prompt_tokens_per_s"] > 0
+
+    first = distill(_config(small_set), out, until="mine", llm=llm)
+    assert first["status"] == "stopped after mine"
+    assert set(first["stages"]) == {"generate", "mine"}
+    mine = first["stages"]["mine"]
+    assert mine["sittings"] == 2 and "status" not in mine  # both sittings counted
+    assert mine["seconds"] >= stopped["stages"]["mine"]["seconds"]
+    assert first["stages"]["generate"] == stopped["stages"]["generate"]
     assert not (out / "train").exists()
 
     spent = llm.usage.prompt_tokens_evaluated
     again = distill(_config(small_set), out, llm=llm, on_estimate=estimates.append)
     assert llm.usage.prompt_tokens_evaluated == spent  # FRet was finished: no LLM work redone
-    assert len(estimates) == 1
+    assert len(estimates) == 1  # no LLM work left: no estimate
     assert again["status"] == "finished"
     assert set(again["stages"]) == {"generate", "mine", "mix", "train", "eval", "report"}
     assert again["stages"]["generate"] == first["stages"]["generate"]  # kept, not rerun

@@ -150,7 +150,8 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
             )
         console.print(table)
     for name, info in stages.items():
-        console.print(f"  {name:<9} {info['seconds']:>8.1f} s")
+        more = f" ({info['sittings']} sittings)" if info.get("sittings", 1) > 1 else ""
+        console.print(f"  {name:<9} {info['seconds']:>8.1f} s{more}")
     if manifest.get("model"):
         console.print(f"model:  {manifest['model']}  (SentenceTransformer(path))")
     if manifest.get("report"):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +211,29 @@ def distill(
     manifest: dict[str, Any] = read_json(out / MANIFEST) or {"stages": {}}
     manifest.update(stage="distill", status="running", out=str(out))
 
-    def record(stage: Stage, seconds: float, **info: Any) -> None:
-        manifest["stages"][stage.value] = {"seconds": round(seconds, 1), **info}
-        write_json(manifest, out / MANIFEST)
+    @contextmanager
+    def sitting(stage: Stage) -> Iterator[Callable[..., None]]:
+        """Time one sitting of ``stage``; the body calls the yielded ``done(**info)`` when the
+        stage finishes. A stage stopped by an error or Ctrl-C keeps its time so far, and the
+        sitting that finishes it adds that on: ``seconds`` is the stage's time over every
+        sitting (one killed outright, with no chance to write, is not counted)."""
+        earlier = manifest["stages"].get(stage.value) or {}
+        if earlier.get("status") != "stopped":
+            earlier = {}
+        before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
+        t0 = time.perf_counter()
+
+        def entry(**info: Any) -> None:
+            seconds = round(before + time.perf_counter() - t0, 1)
+            manifest["stages"][stage.value] = {"seconds": seconds, "sittings": sittings, **info}
+            write_json(manifest, out / MANIFEST)
+
+        try:
+            yield entry
+        except BaseException:
+            manifest["status"] = f"stopped during {stage.value}"
+            entry(status="stopped")
+            raise
 
     corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
     seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
@@ -230,89 +251,85 @@ def distill(
             on_estimate(estimate)
 
     # FRet step 1
-    t0 = time.perf_counter()
     if not _finished(queries_dir):
         from geckokit.fret.generate_run import generate_queries
 
-        gen = generate_queries(
-            seeds, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
-        )
-        record(Stage.GENERATE, time.perf_counter() - t0, summary=gen["summary"])
+        with sitting(Stage.GENERATE) as done:
+            gen = generate_queries(
+                seeds, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
+            )
+            done(summary=gen["summary"])
     if last == STAGES.index(Stage.GENERATE):
         return _close(manifest, out, until)
 
     # FRet step 2
-    t0 = time.perf_counter()
     if not _finished(mine_dir):
         from geckokit.encoder import load_encoder
         from geckokit.fret.mine_run import mine
         from geckokit.fret.rerank import load_rerank_prompt
 
         assert config.encoder is not None
-        mined = mine(
-            queries_dir,
-            corpus,
-            mine_dir,
-            llm=llm,
-            encoder=load_encoder(config.encoder),
-            encoder_name=config.encoder,
-            config=config.mine,
-            prompt=load_rerank_prompt(config.rerank_prompt),
-            show_progress=show_progress,
-        )
-        record(Stage.MINE, time.perf_counter() - t0, summary=mined.get("summary"))
+        with sitting(Stage.MINE) as done:
+            mined = mine(
+                queries_dir,
+                corpus,
+                mine_dir,
+                llm=llm,
+                encoder=load_encoder(config.encoder),
+                encoder_name=config.encoder,
+                config=config.mine,
+                prompt=load_rerank_prompt(config.rerank_prompt),
+                show_progress=show_progress,
+            )
+            done(summary=mined.get("summary"))
     if last == STAGES.index(Stage.MINE):
         return _close(manifest, out, until)
     llm = None  # the LLM's work is done; let it go before training
 
-    t0 = time.perf_counter()
     if not _finished(mix_dir):
         from geckokit.mixture.build import build_mixture
 
         mix = config.mix
-        mixed = build_mixture(
-            mix_dir,
-            fret=[mine_dir],
-            nli=[Path(p) for p in mix.nli],
-            classification=[_path_task(c) for c in mix.classification],
-            sts=[Path(p) for p in mix.sts],
-            qa=[Path(p) for p in mix.qa],
-            pairs=[Path(p) for p in mix.pairs],
-            claims=[Path(p) for p in mix.claims],
-            weights=mix.weights,
-            sts_min_score=mix.sts_min_score,
-        )
-        record(Stage.MIX, time.perf_counter() - t0, rows=mixed["rows"], sources=mixed["sources"])
+        with sitting(Stage.MIX) as done:
+            mixed = build_mixture(
+                mix_dir,
+                fret=[mine_dir],
+                nli=[Path(p) for p in mix.nli],
+                classification=[_path_task(c) for c in mix.classification],
+                sts=[Path(p) for p in mix.sts],
+                qa=[Path(p) for p in mix.qa],
+                pairs=[Path(p) for p in mix.pairs],
+                claims=[Path(p) for p in mix.claims],
+                weights=mix.weights,
+                sts_min_score=mix.sts_min_score,
+            )
+            done(rows=mixed["rows"], sources=mixed["sources"])
     if last == STAGES.index(Stage.MIX):
         return _close(manifest, out, until)
 
-    t0 = time.perf_counter()
     if not (_finished(train_dir) and (train_dir / "model").is_dir()):
         from geckokit.train.trainer import train
 
-        trained = train(mix_dir, train_dir, config=config.train, prefinetune=config.prefinetune)
-        curve = trained["loss_curve"]
-        record(
-            Stage.TRAIN,
-            time.perf_counter() - t0,
-            steps=trained["steps"],
-            loss=[curve[0]["loss"], curve[-1]["loss"]] if curve else None,
-        )
+        with sitting(Stage.TRAIN) as done:
+            trained = train(mix_dir, train_dir, config=config.train, prefinetune=config.prefinetune)
+            curve = trained["loss_curve"]
+            done(
+                steps=trained["steps"],
+                loss=[curve[0]["loss"], curve[-1]["loss"]] if curve else None,
+            )
     manifest["model"] = str(train_dir / "model")
     if last == STAGES.index(Stage.TRAIN):
         return _close(manifest, out, until)
 
-    t0 = time.perf_counter()
     if config.eval and not (eval_dir / MANIFEST).exists():
-        results = evaluate_before_after(config, train_dir / "model", eval_dir)
-        record(Stage.EVAL, time.perf_counter() - t0, results=results)
+        with sitting(Stage.EVAL) as done:
+            done(results=evaluate_before_after(config, train_dir / "model", eval_dir))
     if last == STAGES.index(Stage.EVAL):
         return _close(manifest, out, until)
 
-    t0 = time.perf_counter()
-    report = write_run_report(out)
-    manifest["report"] = str(report)
-    record(Stage.REPORT, time.perf_counter() - t0)
+    with sitting(Stage.REPORT) as done:
+        manifest["report"] = str(write_run_report(out))
+        done()
     return _close(manifest, out, until)
 
 
