@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -29,6 +30,36 @@ def test_help_and_version() -> None:
         assert command in result.output
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from geckokit.cli.distill import print_summary
+
+    manifest = {
+        "status": "finished",
+        "model": "run/train/model",
+        "report": "run/report.html",
+        "stages": {
+            "generate": {"seconds": 100.0, "sittings": 1, "summary": {"llm_seconds": 95.5}},
+            "mine": {"seconds": 200.0, "sittings": 3, "summary": {"llm_seconds": 180.0}},
+            "train": {"seconds": 50.0, "sittings": 1, "steps": 4},
+            "eval": {
+                "seconds": 10.0,
+                "results": [{"benchmark": "b", "model": "base", "ndcg@10": 50, "recall@10": 60}],
+            },
+        },
+    }
+    buf = StringIO()
+    print_summary(Console(file=buf, width=120), manifest, tmp_path)
+    text = buf.getvalue()
+    assert "mine         200.0 s (3 sittings)" in text
+    assert "generate     100.0 s\n" in text  # one sitting: not said
+    assert "total        360.0 s, of which the LLM 275.5 s" in text
+    assert "50.00" in text and "report: run/report.html" in text
 
 
 def test_every_command_has_help() -> None:

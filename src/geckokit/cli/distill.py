@@ -124,7 +124,6 @@ def demo(out: Path, llm_spec: str | None) -> None:
 
 def run_and_print(config: Any, out: Path, *, until: str) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from geckokit.pipeline.distill import describe_estimate
     from geckokit.pipeline.distill import distill as run
@@ -134,7 +133,14 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
     def show_estimate(e: dict[str, Any]) -> None:
         console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
 
-    manifest = run(config, out, until=until, on_estimate=show_estimate)
+    print_summary(console, run(config, out, until=until, on_estimate=show_estimate), out)
+
+
+def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
+    """The end of a run: the before/after table, the time per stage and in all (with the
+    LLM's share), the model's and the report's paths."""
+    from rich.table import Table
+
     stages = manifest["stages"]
     results = stages.get("eval", {}).get("results")
     if results:
@@ -152,6 +158,10 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
     for name, info in stages.items():
         more = f" ({info['sittings']} sittings)" if info.get("sittings", 1) > 1 else ""
         console.print(f"  {name:<9} {info['seconds']:>8.1f} s{more}")
+    total = sum(info["seconds"] for info in stages.values())
+    llm_s = sum((info.get("summary") or {}).get("llm_seconds") or 0 for info in stages.values())
+    share = f", of which the LLM {llm_s:.1f} s" if llm_s else ""
+    console.print(f"  {'total':<9} {total:>8.1f} s{share}")
     if manifest.get("model"):
         console.print(f"model:  {manifest['model']}  (SentenceTransformer(path))")
     if manifest.get("report"):
