@@ -193,3 +193,8 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
     pool = estimate_cost(seeds, load_config(None, overrides), None, corpus=corpus)
     expected = (1 + 2 * (1 - 1 / k)) * 4 * (100 + 200)  # a new prompt when the type changes
     assert pool["tokens"]["generate_prompt"] == round(expected)
+    # a task type the prompt does not define fails here, before any LLM work
+    with pytest.raises(ValueError, match="unknown task type 'poetry'"):
+        estimate_cost(
+            seeds, load_config(None, {**overrides, "generate.task_types": ["poetry"]}), None
+        )

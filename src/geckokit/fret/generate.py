@@ -75,6 +75,15 @@ def passage_seed(seed: int, passage_id: str, slot: int = 0) -> int:
     return int.from_bytes(digest[:6], "big")
 
 
+def task_type_pool(prompt: GeneratePrompt, names: list[str] | None) -> list[str]:
+    """The task types query slots are drawn from: ``names`` (each checked against the
+    prompt) or, by default, the prompt's whole pool."""
+    pool = names or [t.name for t in prompt.task_types]
+    for name in pool:
+        prompt.task_type(name)  # raises on a name the prompt does not define
+    return pool
+
+
 class QueryGenerator:
     """FRet step 1 as a stage: ``generator(passages) -> generation rows``."""
 
@@ -84,10 +93,7 @@ class QueryGenerator:
         self.llm = llm
         self.prompt = prompt
         self.config = config or GenerateConfig()
-        names = self.config.task_types or [t.name for t in prompt.task_types]
-        for name in names:
-            prompt.task_type(name)  # validates
-        self.task_types = names
+        names = self.task_types = task_type_pool(prompt, self.config.task_types)
         self.example_queries = [e.query for e in prompt.examples]
         pin = getattr(llm, "set_shared_prefix", None)
         if pin is not None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from geckokit.fret.generate import GenerateConfig
+from geckokit.fret.generate import GenerateConfig, task_type_pool
 from geckokit.fret.mine_run import MineConfig
 from geckokit.fret.prompts import load_generate_prompt
 from geckokit.io import MANIFEST, environment, read_json, write_json
@@ -386,7 +386,7 @@ def estimate_cost(
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp
-    pool = len(config.generate.task_types or load_generate_prompt().task_types)
+    pool = len(task_type_pool(load_generate_prompt(), config.generate.task_types))
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it
     prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / pool)
