@@ -138,6 +138,33 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
     instruction = len(llm.tokenize(scorer.prompt.instruction, add_bos=True, special=True))
     assert llm.usage.prompt_tokens_evaluated <= instruction * 2 + passage_tokens + pair_tokens
 
+    # another fusion and negative choice: re-selected from the stored scores, no LLM work
+    from geckokit.fret.fusion import Fusion, NegativeChoice, fuse
+
+    spent = llm.usage.prompt_tokens_evaluated
+    rc = MineConfig(top_n=4, fusion=Fusion.RC, negative=NegativeChoice.RANDOM)
+    again = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=llm,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=rc,
+        shard_size=3,
+        show_progress=False,
+    )
+    assert llm.usage.prompt_tokens_evaluated == spent
+    assert again["selection"]["fusion"] == "rc" and again["selection"]["negative"] == "random"
+    refused = read_shards(tmp_path / "m" / "fret")
+    assert refused is not None and refused.num_rows == 3
+    for row in refused.to_pylist():
+        assert row["fused_scores"] == pytest.approx(
+            fuse(row["ql_scores"], row["rc_scores"], method=Fusion.RC)
+        )
+        best = max(range(4), key=lambda i: (row["rc_scores"][i], -i))
+        assert row["positive_id"] == row["candidate_ids"][best]
+
     with pytest.raises(RunMismatchError, match="different config"):
         mine(
             queries,

@@ -102,7 +102,9 @@ def mine(
 ) -> None:
     """FRet step 2: retrieve top-N neighbours per query, score each with the LLM (query
     likelihood and relevance label, one pass), fuse the rankings and pick the positive and
-    hard negative. Rerun the same command to resume."""
+    hard negative. Rerun the same command to resume; rerun with another --fusion,
+    --weights, --negative or --negatives-k to choose again from the stored scores, with no
+    LLM work."""
     from rich.console import Console
 
     from geckokit.encoder import load_encoder

@@ -6,7 +6,10 @@ Output folder::
     candidates/part-00000.parquet top-N neighbours per query, seed guaranteed
     scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
     fret/part-00000.parquet       positive, negatives, all candidate scores, relabelled flag
-    manifest.json                 config, prompt hash, model ids, counts, summary
+    manifest.json                 config, selection, prompt hash, model ids, counts, summary
+
+A rerun with other selection settings (fusion among the LLM ones, weights, negative choice)
+rebuilds fret/ from the stored scores with no LLM work; other changed settings are refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ SCORE_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
     ]
 )
+
+
+#: MineConfig fields that choose the positive and negatives from the scores (not the scores)
+SELECTION = ("fusion", "weights", "negative", "negatives_k")
 
 
 class MineConfig(BaseModel):
@@ -290,7 +297,9 @@ def mine(
         )
     identity = {
         "stage": "mine",
-        "config": config.model_dump(mode="json"),
+        # the selection settings only shape fret/ from the stored scores: a rerun with other
+        # ones re-selects without LLM work instead of being refused
+        "config": config.model_dump(mode="json", exclude=set(SELECTION)),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
         "model": model_fingerprint(llm) if llm is not None else {"id": None},
         "encoder": encoder_name,
@@ -328,7 +337,8 @@ def mine(
         )
         write_table(candidates, cand_path)
 
-    manifest: dict[str, Any] = {**identity, "status": "partial"}
+    selection = config.model_dump(mode="json", include=set(SELECTION))
+    manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
     if config.fusion is not Fusion.SEED:
         run = _score_pairs(
