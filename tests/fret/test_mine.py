@@ -165,6 +165,25 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
         best = max(range(4), key=lambda i: (row["rc_scores"][i], -i))
         assert row["positive_id"] == row["candidate_ids"][best]
 
+    # a run folder from before selection left the identity (fusion etc. in its config) resumes
+    path = tmp_path / "m" / "manifest.json"
+    old = json.loads(path.read_text())
+    old["config"].update(old.pop("selection"))
+    path.write_text(json.dumps(old))
+    resumed = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=llm,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=rc,
+        shard_size=3,
+        show_progress=False,
+    )
+    assert resumed["status"] == "finished" and "fusion" not in resumed["config"]
+    assert llm.usage.prompt_tokens_evaluated == spent
+
     with pytest.raises(RunMismatchError, match="different config"):
         mine(
             queries,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from geckokit.fret.fusion import Fusion, NegativeChoice
 from geckokit.pipeline.demo import demo_dir
 from geckokit.pipeline.distill import DistillConfig, distill, load_config
 from geckokit.pipeline.runs import RunMismatchError
@@ -88,6 +89,16 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert first["stages"]["generate"] == stopped["stages"]["generate"]
     assert not (out / "train").exists()
 
+    # another fusion before mix/ ran: mine/ chooses again from its scores, no LLM work
+    spent = llm.usage.prompt_tokens_evaluated
+    rc = _config(small_set)
+    rc.mine.fusion = Fusion.RC
+    reselected = distill(rc, out, until="mine", llm=llm)
+    assert llm.usage.prompt_tokens_evaluated == spent
+    assert json.loads((out / "mine" / "manifest.json").read_text())["selection"]["fusion"] == "rc"
+    assert reselected["stages"]["mine"]["sittings"] == 3
+    assert reselected["stages"]["mine"]["seconds"] >= mine["seconds"]
+
     spent = llm.usage.prompt_tokens_evaluated
     again = distill(_config(small_set), out, llm=llm, on_estimate=estimates.append)
     assert llm.usage.prompt_tokens_evaluated == spent  # FRet was finished: no LLM work redone
@@ -111,7 +122,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert (out / "eval" / "results.md").exists()
     html = (out / "report.html").read_text()
     assert again["report"] == str(out / "report.html") and "<svg" in html
-    with pytest.raises(RunMismatchError, match="mine/ already ran"):
+    with pytest.raises(RunMismatchError, match="its mine/, mix/, train/, eval/ already ran"):
         distill(_config(small_set, top_n=4), out, llm=llm)
 
 
@@ -143,6 +154,17 @@ def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path
     (out / "train").rmdir()  # deleting the stage's folder lets it run again, anew
     _save_config(_config(tmp_path, epochs=5), out)
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 5
+
+    # a fusion or negative choice only re-selects from mine/'s scores: refused once mix/ ran
+    other = _config(tmp_path, epochs=5)
+    other.mine.fusion, other.mine.negative = Fusion.RC, NegativeChoice.RANDOM
+    _save_config(other, out)
+    (out / "mix").mkdir()
+    other.mine.fusion = Fusion.RRF
+    with pytest.raises(RunMismatchError, match=r"\(mine\) and its mix/ already ran"):
+        _save_config(other, out)
+    with pytest.raises(RunMismatchError, match=r"its mine/, mix/ already ran"):
+        _save_config(_config(tmp_path, top_n=4, epochs=5), out)
 
 
 def test_estimate_counts_each_distinct_candidate_passage_once() -> None:

@@ -307,6 +307,7 @@ def mine(
         "corpus": {"source": corpus.source, "passages": len(corpus)},
         "shard_size": shard_size,
     }
+    _drop_old_selection(out)
     open_run(out, identity)
 
     passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
@@ -380,6 +381,16 @@ def mine(
     manifest["environment"] = environment()
     write_json(manifest, out / MANIFEST)
     return manifest
+
+
+def _drop_old_selection(out: Path) -> None:
+    """A run folder written before the selection settings left the run's identity keeps
+    them in its config; move them out so that the run resumes rather than being refused."""
+    previous = read_json(out / MANIFEST)
+    config = (previous or {}).get("config") or {}
+    if previous is not None and any(k in config for k in SELECTION):
+        previous["selection"] = {k: config.pop(k) for k in SELECTION if k in config}
+        write_json(previous, out / MANIFEST)
 
 
 def _score_pairs(

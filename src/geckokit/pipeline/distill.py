@@ -144,8 +144,8 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
     return config
 
 
-#: The first stage each setting affects: a changed setting is accepted while that stage's
-#: folder does not exist yet.
+#: The first stage each setting affects: a changed setting is accepted while neither that
+#: stage's folder nor a later one exists yet (they would hold results of the old one).
 _FIRST_STAGE = {
     "corpus": "queries",
     "llm": "queries",
@@ -169,10 +169,13 @@ def _save_config(config: DistillConfig, out: Path) -> None:
     current = config.model_dump(mode="json")
     if saved is not None and saved != current:
         changed = sorted(k for k in current if saved.get(k) != current[k])
-        started = sorted(
-            {_FIRST_STAGE.get(k, "queries") for k in changed}
-            & {d.name for d in out.iterdir() if d.is_dir()}
-        )
+        first = {_FIRST_STAGE.get(k, "queries") for k in changed}
+        if "mine" in changed and _only_selection_differs(saved["mine"], current["mine"]):
+            first = (first - {"mine"}) | {"mix"}  # mine/ re-selects from its stored scores
+        # the first stage a change affects and every stage after it would be stale
+        order = ["queries", "mine", "mix", "train", "eval"]
+        stale = order[min(order.index(f) for f in first) :]
+        started = [f for f in stale if (out / f).is_dir()]
         if started:
             raise RunMismatchError(
                 f"{out} holds a distill run with other settings ({', '.join(changed)}) and its "
@@ -181,6 +184,25 @@ def _save_config(config: DistillConfig, out: Path) -> None:
                 "--out folder"
             )
     write_json(current, out / CONFIG_FILE)
+
+
+def _only_selection_differs(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    from geckokit.fret.mine_run import SELECTION
+
+    def scoring(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in SELECTION}
+
+    return scoring(saved) == scoring(current)
+
+
+def _selection_changed(mine_dir: Path, config: MineConfig) -> bool:
+    """A finished mine/ whose positives and negatives were chosen with other selection
+    settings than ``config``'s (it then re-selects from its scores, with no LLM work)."""
+    from geckokit.fret.mine_run import SELECTION
+
+    recorded = (read_json(mine_dir / MANIFEST) or {}).get("selection")
+    wanted = config.model_dump(mode="json", include=set(SELECTION))
+    return recorded is not None and recorded != wanted
 
 
 def _finished(folder: Path) -> bool:
@@ -212,13 +234,14 @@ def distill(
     manifest.update(stage="distill", status="running", out=str(out))
 
     @contextmanager
-    def sitting(stage: Stage) -> Iterator[Callable[..., None]]:
+    def sitting(stage: Stage, *, again: bool = False) -> Iterator[Callable[..., None]]:
         """Time one sitting of ``stage``; the body calls the yielded ``done(**info)`` when the
         stage finishes. A stage stopped by an error or Ctrl-C keeps its time so far, and the
         sitting that finishes it adds that on: ``seconds`` is the stage's time over every
-        sitting (one killed outright, with no chance to write, is not counted)."""
+        sitting (one killed outright, with no chance to write, is not counted). ``again``:
+        the stage finished before and runs once more (mine re-selecting), its time adds on."""
         earlier = manifest["stages"].get(stage.value) or {}
-        if earlier.get("status") != "stopped":
+        if earlier.get("status") != "stopped" and not again:
             earlier = {}
         before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
         t0 = time.perf_counter()
@@ -240,11 +263,13 @@ def distill(
     queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (
         out / n for n in ("queries", "mine", "mix", "train", "eval")
     )
+    reselect = _finished(mine_dir) and _selection_changed(mine_dir, config.mine)
     needs_llm = not (_finished(queries_dir) and _finished(mine_dir))
-    if needs_llm:
+    if needs_llm or reselect:
         from geckokit.llm import load_llm
 
         llm = llm or load_llm(config.llm)
+    if needs_llm:
         estimate = estimate_cost(seeds.passages, config, llm, corpus=corpus.passages)
         manifest["estimate"] = estimate
         if on_estimate is not None:
@@ -263,13 +288,13 @@ def distill(
         return _close(manifest, out, until)
 
     # FRet step 2
-    if not _finished(mine_dir):
+    if not _finished(mine_dir) or reselect:
         from geckokit.encoder import load_encoder
         from geckokit.fret.mine_run import mine
         from geckokit.fret.rerank import load_rerank_prompt
 
         assert config.encoder is not None
-        with sitting(Stage.MINE) as done:
+        with sitting(Stage.MINE, again=reselect) as done:
             mined = mine(
                 queries_dir,
                 corpus,
