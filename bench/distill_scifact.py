@@ -70,6 +70,13 @@ def main() -> None:
     parser.add_argument(
         "--queries-per-passage", type=int, default=1, help="query slots per sampled passage"
     )
+    parser.add_argument(
+        "--fusion",
+        choices=["rrf", "ql", "rc"],
+        default=None,
+        help="FRet step 2 fusion (default: the LLM's measured best); changing it on a run "
+        "whose mixture has not been built re-selects from the stored scores, no LLM work",
+    )
     parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument(
         "--until",
@@ -121,6 +128,7 @@ def main() -> None:
             "llm": args.llm,
             "sample": args.sample,
             "mine.top_n": args.top_n,
+            "mine.fusion": args.fusion,
             "generate.task_types": args.task_types.split(",") if args.task_types else None,
             "generate.queries_per_passage": args.queries_per_passage,
             **{f"mix.{kind}": [str(path)] for kind, path in human.items()},
