@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -68,32 +69,25 @@ def setup(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_path: Path) -> None:
     corpus, queries = setup
     config = MineConfig(top_n=4)
+
+    def run(config: MineConfig, **kwargs: int) -> dict[str, Any]:
+        return mine(
+            queries,
+            corpus,
+            tmp_path / "m",
+            llm=llm,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=config,
+            show_progress=False,
+            **kwargs,
+        )
+
     llm.usage.reset()
     llm.reset_cache()
-    partial = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=llm,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=config,
-        shard_size=3,
-        max_shards=1,
-        show_progress=False,
-    )
+    partial = run(config, shard_size=3, max_shards=1)
     assert partial["status"] == "partial"
-    manifest = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=llm,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=config,
-        shard_size=3,
-        show_progress=False,
-    )
+    manifest = run(config, shard_size=3)
     assert manifest["status"] == "finished" and manifest["counts"]["examples"] == 3
     fret = read_shards(tmp_path / "m" / "fret")
     assert fret is not None
@@ -143,17 +137,7 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
 
     spent = llm.usage.prompt_tokens_evaluated
     rc = MineConfig(top_n=4, fusion=Fusion.RC, negative=NegativeChoice.RANDOM)
-    again = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=llm,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=rc,
-        shard_size=3,
-        show_progress=False,
-    )
+    again = run(rc, shard_size=3)
     assert llm.usage.prompt_tokens_evaluated == spent
     assert again["selection"]["fusion"] == "rc" and again["selection"]["negative"] == "random"
     refused = read_shards(tmp_path / "m" / "fret")
@@ -170,31 +154,12 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
     old = json.loads(path.read_text())
     old["config"].update(old.pop("selection"))
     path.write_text(json.dumps(old))
-    resumed = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=llm,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=rc,
-        shard_size=3,
-        show_progress=False,
-    )
+    resumed = run(rc, shard_size=3)
     assert resumed["status"] == "finished" and "fusion" not in resumed["config"]
     assert llm.usage.prompt_tokens_evaluated == spent
 
     with pytest.raises(RunMismatchError, match="different config"):
-        mine(
-            queries,
-            corpus,
-            tmp_path / "m",
-            llm=llm,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
-            config=MineConfig(top_n=3),
-            show_progress=False,
-        )
+        run(MineConfig(top_n=3))
 
 
 def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
