@@ -220,3 +220,19 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
         estimate_cost(
             seeds, load_config(None, {**overrides, "generate.task_types": ["poetry"]}), None
         )
+
+
+def test_a_finished_mine_knows_when_it_must_choose_again(tmp_path: Path) -> None:
+    from geckokit.fret.mine_run import MineConfig
+    from geckokit.pipeline.distill import _selection_changed
+
+    mine_dir = tmp_path / "mine"
+    mine_dir.mkdir()
+    ql = MineConfig(fusion=Fusion.QL)
+    rrf = MineConfig(fusion=Fusion.RRF)
+    selection = {"fusion": "ql", "weights": [1.0, 1.0, 0.0], "negative": "rank-n", "negatives_k": 1}
+    (mine_dir / "manifest.json").write_text(json.dumps({"config": {}, "selection": selection}))
+    assert not _selection_changed(mine_dir, ql) and _selection_changed(mine_dir, rrf)
+    # a run from before the selection had its own key keeps it in the config
+    (mine_dir / "manifest.json").write_text(json.dumps({"config": {"top_n": 5, **selection}}))
+    assert not _selection_changed(mine_dir, ql) and _selection_changed(mine_dir, rrf)

@@ -200,9 +200,11 @@ def _selection_changed(mine_dir: Path, config: MineConfig) -> bool:
     settings than ``config``'s (it then re-selects from its scores, with no LLM work)."""
     from geckokit.fret.mine_run import SELECTION
 
-    recorded = (read_json(mine_dir / MANIFEST) or {}).get("selection")
+    manifest = read_json(mine_dir / MANIFEST) or {}
+    old = {k: v for k, v in (manifest.get("config") or {}).items() if k in SELECTION}
+    recorded = manifest.get("selection") or old  # in the config: a run from before
     wanted = config.model_dump(mode="json", include=set(SELECTION))
-    return recorded is not None and recorded != wanted
+    return bool(recorded) and recorded != wanted
 
 
 def _finished(folder: Path) -> bool:
