@@ -48,6 +48,14 @@ from geckokit.cli.options import llm_option
     "whole corpus.",
 )
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
+@click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "ql", "rc", "seed"]),
+    default=None,
+    help="FRet step 2: how the LLM's QL and RC rankings choose the positive (default: the "
+    "LLM's measured best, else rrf; seed: no relabelling). Changed before mix/ has run, it "
+    "re-selects from the stored scores with no LLM work.",
+)
 @click.option("--max-steps", type=int, default=None, help="Training steps (default: 1 epoch).")
 @click.option("--epochs", type=float, default=None, help="Training epochs (default 1).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (default 32).")
@@ -74,6 +82,7 @@ def distill(
     limit: int | None,
     sample: int | None,
     top_n: int | None,
+    fusion: str | None,
     max_steps: int | None,
     epochs: float | None,
     batch_size: int | None,
@@ -93,6 +102,7 @@ def distill(
         "sample": sample,
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
+        "mine.fusion": fusion,
         "train.max_steps": max_steps,
         "train.epochs": epochs,
         "train.batch_size": batch_size,
