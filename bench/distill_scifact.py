@@ -20,6 +20,9 @@ is trained once and shared, and the table gains a row for the pre-finetuned mode
 
     python bench/distill_scifact.py --sample 96 --top-n 5 --out runs/scifact-bench   # about an hour on 2 cores
 
+``--only distilled,ablation`` trains and evaluates only those rows (a SciFact evaluation
+takes minutes on 2 cores, and the base's rows do not change between runs).
+
 Rerunning the same command resumes (the LLM stages are sharded; ``--until generate`` or
 ``--until mine`` stops after an LLM stage, and training settings may change until the
 training has started). Prints a table and writes ``results.json`` in the run folder.
@@ -98,6 +101,12 @@ def main() -> None:
         action="store_true",
         help="pre-finetune on the corpus's own title-body pairs first (distilled and ablation)",
     )
+    parser.add_argument(
+        "--only",
+        default="base,distilled,ablation,human-only",
+        help="comma-separated rows to train and evaluate (each SciFact evaluation takes "
+        "minutes on 2 cores): base, distilled, ablation, human-only",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
@@ -161,24 +170,34 @@ def main() -> None:
     pre = out / "distill" / "train" / "prefinetune" / "model"
     base = {"base": str(pre)} if args.prefinetune else {}
     human_lists = {kind: [path] for kind, path in human.items()}
-    for folder, fret in ((abl, [abl / "mine"]), (out / "human-only", [])):
+    only = set(args.only.split(","))
+    unknown = only - {"base", "distilled", "ablation", "human-only"}
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}")
+    references = {"ablation": (abl, [abl / "mine"]), "human-only": (out / "human-only", [])}
+    for folder, fret in (v for k, v in references.items() if k in only):
         if not (folder / "mix" / "manifest.json").exists():
             build_mixture(folder / "mix", fret=fret, **human_lists)
         if not (folder / "train" / "model").is_dir():
             train(folder / "mix", folder / "train", config=TrainConfig(**train_cfg, **base))
 
-    models = {
-        "base (plain)": (load_encoder(config.base), False),
-        "base (unified format)": (load_encoder(config.base), True),
-        "distilled": (load_encoder(manifest["model"]), True),
+    rows = {  # name: (row for --only, model folder, unified format)
+        "base (plain)": ("base", config.base, False),
+        "base (unified format)": ("base", config.base, True),
+        "distilled": ("distilled", manifest["model"], True),
         "ablation: seed positive, random negative": (
-            load_encoder(str(abl / "train" / "model")),
+            "ablation",
+            str(abl / "train" / "model"),
             True,
         ),
         "human-labelled sets only (no FRet)": (
-            load_encoder(str(out / "human-only" / "train" / "model")),
+            "human-only",
+            str(out / "human-only" / "train" / "model"),
             True,
         ),
+    }
+    models = {
+        name: (load_encoder(path), fmt) for name, (row, path, fmt) in rows.items() if row in only
     }
     if args.prefinetune:
         models["pre-finetuned on title-body pairs only"] = (
