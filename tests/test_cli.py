@@ -60,6 +60,10 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     assert "generate     100.0 s\n" in text  # one sitting: not said
     assert "total        360.0 s, of which the LLM 275.5 s" in text
     assert "50.00" in text and "report: run/report.html" in text
+    manifest["stages"]["mine"]["summary"] = {"llm_seconds": None}  # shards from before
+    buf = StringIO()
+    print_summary(Console(file=buf, width=120), manifest, tmp_path)
+    assert "of which the LLM 95.5 s (not counting mine: not recorded)" in buf.getvalue()
 
 
 def test_every_command_has_help() -> None:

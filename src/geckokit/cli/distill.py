@@ -169,8 +169,12 @@ def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
         more = f" ({info['sittings']} sittings)" if info.get("sittings", 1) > 1 else ""
         console.print(f"  {name:<9} {info['seconds']:>8.1f} s{more}")
     total = sum(info["seconds"] for info in stages.values())
-    llm_s = sum((info.get("summary") or {}).get("llm_seconds") or 0 for info in stages.values())
+    timed = {n: (i.get("summary") or {}).get("llm_seconds") for n, i in stages.items()}
+    llm_s = sum(v or 0 for v in timed.values())
+    unknown = [n for n, v in timed.items() if v is None and n in ("generate", "mine")]
     share = f", of which the LLM {llm_s:.1f} s" if llm_s else ""
+    if share and unknown:  # shards written before their LLM time was recorded
+        share += f" (not counting {', '.join(unknown)}: not recorded)"
     console.print(f"  {'total':<9} {total:>8.1f} s{share}")
     if manifest.get("model"):
         console.print(f"model:  {manifest['model']}  (SentenceTransformer(path))")
