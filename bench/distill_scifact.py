@@ -111,7 +111,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.evaluate.beir import load_beir
+    from geckokit.evaluate.metrics import ndcg_at_k
+    from geckokit.evaluate.retrieval import mean_scores, rank_with_encoder, sort_ids
     from geckokit.evaluate.task_strings import task_string
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
@@ -204,13 +206,21 @@ def main() -> None:
             load_encoder(str(out / "distill" / "train" / "prefinetune" / "model")),
             True,
         )
-    results = {}
+    results, per_query = {}, {}
+    data = load_beir(scifact, split="test")
     for name, (model, fmt) in models.items():
-        ret = evaluate_retrieval(
-            model, scifact, task=task_string("scifact", "retrieval"), gecko_format=fmt
+        qids = sort_ids(list(data.queries))
+        rankings = rank_with_encoder(
+            model, data, qids, task=task_string("scifact", "retrieval"), gecko_format=fmt, top_k=10
         )
+        per_query[name] = [ndcg_at_k(rankings[q], data.qrels[q], 10) for q in qids]
+        ret = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
         sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=fmt)
         results[name] = {**ret, "stsb_spearman": sts}
+    # is the distilled model's lead over each other row more than chance? (paired, per query)
+    for name in results:
+        if name != "distilled" and "distilled" in per_query:
+            results[name]["p_vs_distilled"] = paired_p(per_query["distilled"], per_query[name])
     summary = manifest["stages"]["mine"]["summary"]
     report = {
         "sample": args.sample,
@@ -263,9 +273,23 @@ def main() -> None:
         "candidate passage), "
         f"train {seconds['train']:.0f} s"
     )
-    print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}")
+    print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}  p (distilled vs row)")
     for name, r in results.items():
-        print(f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}")
+        p = f"{r['p_vs_distilled']:.3f}" if "p_vs_distilled" in r else ""
+        print(
+            f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}  {p}"
+        )
+
+
+def paired_p(a: list[float], b: list[float], *, rounds: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of a paired randomisation test (sign flips of the per-query
+    differences) for mean(a) - mean(b)."""
+    import numpy as np
+
+    d = np.asarray(a) - np.asarray(b)  # (queries,)
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
+    null = np.abs((signs * d).mean(axis=1))  # (rounds,)
+    return round(float((1 + np.sum(null >= abs(d.mean()) - 1e-12)) / (rounds + 1)), 4)
 
 
 def _sizes(run: Path) -> dict[str, Any]:
