@@ -111,9 +111,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.beir import load_beir
-    from geckokit.evaluate.metrics import ndcg_at_k
-    from geckokit.evaluate.retrieval import mean_scores, rank_with_encoder, sort_ids
+    from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.evaluate.task_strings import task_string
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
@@ -207,14 +205,15 @@ def main() -> None:
             True,
         )
     results, per_query = {}, {}
-    data = load_beir(scifact, split="test")
     for name, (model, fmt) in models.items():
-        qids = sort_ids(list(data.queries))
-        rankings = rank_with_encoder(
-            model, data, qids, task=task_string("scifact", "retrieval"), gecko_format=fmt, top_k=10
+        ret = evaluate_retrieval(
+            model,
+            scifact,
+            task=task_string("scifact", "retrieval"),
+            gecko_format=fmt,
+            per_query=True,
         )
-        per_query[name] = [ndcg_at_k(rankings[q], data.qrels[q], 10) for q in qids]
-        ret = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
+        per_query[name] = ret.pop("ndcg@10_per_query")
         sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=fmt)
         results[name] = {**ret, "stsb_spearman": sts}
     # is the distilled model's lead over each other row more than chance? (paired, per query)

@@ -155,3 +155,23 @@ def test_report_of_the_real_evaluation(minilm_eval: dict[str, Any], tmp_path: Pa
     assert "Evaluation" in page.headings and "Score against Matryoshka dimension" in page.headings
     assert page.tags["svg"] == 1 + 4  # scores per task, then one dims chart per task
     assert_self_contained(path, page)
+
+
+def test_per_query_ndcg_averages_to_the_reported_score() -> None:
+    """The per-query nDCG@10 that paired significance tests use, on the shipped demo set
+    with the real MiniLM, is the reported mean taken apart."""
+    from geckokit.encoder import load_encoder
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.pipeline.demo import demo_dir
+
+    got = evaluate_retrieval(
+        load_encoder("all-minilm-l6-v2"),
+        demo_dir(),
+        task="Given a question, retrieve passages that answer it.",
+        gecko_format=False,
+        per_query=True,
+    )
+    scores = got["ndcg@10_per_query"]
+    assert len(scores) == got["queries"] and all(0 <= s <= 1 for s in scores)
+    assert round(100 * sum(scores) / len(scores), 2) == got["ndcg@10"]
+    assert got["ndcg@10"] > 50

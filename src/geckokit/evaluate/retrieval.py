@@ -82,12 +82,17 @@ def evaluate_retrieval(
     gecko_format: bool,
     split: str = "test",
     n_queries: int | None = None,
+    per_query: bool = False,
 ) -> dict[str, Any]:
     """nDCG@10 and Recall@10 of ``encoder`` on the judged ``split`` queries of a BEIR folder
-    (the first ``n_queries`` by id when given)."""
+    (the first ``n_queries`` by id when given); ``per_query`` adds each query's nDCG@10
+    (0-1, in id order) under ``ndcg@10_per_query``, for paired significance tests."""
     data = load_beir(beir_dir, split=split)
     qids = sort_ids(list(data.queries))[: n_queries or None]
     rankings = rank_with_encoder(
         encoder, data, qids, task=task, gecko_format=gecko_format, top_k=10
     )
-    return {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
+    out = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
+    if per_query:
+        out["ndcg@10_per_query"] = [ndcg_at_k(rankings[q], data.qrels[q], 10) for q in qids]
+    return out
