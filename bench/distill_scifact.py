@@ -264,13 +264,18 @@ def main() -> None:
         f"candidate passages scored; mixture {sizes['mixture_rows']} rows {sizes['mixture']}"
     )
     seconds = report["stages"]
+    llm_s = report["mine_llm_seconds"]
+    # score shards written before the per-pair "seconds" column carry no LLM time
+    mine_llm = (
+        f"LLM {llm_s:.0f} s over all sittings "
+        f"({summary['seconds_per_passage']:.1f} s per candidate passage)"
+        if llm_s is not None and summary.get("seconds_per_passage") is not None
+        else "LLM time not recorded in its score shards"
+    )
     print(
         f"generate {seconds['generate']:.0f} s "
         f"({seconds['generate'] / max(1, sizes['fret_examples']):.1f} s per kept query), "
-        f"mine {seconds['mine']:.0f} s, LLM {report['mine_llm_seconds'] or float('nan'):.0f} s "
-        f"over all sittings ({summary.get('seconds_per_passage') or float('nan'):.1f} s per "
-        "candidate passage), "
-        f"train {seconds['train']:.0f} s"
+        f"mine {seconds['mine']:.0f} s, {mine_llm}, train {seconds['train']:.0f} s"
     )
     print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}  p (distilled vs row)")
     for name, r in results.items():
