@@ -94,7 +94,7 @@ def main() -> None:
         "--human-sets",
         default="nli,sts,qa,claims",
         help="human-labelled sets in both mixtures: nli (SNLI), sts (STS-Benchmark train), "
-        "qa (TrecQA), claims (Climate-FEVER)",
+        "qa (TrecQA), claims (Climate-FEVER); empty for FRet alone",
     )
     parser.add_argument(
         "--prefinetune",
@@ -122,7 +122,15 @@ def main() -> None:
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets.split(","))
+    human = _human_sets(
+        args.shared, out / "human", args.human_rows, [k for k in args.human_sets.split(",") if k]
+    )
+    only = set(args.only.split(","))
+    unknown = only - {"base", "distilled", "ablation", "human-only"}
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}")
+    if "human-only" in only and not human:
+        raise SystemExit("--only human-only: no human-labelled sets (--human-sets is empty)")
     train_cfg = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -170,10 +178,6 @@ def main() -> None:
     pre = out / "distill" / "train" / "prefinetune" / "model"
     base = {"base": str(pre)} if args.prefinetune else {}
     human_lists = {kind: [path] for kind, path in human.items()}
-    only = set(args.only.split(","))
-    unknown = only - {"base", "distilled", "ablation", "human-only"}
-    if unknown:
-        raise SystemExit(f"--only: unknown {sorted(unknown)}")
     references = {"ablation": (abl, [abl / "mine"]), "human-only": (out / "human-only", [])}
     for folder, fret in (v for k, v in references.items() if k in only):
         if not (folder / "mix" / "manifest.json").exists():

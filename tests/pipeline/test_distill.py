@@ -80,8 +80,11 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert estimates[0]["llm_calls"] == {"generate": 6, "score_pairs": 18}
     assert estimates[0]["rates"]["prompt_tokens_per_s"] > 0
 
-    first = distill(_config(small_set), out, until="mine", llm=llm)
+    first = distill(_config(small_set), out, until="mine", llm=llm, on_estimate=estimates.append)
     assert first["status"] == "stopped after mine"
+    # the queries were written before the stop: only their pairs are left to estimate
+    written = json.loads((out / "queries" / "manifest.json").read_text())["counts"]["queries"]
+    assert estimates[1]["llm_calls"] == {"generate": 0, "score_pairs": 3 * written}
     assert set(first["stages"]) == {"generate", "mine"}
     mine = first["stages"]["mine"]
     assert mine["sittings"] == 2 and "status" not in mine  # both sittings counted
@@ -102,7 +105,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     spent = llm.usage.prompt_tokens_evaluated
     again = distill(_config(small_set), out, llm=llm, on_estimate=estimates.append)
     assert llm.usage.prompt_tokens_evaluated == spent  # FRet was finished: no LLM work redone
-    assert len(estimates) == 1  # no LLM work left: no estimate
+    assert len(estimates) == 2  # no LLM work left: no estimate
     assert again["status"] == "finished"
     assert set(again["stages"]) == {"generate", "mine", "mix", "train", "eval", "report"}
     assert again["stages"]["generate"] == first["stages"]["generate"]  # kept, not rerun
@@ -236,3 +239,46 @@ def test_a_finished_mine_knows_when_it_must_choose_again(tmp_path: Path) -> None
     # a run from before the selection had its own key keeps it in the config
     (mine_dir / "manifest.json").write_text(json.dumps({"config": {"top_n": 5, **selection}}))
     assert not _selection_changed(mine_dir, ql) and _selection_changed(mine_dir, rrf)
+
+
+def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
+    """A rerun whose queries are written estimates the scoring alone, for the queries it
+    has; a finished mine/ that chose with ``seed`` scored no pairs, so an LLM fusion still
+    has all of them to score."""
+    import pyarrow as pa
+
+    from geckokit.fret.mine_run import MineConfig
+    from geckokit.pipeline.distill import describe_estimate, estimate_cost, llm_stages_left
+
+    seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
+    config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
+    config.mine.passage_max_tokens = 100
+    mine_only = estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"], queries=7)
+    assert mine_only["llm_calls"] == {"generate": 0, "score_pairs": 35}
+    assert mine_only["tokens"] == {
+        "generate_prompt": 0,
+        "generate_written": 0,
+        "mine_prompt": 4 * 5 * 100 + 35 * 45,
+    }
+    line = describe_estimate(mine_only)
+    assert "35 pairs to score" in line and "queries to write" not in line
+    with pytest.raises(ValueError, match="unknown \\['train'\\]"):
+        estimate_cost(seeds, config, None, stages=["train"])
+
+    queries, mine_dir = tmp_path / "queries", tmp_path / "mine"
+    rrf, seed = MineConfig(fusion=Fusion.RRF), MineConfig(fusion=Fusion.SEED)
+    assert llm_stages_left(queries, mine_dir, rrf) == ["generate", "mine"]
+    assert llm_stages_left(queries, mine_dir, seed) == ["generate"]  # seed mining: no LLM
+    queries.mkdir()
+    (queries / "manifest.json").write_text(json.dumps({"status": "partial"}))
+    assert llm_stages_left(queries, mine_dir, rrf) == ["generate", "mine"]
+    (queries / "manifest.json").write_text(json.dumps({"status": "finished"}))
+    assert llm_stages_left(queries, mine_dir, rrf) == ["mine"]
+    mine_dir.mkdir()
+    manifest = {"status": "finished", "counts": {"examples": 7, "pairs": 0}}
+    (mine_dir / "manifest.json").write_text(json.dumps(manifest))  # chosen with seed
+    assert llm_stages_left(queries, mine_dir, seed) == []
+    assert llm_stages_left(queries, mine_dir, rrf) == ["mine"]  # seed -> rrf: score them all
+    manifest["counts"]["pairs"] = 35
+    (mine_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert llm_stages_left(queries, mine_dir, rrf) == []  # scored: re-selection only

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,21 @@ def _finished(folder: Path) -> bool:
     return bool(manifest) and manifest.get("status", "finished") == "finished"
 
 
+def llm_stages_left(queries_dir: Path, mine_dir: Path, config: MineConfig) -> list[str]:
+    """The FRet stages that still have LLM work to do: ``generate`` until its queries are
+    finished; ``mine`` until its pairs are scored, which a finished mine/ that chose with
+    the ``seed`` fusion never did (switching it to an LLM fusion scores them all)."""
+    from geckokit.fret.mine_run import Fusion
+
+    left = [] if _finished(queries_dir) else ["generate"]
+    if config.fusion is not Fusion.SEED:
+        manifest = read_json(mine_dir / MANIFEST) or {}
+        scored = _finished(mine_dir) and (manifest.get("counts") or {}).get("pairs", 0) > 0
+        if not scored:
+            left.append("mine")
+    return left
+
+
 def distill(
     config: DistillConfig,
     out: str | Path,
@@ -271,8 +286,17 @@ def distill(
         from geckokit.llm import load_llm
 
         llm = llm or load_llm(config.llm)
-    if needs_llm:
-        estimate = estimate_cost(seeds.passages, config, llm, corpus=corpus.passages)
+    left = llm_stages_left(queries_dir, mine_dir, config.mine)
+    if left:
+        generated = (read_json(queries_dir / MANIFEST) or {}).get("counts", {}).get("queries")
+        estimate = estimate_cost(
+            seeds.passages,
+            config,
+            llm,
+            corpus=corpus.passages,
+            stages=left,
+            queries=None if "generate" in left else generated,
+        )
         manifest["estimate"] = estimate
         if on_estimate is not None:
             on_estimate(estimate)
@@ -387,10 +411,18 @@ def _path_task(spec: str) -> tuple[Path, str | None]:
 
 
 def estimate_cost(
-    passages: Any, config: DistillConfig, llm: Any, *, corpus: Any = None
+    passages: Any,
+    config: DistillConfig,
+    llm: Any,
+    *,
+    corpus: Any = None,
+    stages: Collection[str] = ("generate", "mine"),
+    queries: int | None = None,
 ) -> dict[str, Any]:
-    """Rough LLM cost of the two FRet stages for ``passages`` (the passages queries are
-    written for, a table) whose neighbours come from ``corpus`` (default: ``passages``).
+    """Rough LLM cost of the FRet ``stages`` still to run for ``passages`` (the passages
+    queries are written for, a table) whose neighbours come from ``corpus`` (default:
+    ``passages``); ``queries``, when the queries are already written, is their number
+    (default: passages x ``generate.queries_per_passage``).
 
     Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
     are not shared between passages, and about 60 written tokens; a query slot whose task
@@ -410,9 +442,12 @@ def estimate_cost(
             return [len(tokenize(t)) for t in texts]
         return [max(1, len(t) // 4) for t in texts]
 
+    unknown = set(stages) - {"generate", "mine"}
+    if unknown:
+        raise ValueError(f"stages: unknown {sorted(unknown)}; the LLM stages are generate, mine")
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
-    queries = len(lengths) * qpp
+    queries = len(lengths) * qpp if queries is None else queries
     pool = len(task_type_pool(load_generate_prompt(), config.generate.task_types))
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it
@@ -425,6 +460,11 @@ def estimate_cost(
     distinct = min(corpus_size, len(lengths) * config.mine.top_n)
     mean_cut = sum(min(n, cut) for n in sample) / max(1, len(sample))
     mine_prompt = round(distinct * mean_cut) + queries * config.mine.top_n * 45
+    generate, mine = "generate" in stages, "mine" in stages
+    if not generate:
+        gen_prompt = gen_written = 0
+    if not mine:
+        mine_prompt = 0
     rates = probe_rates(llm)
     seconds = None
     if rates is not None:
@@ -434,7 +474,10 @@ def estimate_cost(
         )
     return {
         "passages": len(lengths),
-        "llm_calls": {"generate": queries, "score_pairs": queries * config.mine.top_n},
+        "llm_calls": {
+            "generate": queries if generate else 0,
+            "score_pairs": queries * config.mine.top_n if mine else 0,
+        },
         "tokens": {
             "generate_prompt": gen_prompt,
             "generate_written": gen_written,
@@ -455,11 +498,16 @@ def describe_estimate(e: dict[str, Any]) -> str:
         if rate
         else ""
     )
+    calls = e["llm_calls"]
+    work = [f"{calls['generate']} queries to write"] if calls["generate"] else []
+    work += [f"{calls['score_pairs']} pairs to score"] if calls["score_pairs"] else []
+    written = (
+        f" and {t['generate_written'] / 1000:.0f}k written tokens" if calls["generate"] else ""
+    )
     return (
-        f"{e['passages']} passages -> {e['llm_calls']['generate']} queries to write and "
-        f"{e['llm_calls']['score_pairs']} pairs to score; about "
-        f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens and "
-        f"{t['generate_written'] / 1000:.0f}k written tokens{speed}; LLM time {eta}"
+        f"{e['passages']} passages -> {' and '.join(work) or 'no LLM calls'}; about "
+        f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens{written}{speed}; "
+        f"LLM time {eta}"
     )
 
 
