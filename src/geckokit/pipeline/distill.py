@@ -18,9 +18,10 @@ rather than mixing two runs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,68 @@ def _selection_changed(mine_dir: Path, config: MineConfig) -> bool:
     return bool(recorded) and recorded != wanted
 
 
+#: how often a running stage writes its time so far into the run manifest: a sitting
+#: killed outright (``kill -9``, a power cut) loses at most this much of it
+HEARTBEAT_S = 30.0
+
+
+@contextmanager
+def stage_clock(
+    manifest: dict[str, Any],
+    path: Path,
+    stage: str,
+    *,
+    again: bool = False,
+    every: float = HEARTBEAT_S,
+) -> Iterator[Callable[..., None]]:
+    """Time one sitting of ``stage`` into ``manifest["stages"][stage]`` (written to
+    ``path``); the body calls the yielded ``done(**info)`` when the stage finishes.
+
+    ``seconds`` is the stage's time over every sitting: while the stage runs, its entry says
+    ``status: running`` and is rewritten every ``every`` seconds; one stopped by an error or
+    Ctrl-C says ``stopped``. The sitting that finishes such a stage (either status: a
+    ``running`` entry is one whose process was killed) adds its time on. ``again``: the
+    stage finished before and runs once more (mine re-selecting); its time adds on too."""
+    earlier = manifest["stages"].get(stage) or {}
+    if earlier.get("status") not in ("stopped", "running") and not again:
+        earlier = {}
+    before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
+    t0 = time.perf_counter()
+    lock, stop = threading.Lock(), threading.Event()
+
+    def entry(**info: Any) -> None:
+        with lock:
+            seconds = round(before + time.perf_counter() - t0, 1)
+            manifest["stages"][stage] = {"seconds": seconds, "sittings": sittings, **info}
+            write_json(manifest, path)
+
+    def beat() -> None:
+        while not stop.wait(every):
+            entry(status="running")
+
+    def done(**info: Any) -> None:
+        halt()
+        entry(**info)
+
+    def halt() -> None:
+        stop.set()
+        if clock.is_alive():
+            clock.join()
+
+    entry(status="running")
+    clock = threading.Thread(target=beat, name=f"{stage}-clock", daemon=True)
+    clock.start()
+    try:
+        yield done
+    except BaseException:
+        halt()
+        manifest["status"] = f"stopped during {stage}"
+        entry(status="stopped")
+        raise
+    finally:
+        halt()
+
+
 def _finished(folder: Path) -> bool:
     manifest = read_json(folder / MANIFEST)
     return bool(manifest) and manifest.get("status", "finished") == "finished"
@@ -250,30 +313,10 @@ def distill(
     manifest: dict[str, Any] = read_json(out / MANIFEST) or {"stages": {}}
     manifest.update(stage="distill", status="running", out=str(out))
 
-    @contextmanager
-    def sitting(stage: Stage, *, again: bool = False) -> Iterator[Callable[..., None]]:
-        """Time one sitting of ``stage``; the body calls the yielded ``done(**info)`` when the
-        stage finishes. A stage stopped by an error or Ctrl-C keeps its time so far, and the
-        sitting that finishes it adds that on: ``seconds`` is the stage's time over every
-        sitting (one killed outright, with no chance to write, is not counted). ``again``:
-        the stage finished before and runs once more (mine re-selecting), its time adds on."""
-        earlier = manifest["stages"].get(stage.value) or {}
-        if earlier.get("status") != "stopped" and not again:
-            earlier = {}
-        before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
-        t0 = time.perf_counter()
-
-        def entry(**info: Any) -> None:
-            seconds = round(before + time.perf_counter() - t0, 1)
-            manifest["stages"][stage.value] = {"seconds": seconds, "sittings": sittings, **info}
-            write_json(manifest, out / MANIFEST)
-
-        try:
-            yield entry
-        except BaseException:
-            manifest["status"] = f"stopped during {stage.value}"
-            entry(status="stopped")
-            raise
+    def sitting(
+        stage: Stage, *, again: bool = False
+    ) -> AbstractContextManager[Callable[..., None]]:
+        return stage_clock(manifest, out / MANIFEST, stage.value, again=again)
 
     corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
     seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
@@ -379,8 +422,9 @@ def distill(
         return _close(manifest, out, until)
 
     with sitting(Stage.REPORT) as done:
-        manifest["report"] = str(write_run_report(out))
+        report = write_run_report(out)
         done()
+    manifest["report"] = str(report)
     return _close(manifest, out, until)
 
 

@@ -1,0 +1,96 @@
+"""The time a distill stage spends survives a stop: Ctrl-C, an error, or a process killed
+outright."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from geckokit.pipeline.distill import stage_clock
+
+
+def _entry(path: Path, stage: str = "mine") -> dict:
+    return json.loads(path.read_text())["stages"][stage]
+
+
+def test_a_running_stage_writes_its_time_as_it_goes(tmp_path: Path) -> None:
+    path, manifest = tmp_path / "manifest.json", {"stages": {}}
+    with stage_clock(manifest, path, "mine", every=0.05) as done:
+        first = _entry(path)  # written as the stage starts
+        assert first["status"] == "running" and first["sittings"] == 1
+        time.sleep(0.4)
+        running = _entry(path)
+        assert running["status"] == "running" and running["seconds"] >= 0.2
+        done(summary={"examples": 3})
+    finished = _entry(path)
+    assert finished["seconds"] >= 0.4 and finished["sittings"] == 1
+    assert finished["summary"] == {"examples": 3} and "status" not in finished
+    time.sleep(0.15)  # the clock stopped with the stage: nothing rewrites the entry
+    assert _entry(path) == finished
+
+
+def test_an_interrupted_stage_keeps_its_time_and_the_next_sitting_adds_on(
+    tmp_path: Path,
+) -> None:
+    path, manifest = tmp_path / "manifest.json", {"stages": {}}
+    with pytest.raises(KeyboardInterrupt), stage_clock(manifest, path, "train") as done:
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+    stopped = _entry(path, "train")
+    assert stopped["status"] == "stopped" and stopped["seconds"] >= 0.2
+    assert json.loads(path.read_text())["status"] == "stopped during train"
+    with stage_clock(manifest, path, "train") as done:
+        time.sleep(0.1)
+        done()
+    again = _entry(path, "train")
+    assert (
+        again["sittings"] == 2 and again["seconds"] >= stopped["seconds"] + 0.05
+    )  # rounded to 0.1 s
+    # a finished stage run anew (its folder deleted) starts from zero; "again" adds on
+    with stage_clock(manifest, path, "train") as done:
+        done()
+    assert _entry(path, "train")["sittings"] == 1
+    with stage_clock(manifest, path, "train", again=True) as done:
+        done()
+    assert _entry(path, "train")["sittings"] == 2
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from geckokit.pipeline.distill import stage_clock
+
+with stage_clock({"stages": {}}, Path(sys.argv[1]), "generate", every=0.05) as done:
+    time.sleep(600)
+"""
+
+
+def test_a_sitting_killed_outright_keeps_the_time_it_wrote(tmp_path: Path) -> None:
+    """``kill -9`` gives the process no chance to write; the clock wrote as it went, so the
+    next sitting counts the killed one's time (to within one heartbeat)."""
+    path = tmp_path / "manifest.json"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (path.exists() and _entry(path, "generate")["seconds"] >= 0.5):
+            assert child.poll() is None, "the child process ended early"
+            assert time.monotonic() < deadline, "no heartbeat within 2 minutes"
+            time.sleep(0.05)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    killed = _entry(path, "generate")
+    assert killed["status"] == "running" and killed["seconds"] >= 0.5
+    manifest = json.loads(path.read_text())
+    with stage_clock(manifest, path, "generate") as done:
+        done()
+    resumed = _entry(path, "generate")
+    assert resumed["sittings"] == 2 and resumed["seconds"] >= killed["seconds"]
