@@ -244,7 +244,7 @@ def main() -> None:
         "ablation_examples": mined["counts"]["examples"],
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
-        # the LLM time of every sitting, one killed outright included ("stages" misses those)
+        # the LLM time of every sitting from its score shards, whatever stopped them
         "mine_llm_seconds": summary.get("llm_seconds"),
         "sizes": _sizes(out / "distill"),
         "results": results,
