@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from geckokit.corpus import load_corpus
-from geckokit.fret.mine_run import MineConfig, mine
+from geckokit.fret.mine_run import MineConfig, mine, scoring_left
 from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.io import read_shards, write_table
 from geckokit.pipeline.runs import RunMismatchError
@@ -184,6 +184,12 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
     for row in fret.to_pylist():
         assert row["positive_id"] == row["seed_id"] and row["negative_ids"][0] != row["seed_id"]
         assert all(math.isnan(v) for v in row["ql_scores"])
+    # no pair scored: an LLM fusion later has every (query, candidate) pair left to score
+    candidates = read_shards(tmp_path / "m" / "candidates")
+    assert candidates is not None
+    ids = candidates["candidate_ids"].to_pylist()
+    assert scoring_left(tmp_path / "m") == (len({p for c in ids for p in c}), 4 * fret.num_rows)
+    assert scoring_left(tmp_path / "other") is None  # no candidates retrieved yet
     with pytest.raises(ValueError, match="needs an LLM"):
         mine(
             queries,

@@ -260,6 +260,16 @@ def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
         "generate_written": 0,
         "mine_prompt": 4 * 5 * 100 + 35 * 45,
     }
+    # stopped part way: the passages with no finished query shard, the pairs not scored
+    partial = estimate_cost(
+        seeds, config, None, corpus=corpus, unwritten=seeds.slice(3), unscored=(6, 9)
+    )
+    assert partial["llm_calls"] == {"generate": 1, "score_pairs": 9}
+    assert partial["tokens"] == {
+        "generate_prompt": 100 + 200,
+        "generate_written": 60,
+        "mine_prompt": 6 * 100 + 9 * 45,
+    }
     line = describe_estimate(mine_only)
     assert "35 pairs to score" in line and "queries to write" not in line
     with pytest.raises(ValueError, match="unknown \\['train'\\]"):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from geckokit.io import read_shards
-from geckokit.pipeline.shards import ShardRun, run_sharded
+from geckokit.pipeline.shards import ShardRun, run_sharded, unfinished_rows
 
 
 def _run(out: Path, *, max_shards: int | None = None, show_progress: bool = True) -> ShardRun:
@@ -46,3 +46,12 @@ def test_a_log_that_is_not_a_terminal_gets_a_line_per_shard(
 def test_no_progress_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _run(tmp_path, show_progress=False)
     assert "double:" not in capsys.readouterr().out
+
+
+def test_the_unfinished_rows_are_those_of_shards_with_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert unfinished_rows(out, "doubled", 10, 4) == list(range(10))
+    _run(out, max_shards=2)  # rows 0-7 finished, 8-9 not
+    assert unfinished_rows(out, "doubled", 10, 4) == [8, 9]
+    _run(out)
+    assert unfinished_rows(out, "doubled", 10, 4) == []

@@ -33,7 +33,7 @@ from geckokit.fret.retrieve import embed_passages, retrieve_candidates
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
 from geckokit.pipeline.runs import open_run
-from geckokit.pipeline.shards import run_sharded
+from geckokit.pipeline.shards import run_sharded, unfinished_rows
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +391,21 @@ def _drop_old_selection(out: Path) -> None:
     if previous is not None and any(k in config for k in SELECTION):
         previous["selection"] = {k: config.pop(k) for k in SELECTION if k in config}
         write_json(previous, out / MANIFEST)
+
+
+def scoring_left(out: str | Path) -> tuple[int, int] | None:
+    """Candidate passages and (query, passage) pairs that mine/ in ``out`` has still to
+    score, from its retrieved candidates and finished score shards; None before the
+    candidates are retrieved."""
+    out = Path(out)
+    candidates = read_shards(out / "candidates")
+    if candidates is None:
+        return None
+    grouped = _pairs_by_passage(candidates)
+    shard_size = (read_json(out / MANIFEST) or {}).get("shard_size", 64)
+    rows = unfinished_rows(out, "scores", grouped.num_rows, shard_size)
+    queries = grouped["query_ids"].to_pylist()
+    return len(rows), sum(len(queries[i]) for i in rows)
 
 
 def _score_pairs(

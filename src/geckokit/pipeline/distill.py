@@ -331,14 +331,23 @@ def distill(
         llm = llm or load_llm(config.llm)
     left = llm_stages_left(queries_dir, mine_dir, config.mine)
     if left:
-        generated = (read_json(queries_dir / MANIFEST) or {}).get("counts", {}).get("queries")
+        from geckokit.fret.mine_run import scoring_left
+        from geckokit.pipeline.shards import unfinished_rows
+
+        generated = read_json(queries_dir / MANIFEST) or {}
+        unwritten = None  # the passages whose query shards are not finished
+        if "generate" in left and generated:
+            n, size = seeds.passages.num_rows, generated.get("shard_size", 32)
+            unwritten = seeds.passages.take(unfinished_rows(queries_dir, "queries", n, size))
         estimate = estimate_cost(
             seeds.passages,
             config,
             llm,
             corpus=corpus.passages,
             stages=left,
-            queries=None if "generate" in left else generated,
+            queries=None if "generate" in left else generated.get("counts", {}).get("queries"),
+            unwritten=unwritten,
+            unscored=scoring_left(mine_dir) if "mine" in left else None,
         )
         manifest["estimate"] = estimate
         if on_estimate is not None:
@@ -462,11 +471,16 @@ def estimate_cost(
     corpus: Any = None,
     stages: Collection[str] = ("generate", "mine"),
     queries: int | None = None,
+    unwritten: Any = None,
+    unscored: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Rough LLM cost of the FRet ``stages`` still to run for ``passages`` (the passages
     queries are written for, a table) whose neighbours come from ``corpus`` (default:
     ``passages``); ``queries``, when the queries are already written, is their number
-    (default: passages x ``generate.queries_per_passage``).
+    (default: passages x ``generate.queries_per_passage``). A stage stopped part way:
+    ``unwritten`` are the passages with no finished query shard (default: all), and
+    ``unscored`` the candidate passages and pairs ``mine`` has still to score, once its
+    candidates are retrieved.
 
     Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
     are not shared between passages, and about 60 written tokens; a query slot whose task
@@ -492,18 +506,22 @@ def estimate_cost(
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp if queries is None else queries
+    todo = lengths if unwritten is None else lengths_of(unwritten)
     pool = len(task_type_pool(load_generate_prompt(), config.generate.task_types))
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it
     prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / pool)
-    gen_prompt = round(prompts * sum(n + 200 for n in lengths))
-    gen_written = queries * 60
+    gen_prompt = round(prompts * sum(n + 200 for n in todo))
+    gen_written = len(todo) * qpp * 60
     cut = config.mine.passage_max_tokens
     sample = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000: the mean
     corpus_size = len(lengths) if corpus is None else corpus.num_rows
     distinct = min(corpus_size, len(lengths) * config.mine.top_n)
     mean_cut = sum(min(n, cut) for n in sample) / max(1, len(sample))
-    mine_prompt = round(distinct * mean_cut) + queries * config.mine.top_n * 45
+    pairs = queries * config.mine.top_n
+    if unscored is not None:
+        distinct, pairs = unscored
+    mine_prompt = round(distinct * mean_cut) + pairs * 45
     generate, mine = "generate" in stages, "mine" in stages
     if not generate:
         gen_prompt = gen_written = 0
@@ -519,8 +537,8 @@ def estimate_cost(
     return {
         "passages": len(lengths),
         "llm_calls": {
-            "generate": queries if generate else 0,
-            "score_pairs": queries * config.mine.top_n if mine else 0,
+            "generate": len(todo) * qpp if generate else 0,
+            "score_pairs": pairs if mine else 0,
         },
         "tokens": {
             "generate_prompt": gen_prompt,

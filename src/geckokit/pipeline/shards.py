@@ -109,6 +109,17 @@ def run_sharded(
     return ShardRun(n_shards, n_shards - len(todo), written, processed, time.perf_counter() - t0)
 
 
+def unfinished_rows(out: Path, primary: str, n: int, shard_size: int) -> list[int]:
+    """Indices of the ``n`` items that :func:`run_sharded` (same ``shard_size``, primary
+    output ``primary`` under ``out``) has not finished yet: those of shards with no file."""
+    return [
+        i
+        for k in range((n + shard_size - 1) // shard_size)
+        if not (out / primary / shard_name(k)).exists()
+        for i in range(k * shard_size, min(n, (k + 1) * shard_size))
+    ]
+
+
 def _plain_line(task: Any) -> str:
     """The bar's own figures as one line, for output that is not a terminal:
     ``description: done/total (pct), rate, ETA``."""
