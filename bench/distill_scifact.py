@@ -111,6 +111,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
+    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.evaluate.task_strings import task_string
     from geckokit.fret.fusion import Fusion, NegativeChoice
@@ -223,7 +224,9 @@ def main() -> None:
     # is the distilled model's lead over each other row more than chance? (paired, per query)
     for name in results:
         if name != "distilled" and "distilled" in per_query:
-            results[name]["p_vs_distilled"] = paired_p(per_query["distilled"], per_query[name])
+            results[name]["p_vs_distilled"] = paired_randomisation_p(
+                per_query["distilled"], per_query[name]
+            )
     summary = manifest["stages"]["mine"]["summary"]
     report = {
         "sample": args.sample,
@@ -287,17 +290,6 @@ def main() -> None:
         print(
             f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}  {p}"
         )
-
-
-def paired_p(a: list[float], b: list[float], *, rounds: int = 10_000, seed: int = 0) -> float:
-    """Two-sided p-value of a paired randomisation test (sign flips of the per-query
-    differences) for mean(a) - mean(b)."""
-    import numpy as np
-
-    d = np.asarray(a) - np.asarray(b)  # (queries,)
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
-    null = np.abs((signs * d).mean(axis=1))  # (rounds,)
-    return round(float((1 + np.sum(null >= abs(d.mean()) - 1e-12)) / (rounds + 1)), 4)
 
 
 def _sizes(run: Path) -> dict[str, Any]:

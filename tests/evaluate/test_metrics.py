@@ -190,3 +190,24 @@ def test_mteb_task_names() -> None:
     assert info.task_string == "fact checking" and task.metadata.name == "SciFact"
     with pytest.raises(ValueError, match="neither an existing path nor an MTEB task name"):
         build_task("NoSuchBenchmark")
+
+
+def test_paired_randomisation_p_matches_the_exact_test() -> None:
+    """Against the exact test, which enumerates every sign pattern of a few differences."""
+    import itertools
+
+    from geckokit.evaluate.metrics import paired_randomisation_p
+
+    a, b = [0.9, 0.7, 0.8, 0.6, 0.75, 0.5], [0.5, 0.6, 0.4, 0.65, 0.3, 0.55]
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    observed = abs(sum(d))
+    patterns = list(itertools.product([-1, 1], repeat=len(d)))
+    exact = sum(
+        abs(sum(s * x for s, x in zip(p, d, strict=True))) >= observed - 1e-12 for p in patterns
+    ) / len(patterns)
+    assert paired_randomisation_p(a, b, rounds=20_000) == pytest.approx(exact, abs=0.01)
+    assert paired_randomisation_p(a, a) == 1.0  # no difference: every draw is as large
+    clear = paired_randomisation_p([1.0] * 40, [0.0] * 40, rounds=999)
+    assert clear == 1 / 1000  # only the observed difference reaches it
+    with pytest.raises(ValueError, match="equally long"):
+        paired_randomisation_p([0.5], [0.5, 0.6])

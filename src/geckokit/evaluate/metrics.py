@@ -24,3 +24,20 @@ def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 1
     if not rel:
         return 0.0
     return len(rel & set(ranked[:k])) / len(rel)
+
+
+def paired_randomisation_p(
+    a: Sequence[float], b: Sequence[float], *, rounds: int = 10_000, seed: int = 0
+) -> float:
+    """Two-sided p-value of a paired randomisation test for mean(a) - mean(b): each of
+    ``rounds`` draws flips the sign of every per-item difference at random (seeded), and the
+    p-value is the share of draws whose mean difference is at least as large in magnitude,
+    counting the observed one (so never 0)."""
+    import numpy as np
+
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"need two equally long, non-empty score lists, got {len(a)} and {len(b)}")
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # (items,)
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
+    null = np.abs((signs * d).mean(axis=1))  # (rounds,)
+    return round(float((1 + np.sum(null >= abs(d.mean()) - 1e-12)) / (rounds + 1)), 4)
