@@ -261,9 +261,7 @@ def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
         "mine_prompt": 4 * 5 * 100 + 35 * 45,
     }
     # stopped part way: the passages with no finished query shard, the pairs not scored
-    partial = estimate_cost(
-        seeds, config, None, corpus=corpus, unwritten=seeds.slice(3), unscored=(6, 9)
-    )
+    partial = estimate_cost(seeds, config, None, corpus=corpus, unwritten=[3], unscored=(6, 9))
     assert partial["llm_calls"] == {"generate": 1, "score_pairs": 9}
     assert partial["tokens"] == {
         "generate_prompt": 100 + 200,

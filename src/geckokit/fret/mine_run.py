@@ -402,8 +402,9 @@ def scoring_left(out: str | Path) -> tuple[int, int] | None:
     if candidates is None:
         return None
     grouped = _pairs_by_passage(candidates)
-    shard_size = (read_json(out / MANIFEST) or {}).get("shard_size", 64)
-    rows = unfinished_rows(out, "scores", grouped.num_rows, shard_size)
+    manifest = read_json(out / MANIFEST)
+    assert manifest is not None  # open_run writes it before the candidates
+    rows = unfinished_rows(out, "scores", grouped.num_rows, manifest["shard_size"])
     queries = grouped["query_ids"].to_pylist()
     return len(rows), sum(len(queries[i]) for i in rows)
 

@@ -337,8 +337,8 @@ def distill(
         generated = read_json(queries_dir / MANIFEST) or {}
         unwritten = None  # the passages whose query shards are not finished
         if "generate" in left and generated:
-            n, size = seeds.passages.num_rows, generated.get("shard_size", 32)
-            unwritten = seeds.passages.take(unfinished_rows(queries_dir, "queries", n, size))
+            n = seeds.passages.num_rows
+            unwritten = unfinished_rows(queries_dir, "queries", n, generated["shard_size"])
         estimate = estimate_cost(
             seeds.passages,
             config,
@@ -471,14 +471,14 @@ def estimate_cost(
     corpus: Any = None,
     stages: Collection[str] = ("generate", "mine"),
     queries: int | None = None,
-    unwritten: Any = None,
+    unwritten: list[int] | None = None,
     unscored: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Rough LLM cost of the FRet ``stages`` still to run for ``passages`` (the passages
     queries are written for, a table) whose neighbours come from ``corpus`` (default:
     ``passages``); ``queries``, when the queries are already written, is their number
     (default: passages x ``generate.queries_per_passage``). A stage stopped part way:
-    ``unwritten`` are the passages with no finished query shard (default: all), and
+    ``unwritten`` are the rows of ``passages`` with no finished query shard (default: all), and
     ``unscored`` the candidate passages and pairs ``mine`` has still to score, once its
     candidates are retrieved.
 
@@ -506,7 +506,7 @@ def estimate_cost(
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp if queries is None else queries
-    todo = lengths if unwritten is None else lengths_of(unwritten)
+    todo = lengths if unwritten is None else [lengths[i] for i in unwritten]
     pool = len(task_type_pool(load_generate_prompt(), config.generate.task_types))
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it

@@ -53,10 +53,8 @@ def run_sharded(
     n = items.num_rows
     n_shards = (n + shard_size - 1) // shard_size
     primary = outputs[0]
-    todo = [k for k in range(n_shards) if not (out / primary / shard_name(k)).exists()]
-    done_items = sum(
-        min(shard_size, n - k * shard_size) for k in range(n_shards) if k not in set(todo)
-    )
+    todo = unfinished_shards(out, primary, n, shard_size)
+    done_items = n - sum(min(shard_size, n - k * shard_size) for k in todo)
     if done_items:
         log.info(
             "%s: %d of %d shards already finished, resuming",
@@ -109,13 +107,18 @@ def run_sharded(
     return ShardRun(n_shards, n_shards - len(todo), written, processed, time.perf_counter() - t0)
 
 
+def unfinished_shards(out: Path, primary: str, n: int, shard_size: int) -> list[int]:
+    """The shards of ``n`` items that :func:`run_sharded` (same ``shard_size``, primary
+    output ``primary`` under ``out``) has not finished: those with no primary file."""
+    n_shards = (n + shard_size - 1) // shard_size
+    return [k for k in range(n_shards) if not (out / primary / shard_name(k)).exists()]
+
+
 def unfinished_rows(out: Path, primary: str, n: int, shard_size: int) -> list[int]:
-    """Indices of the ``n`` items that :func:`run_sharded` (same ``shard_size``, primary
-    output ``primary`` under ``out``) has not finished yet: those of shards with no file."""
+    """Indices of the ``n`` items in :func:`unfinished_shards`."""
     return [
         i
-        for k in range((n + shard_size - 1) // shard_size)
-        if not (out / primary / shard_name(k)).exists()
+        for k in unfinished_shards(out, primary, n, shard_size)
         for i in range(k * shard_size, min(n, (k + 1) * shard_size))
     ]
 
