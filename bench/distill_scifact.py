@@ -123,9 +123,7 @@ def main() -> None:
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    human = _human_sets(
-        args.shared, out / "human", args.human_rows, [k for k in args.human_sets.split(",") if k]
-    )
+    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     only = set(args.only.split(","))
     unknown = only - {"base", "distilled", "ablation", "human-only"}
     if unknown:
@@ -201,9 +199,8 @@ def main() -> None:
             True,
         ),
     }
-    models = {
-        name: (load_encoder(path), fmt) for name, (row, path, fmt) in rows.items() if row in only
-    }
+    encoders = {path: load_encoder(path) for row, path, _ in rows.values() if row in only}
+    models = {name: (encoders[path], fmt) for name, (row, path, fmt) in rows.items() if row in only}
     if args.prefinetune:
         models["pre-finetuned on title-body pairs only"] = (
             load_encoder(str(out / "distill" / "train" / "prefinetune" / "model")),
@@ -312,9 +309,11 @@ def _print_estimate(e: dict[str, Any]) -> None:
     print(f"estimate: {describe_estimate(e)}", flush=True)
 
 
-def _human_sets(shared: Path, out: Path, rows: int, kinds: list[str]) -> dict[str, Path]:
-    """The first ``rows`` lines of each human-labelled set named in ``kinds``, copied into
-    ``out`` (the mixture names a source after its folder)."""
+def _human_sets(shared: Path, out: Path, rows: int, names: str) -> dict[str, Path]:
+    """The first ``rows`` lines of each human-labelled set named in ``names`` (comma-
+    separated, as ``--human-sets`` takes them; empty for none), copied into ``out`` (the
+    mixture names a source after its folder)."""
+    kinds = [k for k in names.split(",") if k]
     picks = {
         "nli": shared / "training_pairs/snli_esnli/test.jsonl",
         "sts": shared / "sts/stsbenchmark/train.jsonl",

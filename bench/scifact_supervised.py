@@ -44,8 +44,7 @@ def main() -> None:
 
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
-    kinds = [k for k in args.human_sets.split(",") if k]
-    human = _human_sets(args.shared, out / "human", args.human_rows, kinds)
+    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", pairs=[scifact], **{k: [p] for k, p in human.items()})
     t0 = time.perf_counter()
