@@ -229,7 +229,9 @@ def stage_clock(
     ``status: running`` and is rewritten every ``every`` seconds; one stopped by an error or
     Ctrl-C says ``stopped``. The sitting that finishes such a stage (either status: a
     ``running`` entry is one whose process was killed) adds its time on. ``again``: the
-    stage finished before and runs once more (mine re-selecting); its time adds on too."""
+    stage finished before and runs once more (mine re-selecting); its time adds on too.
+    The clock writes ``manifest`` from its own thread while the body runs, so the body must
+    not change ``manifest``: pass what the stage produced to ``done``."""
     earlier = manifest["stages"].get(stage) or {}
     if earlier.get("status") not in ("stopped", "running") and not again:
         earlier = {}
