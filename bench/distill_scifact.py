@@ -74,6 +74,13 @@ def main() -> None:
         "--queries-per-passage", type=int, default=1, help="query slots per sampled passage"
     )
     parser.add_argument(
+        "--prompt",
+        type=Path,
+        default=None,
+        help="FRet step 1 prompt template (default: the bundled generate_v1.toml), e.g. "
+        "bench/prompts/science_claims.toml",
+    )
+    parser.add_argument(
         "--fusion",
         choices=["rrf", "ql", "rc"],
         default=None,
@@ -147,6 +154,7 @@ def main() -> None:
             "mine.fusion": args.fusion,
             "generate.task_types": args.task_types.split(",") if args.task_types else None,
             "generate.queries_per_passage": args.queries_per_passage,
+            "prompt": str(args.prompt) if args.prompt else None,
             **{f"mix.{kind}": [str(path)] for kind, path in human.items()},
             "train": train_cfg,
             "prefinetune": str(scifact) if args.prefinetune else None,
@@ -231,6 +239,7 @@ def main() -> None:
         "prefinetune": config.prefinetune,
         "queries_per_passage": args.queries_per_passage,
         "task_types": config.generate.task_types,
+        "prompt": config.prompt,
         "human_sets": sorted(human),
         "train": train_cfg,
         "llm": config.llm,

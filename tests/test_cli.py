@@ -190,3 +190,24 @@ def test_report_writes_one_html_file(tmp_path) -> None:  # type: ignore[no-untyp
     assert result.exit_code == 0, result.output
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "50.00" in html
+
+
+def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geckokit.cli.distill as command
+
+    seen = {}
+    monkeypatch.setattr(
+        command,
+        "run_and_print",
+        lambda config, out, until: seen.update(config=config, out=out, until=until),
+    )
+    corpus, prompt = tmp_path / "c.jsonl", tmp_path / "p.toml"
+    corpus.write_text("")
+    prompt.write_text("")
+    args = ["distill", "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--top-n", "7"]
+    result = CliRunner().invoke(cli, [*args, "--prompt", str(prompt), "--until", "generate"])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].prompt == str(prompt) and seen["config"].mine.top_n == 7
+    assert seen["until"] == "generate"
+    result = CliRunner().invoke(cli, [*args, "--prompt", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -290,3 +290,74 @@ def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
     manifest["counts"]["pairs"] = 35
     (mine_dir / "manifest.json").write_text(json.dumps(manifest))
     assert llm_stages_left(queries, mine_dir, rrf) == []  # scored: re-selection only
+
+
+def test_distill_writes_queries_with_the_prompt_it_is_given(
+    small_set: Path,
+    tmp_path: Path,
+    llm,  # type: ignore[no-untyped-def]
+) -> None:
+    """``prompt`` (``--prompt``) reaches FRet step 1 and its estimate; once queries/ holds
+    queries from one prompt, another is refused instead of mixing the two."""
+    from importlib import resources
+
+    import pyarrow as pa
+
+    from geckokit.fret.prompts import load_generate_prompt
+    from geckokit.pipeline.distill import estimate_cost
+
+    text = (
+        resources.files("geckokit.prompts")
+        .joinpath("generate_v1.toml")
+        .read_text()
+        .replace('version = "generate-v1"', 'version = "mine-v1"')
+    )
+    mine = tmp_path / "mine.toml"
+    mine.write_text(text)
+    config = _config(small_set)
+    config.limit, config.prompt = 2, str(mine)
+    config.generate.task_types = ["question answering"]
+    out = tmp_path / "run"
+    manifest = distill(config, out, until="generate", llm=llm)
+    queries = json.loads((out / "queries" / "manifest.json").read_text())
+    assert queries["prompt"]["version"] == "mine-v1"
+    assert queries["prompt"]["source"] == str(mine)
+    assert manifest["stages"]["generate"]["summary"]["passages"] == 2
+    assert json.loads((out / "config.json").read_text())["prompt"] == str(mine)
+
+    other = config.model_copy(deep=True)
+    other.prompt = None  # the bundled prompt
+    with pytest.raises(RunMismatchError, match=r"\(prompt\) and its queries/ already ran"):
+        distill(other, out, until="generate", llm=llm)
+    missing = config.model_copy(update={"prompt": str(tmp_path / "nope.toml")})
+    with pytest.raises(FileNotFoundError):
+        distill(missing, tmp_path / "never", llm=llm)
+    assert not (tmp_path / "never").exists()  # refused before the run folder is made
+
+    # the estimate's prompt count follows the given prompt's task types
+    head, first_type = text.split("[[task_types]]")[:2]
+    first_example = text.split("[[examples]]")[1]  # of the first task type
+    single = tmp_path / "single.toml"
+    single.write_text(f"{head}[[task_types]]{first_type}[[examples]]{first_example}")
+    assert len(load_generate_prompt(single).task_types) == 1
+
+    seeds = pa.table({"text": ["x" * 400] * 4})
+    many = load_config(None, {"corpus": "unused", "generate.queries_per_passage": 3})
+    assert estimate_cost(seeds, many, None)["tokens"]["generate_prompt"] > 4 * 300
+    many.prompt = str(single)  # one task type: each passage's prompt is evaluated once
+    assert estimate_cost(seeds, many, None)["tokens"]["generate_prompt"] == 4 * 300
+
+
+def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) -> None:
+    """A run folder from before a setting existed: the setting left at its default is not
+    a change, whatever stages already ran."""
+    from geckokit.pipeline.distill import _save_config
+
+    out = tmp_path / "run"
+    (out / "eval").mkdir(parents=True)
+    config = _config(tmp_path)
+    saved = config.model_dump(mode="json")
+    del saved["prompt"]
+    (out / "config.json").write_text(json.dumps(saved))
+    _save_config(config, out)
+    assert json.loads((out / "config.json").read_text())["prompt"] is None

@@ -47,6 +47,13 @@ from geckokit.cli.options import llm_option
     help="Write queries for N passages drawn at random; neighbours still come from the "
     "whole corpus.",
 )
+@click.option(
+    "--prompt",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="FRet step 1 prompt template TOML, e.g. written for the corpus's domain (default: "
+    "the bundled generate_v1.toml; copy it to start).",
+)
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
 @click.option(
     "--fusion",
@@ -81,6 +88,7 @@ def distill(
     eval_dirs: tuple[str, ...],
     limit: int | None,
     sample: int | None,
+    prompt: str | None,
     top_n: int | None,
     fusion: str | None,
     max_steps: int | None,
@@ -100,6 +108,7 @@ def distill(
         "eval": list(eval_dirs) or None,
         "limit": limit,
         "sample": sample,
+        "prompt": prompt,
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
         "mine.fusion": fusion,

@@ -91,6 +91,11 @@ class DistillConfig(BaseModel):
         "still retrieved from the whole corpus",
     )
     passage_tokens: int = Field(512, ge=32, description="split longer documents")
+    prompt: str | None = Field(
+        None,
+        description="FRet step 1 prompt template, a TOML file like the bundled generate_v1.toml "
+        "(default: that one)",
+    )
     rerank_prompt: str = "binary"
     prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
     eval: list[str] = Field(default_factory=list, description="BEIR folders to evaluate on")
@@ -153,6 +158,7 @@ _FIRST_STAGE = {
     "limit": "queries",
     "sample": "queries",
     "passage_tokens": "queries",
+    "prompt": "queries",
     "generate": "queries",
     "encoder": "mine",
     "rerank_prompt": "mine",
@@ -169,13 +175,14 @@ def _save_config(config: DistillConfig, out: Path) -> None:
     saved = read_json(out / CONFIG_FILE)
     current = config.model_dump(mode="json")
     if saved is not None and saved != current:
+        # a key the saved config lacks (added in a later version) left at its default is no change
         changed = sorted(k for k in current if saved.get(k) != current[k])
         first = {_FIRST_STAGE.get(k, "queries") for k in changed}
         if "mine" in changed and _only_selection_differs(saved["mine"], current["mine"]):
             first = (first - {"mine"}) | {"mix"}  # mine/ re-selects from its stored scores
         # the first stage a change affects and every stage after it would be stale
         order = ["queries", "mine", "mix", "train", "eval"]
-        stale = order[min(order.index(f) for f in first) :]
+        stale = order[min(order.index(f) for f in first) :] if first else []
         started = [f for f in stale if (out / f).is_dir()]
         if started:
             raise RunMismatchError(
@@ -307,6 +314,7 @@ def distill(
     from geckokit.corpus import load_corpus
 
     config = resolve_defaults(config)
+    prompt = load_generate_prompt(config.prompt)  # a bad template fails before any work
     until = Stage.parse(until)
     last = STAGES.index(until)
     out = Path(out)
@@ -361,7 +369,12 @@ def distill(
 
         with sitting(Stage.GENERATE) as done:
             gen = generate_queries(
-                seeds, queries_dir, llm=llm, config=config.generate, show_progress=show_progress
+                seeds,
+                queries_dir,
+                llm=llm,
+                config=config.generate,
+                prompt=prompt,
+                show_progress=show_progress,
             )
             done(summary=gen["summary"])
     if last == STAGES.index(Stage.GENERATE):
@@ -509,7 +522,7 @@ def estimate_cost(
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp if queries is None else queries
     todo = lengths if unwritten is None else [lengths[i] for i in unwritten]
-    pool = len(task_type_pool(load_generate_prompt(), config.generate.task_types))
+    pool = len(task_type_pool(load_generate_prompt(config.prompt), config.generate.task_types))
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it
     prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / pool)
