@@ -9,6 +9,10 @@ supervision moves the same encoder with the same trainer.
 
     python bench/scifact_supervised.py --epochs 3 --learning-rate 5e-5 --out runs/scifact-supervised
 
+``--claims easy`` trains on the train claims whose relevant abstract the base encoder
+already ranks first, ``--claims hard`` on the others (``bench/claim_difficulty.py``
+measures the same rank for generated claims): does a claim teach only when it is hard?
+
 Prints one JSON line and writes it to ``results.json`` in the run folder.
 """
 
@@ -22,6 +26,38 @@ from pathlib import Path
 from distill_scifact import ROOT, _human_sets, sts_spearman
 
 
+def claims_folder(scifact: Path, out: Path, which: str) -> Path:
+    """A BEIR folder named ``scifact`` (the name picks the training task string) whose train
+    qrels hold only the ``easy`` or ``hard`` train claims (by the base encoder's rank of
+    their best relevant abstract: first, or lower); ``all`` is SciFact itself."""
+    if which == "all":
+        return scifact
+    from claim_difficulty import abstract_embeddings, ranks, real_claims
+    from geckokit.encoder import load_encoder
+
+    folder = out / f"claims-{which}" / "scifact"
+    qrels = folder / "qrels" / "train.tsv"
+    if qrels.exists():
+        return folder
+    encoder = load_encoder("all-minilm-l6-v2")
+    doc_ids, docs = abstract_embeddings(
+        encoder, scifact, ROOT / "runs" / "claim-difficulty" / "abstracts.npy"
+    )
+    qids, claims, relevant = real_claims(scifact, "train")
+    first = ranks(encoder, docs, doc_ids, claims, relevant) == 1
+    keep = {q for q, f in zip(qids, first, strict=True) if f == (which == "easy")}
+    qrels.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to((scifact / name).resolve())
+    lines = (scifact / "qrels" / "train.tsv").read_text().splitlines()
+    kept = [x for x in lines[1:] if x.split("\t")[0] in keep]
+    tmp = qrels.with_suffix(".tmp")
+    tmp.write_text("\n".join([lines[0], *kept]) + "\n")
+    tmp.replace(qrels)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-supervised")
@@ -33,6 +69,12 @@ def main() -> None:
         help="comma-separated human-labelled sets to mix in (nli, sts, qa, claims; default none)",
     )
     parser.add_argument("--human-rows", type=int, default=2000)
+    parser.add_argument(
+        "--claims",
+        choices=["all", "easy", "hard"],
+        default="all",
+        help="train claims to use: all, or those the base encoder ranks first (easy) or not",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
@@ -46,7 +88,8 @@ def main() -> None:
     out: Path = args.out
     human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     if not (out / "mix" / "manifest.json").exists():
-        build_mixture(out / "mix", pairs=[scifact], **{k: [p] for k, p in human.items()})
+        pairs = claims_folder(scifact, out, args.claims)
+        build_mixture(out / "mix", pairs=[pairs], **{k: [p] for k, p in human.items()})
     t0 = time.perf_counter()
     if not (out / "train" / "model").is_dir():
         config = TrainConfig(
@@ -65,6 +108,8 @@ def main() -> None:
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "human_sets": sorted(human),
+        "claims": args.claims,
+        "train_rows": json.loads((out / "mix" / "manifest.json").read_text())["rows"],
         **ret,
         "stsb_spearman": sts,
         "seconds": round(time.perf_counter() - t0),
