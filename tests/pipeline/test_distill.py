@@ -357,7 +357,13 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     (out / "eval").mkdir(parents=True)
     config = _config(tmp_path)
     saved = config.model_dump(mode="json")
-    del saved["prompt"]
+    del saved["prompt"], saved["rerank_prompt"]
     (out / "config.json").write_text(json.dumps(saved))
     _save_config(config, out)
     assert json.loads((out / "config.json").read_text())["prompt"] is None
+    # away from its default it is a change like any other
+    (out / "config.json").write_text(json.dumps(saved))
+    (out / "mine").mkdir()
+    graded = config.model_copy(update={"rerank_prompt": "graded"})
+    with pytest.raises(RunMismatchError, match=r"\(rerank_prompt\) and its mine/, eval/"):
+        _save_config(graded, out)

@@ -50,6 +50,9 @@ class Stage(ClosedSet):
 
 
 STAGES = list(Stage)
+#: The run folder's stage folders, in pipeline order (generate writes ``queries/``; the
+#: report is a file).
+FOLDERS = ("queries", "mine", "mix", "train", "eval")
 
 
 class MixSources(BaseModel):
@@ -175,14 +178,13 @@ def _save_config(config: DistillConfig, out: Path) -> None:
     saved = read_json(out / CONFIG_FILE)
     current = config.model_dump(mode="json")
     if saved is not None and saved != current:
-        # a key the saved config lacks (added in a later version) left at its default is no change
-        changed = sorted(k for k in current if saved.get(k) != current[k])
+        # a setting the saved config lacks (added in a later version) is at its default there
+        changed = sorted(k for k in current if saved.get(k, _default(k)) != current[k])
         first = {_FIRST_STAGE.get(k, "queries") for k in changed}
         if "mine" in changed and _only_selection_differs(saved["mine"], current["mine"]):
             first = (first - {"mine"}) | {"mix"}  # mine/ re-selects from its stored scores
         # the first stage a change affects and every stage after it would be stale
-        order = ["queries", "mine", "mix", "train", "eval"]
-        stale = order[min(order.index(f) for f in first) :] if first else []
+        stale = FOLDERS[min(FOLDERS.index(f) for f in first) :] if first else ()
         started = [f for f in stale if (out / f).is_dir()]
         if started:
             raise RunMismatchError(
@@ -192,6 +194,12 @@ def _save_config(config: DistillConfig, out: Path) -> None:
                 "--out folder"
             )
     write_json(current, out / CONFIG_FILE)
+
+
+def _default(key: str) -> Any:
+    """The default of a top-level setting, as it is saved."""
+    value = DistillConfig.model_fields[key].get_default(call_default_factory=True)
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _only_selection_differs(saved: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -330,9 +338,7 @@ def distill(
 
     corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
     seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
-    queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (
-        out / n for n in ("queries", "mine", "mix", "train", "eval")
-    )
+    queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (out / n for n in FOLDERS)
     reselect = _finished(mine_dir) and _selection_changed(mine_dir, config.mine)
     needs_llm = not (_finished(queries_dir) and _finished(mine_dir))
     if needs_llm or reselect:
