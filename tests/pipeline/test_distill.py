@@ -93,10 +93,16 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert not (out / "train").exists()
 
     # another fusion before mix/ ran: mine/ chooses again from its scores, no LLM work
+    # a training killed outright (kill -9) left its heartbeat entry "running"; a sitting that
+    # stops before training marks it stopped, and the one that trains adds its time on
+    killed = json.loads((out / "manifest.json").read_text())
+    killed["stages"]["train"] = {"seconds": 7.0, "sittings": 1, "status": "running"}
+    (out / "manifest.json").write_text(json.dumps(killed))
     spent = llm.usage.prompt_tokens_evaluated
     rc = _config(small_set)
     rc.mine.fusion = Fusion.RC
     reselected = distill(rc, out, until="mine", llm=llm)
+    assert reselected["stages"]["train"] == {"seconds": 7.0, "sittings": 1, "status": "stopped"}
     assert llm.usage.prompt_tokens_evaluated == spent
     assert json.loads((out / "mine" / "manifest.json").read_text())["selection"]["fusion"] == "rc"
     assert reselected["stages"]["mine"]["sittings"] == 3
@@ -109,6 +115,8 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert again["status"] == "finished"
     assert set(again["stages"]) == {"generate", "mine", "mix", "train", "eval", "report"}
     assert again["stages"]["generate"] == first["stages"]["generate"]  # kept, not rerun
+    train = again["stages"]["train"]
+    assert train["sittings"] == 2 and train["seconds"] > 7.0 and "status" not in train
 
     for part in ("queries/queries", "mine/fret", "mix/mixture"):
         assert list((out / part).glob("part-*.parquet")), part

@@ -38,3 +38,58 @@ def test_a_moved_run_or_input_resumes_but_other_settings_are_refused(tmp_path: P
     other["prompt"]["sha256"] = "cd"
     with pytest.raises(RunMismatchError, match="different prompt"):
         open_run(moved, other)
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from geckokit.pipeline.runs import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_until_it_exits(
+    tmp_path: Path,
+) -> None:
+    """Two processes writing one run folder would write the same shards twice: the second
+    is refused at once, naming the first; killed outright, the first leaves no lock."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from geckokit.fret.generate_run import generate_queries
+    from geckokit.fret.mine_run import mine
+    from geckokit.pipeline.distill import DistillConfig, distill
+    from geckokit.pipeline.runs import LOCK_FILE, RunLockedError, run_lock
+
+    out = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(
+            RunLockedError, match=rf"in use by another geckokit run \(pid {child.pid}\)"
+        ):
+            with run_lock(out):
+                pass
+        # the whole run is refused before it writes anything
+        config = DistillConfig.model_validate({"corpus": str(tmp_path / "c.jsonl")})
+        with pytest.raises(RunLockedError):
+            distill(config, out)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+        # and so are the sharded LLM stages run on their own
+        with pytest.raises(RunLockedError):
+            generate_queries(tmp_path / "c.jsonl", out, llm=None)
+        with pytest.raises(RunLockedError):
+            mine(tmp_path / "q", tmp_path / "c.jsonl", out, llm=None, encoder=None, encoder_name="")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    with run_lock(out):  # the killed holder's lock went with it
+        with run_lock(out):  # and this process may take its own lock again
+            pass
+        assert (out / LOCK_FILE).read_text() == str(os.getpid())

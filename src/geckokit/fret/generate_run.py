@@ -23,7 +23,7 @@ from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
 from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import open_run
+from geckokit.pipeline.runs import holds_run_lock, open_run
 from geckokit.pipeline.shards import run_sharded
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
     }
 
 
+@holds_run_lock
 def generate_queries(
     corpus: Corpus | str | Path,
     out: str | Path,

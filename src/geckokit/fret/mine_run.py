@@ -32,7 +32,7 @@ from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import open_run
+from geckokit.pipeline.runs import holds_run_lock, open_run
 from geckokit.pipeline.shards import run_sharded, unfinished_rows
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,7 @@ def _warmed_up(
     return encoder, name
 
 
+@holds_run_lock
 def mine(
     queries_dir: str | Path,
     corpus: Corpus | str | Path,

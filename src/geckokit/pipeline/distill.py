@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit.fret.generate import GenerateConfig, task_type_pool
 from geckokit.fret.mine_run import MineConfig
-from geckokit.fret.prompts import load_generate_prompt
+from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.io import MANIFEST, environment, read_json, write_json
-from geckokit.pipeline.runs import RunMismatchError
+from geckokit.pipeline.runs import RunMismatchError, run_lock
 from geckokit.train.trainer import TrainConfig
 from geckokit.types import ClosedSet
 
@@ -243,7 +243,8 @@ def stage_clock(
     ``seconds`` is the stage's time over every sitting: while the stage runs, its entry says
     ``status: running`` and is rewritten every ``every`` seconds; one stopped by an error or
     Ctrl-C says ``stopped``. The sitting that finishes such a stage (either status: a
-    ``running`` entry is one whose process was killed) adds its time on. ``again``: the
+    ``running`` entry is one whose process was killed; ``distill``, holding the run's lock,
+    marks it ``stopped`` when it starts) adds its time on. ``again``: the
     stage finished before and runs once more (mine re-selecting); its time adds on too.
     The clock writes ``manifest`` from its own thread while the body runs, so the body must
     not change ``manifest``: pass what the stage produced to ``done``."""
@@ -318,18 +319,33 @@ def distill(
 ) -> dict[str, Any]:
     """Run (or resume) the whole pipeline into ``out`` up to and including ``until`` and
     return the run manifest. ``llm`` overrides loading ``config.llm`` (tests pass a loaded
-    model); ``on_estimate`` receives the cost estimate before any LLM work."""
-    from geckokit.corpus import load_corpus
-
+    model); ``on_estimate`` receives the cost estimate before any LLM work. While it runs,
+    another process that opens ``out`` fails with :class:`~geckokit.pipeline.runs.RunLockedError`."""
     config = resolve_defaults(config)
     prompt = load_generate_prompt(config.prompt)  # a bad template fails before any work
     until = Stage.parse(until)
+    with run_lock(Path(out)):
+        return _run(config, Path(out), until, prompt, llm, on_estimate, show_progress)
+
+
+def _run(
+    config: DistillConfig,
+    out: Path,
+    until: Stage,
+    prompt: GeneratePrompt,
+    llm: Any,
+    on_estimate: Callable[[dict[str, Any]], None] | None,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from geckokit.corpus import load_corpus
+
     last = STAGES.index(until)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     _save_config(config, out)
     manifest: dict[str, Any] = read_json(out / MANIFEST) or {"stages": {}}
     manifest.update(stage="distill", status="running", out=str(out))
+    for entry in manifest["stages"].values():
+        if entry.get("status") == "running":  # its process was killed: this one holds the lock
+            entry["status"] = "stopped"
 
     def sitting(
         stage: Stage, *, again: bool = False

@@ -2,14 +2,94 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from geckokit.io import MANIFEST, environment, read_json, write_json
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+#: The file in a run folder that the process writing there holds locked (it records its pid).
+LOCK_FILE = ".lock"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# run folders this process holds: resolved path -> (file descriptor, depth)
+_held: dict[str, tuple[int, int]] = {}
 
 
 class RunMismatchError(ValueError):
     """The output folder holds a run made with other settings."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing to the run folder."""
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock while a run writes there. A second process that opens the same
+    folder fails at once with :class:`RunLockedError` instead of writing the same shards;
+    the operating system releases the lock when its holder exits, however it exits (``kill
+    -9`` included), so a stopped run never leaves the folder locked. This process may take
+    the lock again while it holds it (a stage run inside ``distill``)."""
+    key = str(Path(out).resolve())
+    if key in _held or fcntl is None:
+        fd, depth = _held.get(key, (-1, 0))
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            _release(key)
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(out) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder else ""
+        raise RunLockedError(
+            f"{out} is in use by another geckokit run{pid}; wait for it to finish or use "
+            "another --out folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        _release(key)
+
+
+def _release(key: str) -> None:
+    fd, depth = _held.pop(key)
+    if depth > 1:
+        _held[key] = (fd, depth - 1)
+    elif fd >= 0:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def holds_run_lock(func: F) -> F:
+    """Run ``func`` holding the lock of its ``out`` argument (see :func:`run_lock`)."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = signature.bind(*args, **kwargs).arguments["out"]
+        with run_lock(Path(out)):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def open_run(out: Path, identity: dict[str, Any]) -> None:
