@@ -246,6 +246,7 @@ def main() -> None:
         "fusion": config.mine.fusion.value,
         "relabel_rate": summary["relabel_rate"],
         "seed_at_rank_1": summary.get("seed_at_rank_1"),
+        "positive_first_for_encoder": summary.get("positive_first_for_encoder"),
         "generate": {
             k: manifest["stages"]["generate"]["summary"].get(k)
             for k in ("queries", "attempts", "passages_without_query", "reject_rate")
@@ -270,6 +271,11 @@ def main() -> None:
         f"generate: {gen['queries']} queries kept of {gen['attempts']} attempts "
         f"(reject rate {gen['reject_rate']:.1%}), {gen['passages_without_query']} passages "
         f"without one; mine: seed at rank 1 after rescoring for {summary['seed_at_rank_1']:.1%}"
+        + (
+            f", positive already first for the base encoder for {first:.1%}"
+            if (first := summary.get("positive_first_for_encoder")) is not None
+            else ""
+        )
     )
     sizes = report["sizes"]
     print(

@@ -81,7 +81,15 @@ def test_report_of_a_whole_run(fake_run: Path) -> None:
     assert page.tags["svg"] == 2 + 2 + 1 + 1 + 3
     assert_self_contained(path, page)
     html = path.read_text()
-    for fact in ("question answering", "15.0%", "fact checking", "run1/model", "@64<br>(plain)"):
+    facts = (
+        "question answering",
+        "15.0%",
+        "62.5%",
+        "fact checking",
+        "run1/model",
+        "@64<br>(plain)",
+    )
+    for fact in facts:
         assert fact in html
 
 

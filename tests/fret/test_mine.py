@@ -104,6 +104,8 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
         assert all(v <= 0 for v in row["ql_scores"]) and all(v <= 0 for v in row["rc_scores"])
     summary = manifest["summary"]
     assert 0.0 <= summary["relabel_rate"] <= 1.0 and summary["examples"] == 3
+    first = [r["positive_id"] == r["candidate_ids"][0] for r in fret.to_pylist()]
+    assert summary["positive_first_for_encoder"] == round(sum(first) / 3, 4)
     assert (
         json.loads((tmp_path / "m" / "manifest.json").read_text())["prompt"]["version"]
         == "rerank-v1"
@@ -184,6 +186,11 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
     for row in fret.to_pylist():
         assert row["positive_id"] == row["seed_id"] and row["negative_ids"][0] != row["seed_id"]
         assert all(math.isnan(v) for v in row["ql_scores"])
+    # candidates come in the encoder's order: its first is the best-scored one
+    rows = fret.to_pylist()
+    assert all(r["encoder_scores"][0] == max(r["encoder_scores"]) for r in rows)
+    seed_first = sum(r["seed_id"] == r["candidate_ids"][0] for r in rows) / len(rows)
+    assert manifest["summary"]["positive_first_for_encoder"] == round(seed_first, 4)
     # no pair scored: an LLM fusion later has every (query, candidate) pair left to score
     candidates = read_shards(tmp_path / "m" / "candidates")
     assert candidates is not None

@@ -155,6 +155,11 @@ def mine(
             f"{s['examples']} FRet examples; relabelled (positive != seed): {s['relabel_rate']:.1%}; "
             f"seed ranked first {s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}"
             + (
+                f"; positive already first for the encoder {s['positive_first_for_encoder']:.1%}"
+                if "positive_first_for_encoder" in s  # not in runs mined before it was kept
+                else ""
+            )
+            + (
                 f"; QL range per query {s['ql']['mean_range_per_query']}, "
                 f"RC range per query {s['rc']['mean_range_per_query']}"
                 if s["ql"]

@@ -278,6 +278,10 @@ def _mine_section(stage: Stage, root: Path) -> str:
         + _stat(_pct(relabel), "relabelled (paper: about 15%)")
         + _stat(_pct(summary.get("seed_at_rank_1")), "seed passage ranked first")
         + _stat(str(summary.get("seed_rank_mean", "n/a")), "mean rank of the seed")
+        + _stat(
+            _pct(summary.get("positive_first_for_encoder")),
+            "positive already first for the initial encoder (teaches it little)",
+        )
     )
     if relabel is not None:
         parts.append(

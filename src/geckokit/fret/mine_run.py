@@ -179,7 +179,12 @@ def build_fret(
 
 
 def summarize(fret: pa.Table) -> dict[str, Any]:
-    """Relabel rate (paper: about 15%), where the seed ends up, and score spreads."""
+    """Relabel rate (paper: about 15%), where the seed ends up, and score spreads.
+
+    ``positive_first_for_encoder``: the share of examples whose positive the initial encoder
+    already ranks first in the corpus (candidates come in its order). Such an example
+    teaches that encoder little: on SciFact, real train claims of that kind trained MiniLM
+    to no gain and the others to +4 nDCG@10 (README, "Distil end to end")."""
     rows = fret.to_pylist()
     if not rows:
         return {"examples": 0}
@@ -201,6 +206,9 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
         "relabel_rate": round(sum(r["relabelled"] for r in rows) / len(rows), 4),
         "seed_rank_mean": round(statistics.fmean(seed_ranks), 2),
         "seed_at_rank_1": round(sum(1 for s in seed_ranks if s == 1) / len(rows), 4),
+        "positive_first_for_encoder": round(
+            sum(r["positive_id"] == r["candidate_ids"][0] for r in rows) / len(rows), 4
+        ),
         "ql": spread("ql_scores"),
         "rc": spread("rc_scores"),
         "encoder": spread("encoder_scores"),
