@@ -87,6 +87,9 @@ def main() -> None:
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
     human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
+    built = [c for c in ("easy", "hard") if (out / f"claims-{c}").is_dir()] or ["all"]
+    if (out / "mix" / "manifest.json").exists() and built != [args.claims]:
+        raise SystemExit(f"{out} was trained on the {built[0]} claims; use another --out")
     if not (out / "mix" / "manifest.json").exists():
         pairs = claims_folder(scifact, out, args.claims)
         build_mixture(out / "mix", pairs=[pairs], **{k: [p] for k, p in human.items()})
