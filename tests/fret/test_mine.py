@@ -223,3 +223,28 @@ def test_rerank_prompts_load_and_validate(tmp_path: Path) -> None:
     bad.write_text('version = "x"\n')
     with pytest.raises(ValueError, match="not a valid rerank prompt"):
         load_rerank_prompt(bad)
+
+
+def test_the_mine_command_reports_how_many_positives_the_encoder_ranks_first(
+    setup, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from geckokit.cli.main import cli
+
+    corpus, queries = setup
+    args = [
+        "mine",
+        "--queries",
+        str(queries),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    result = CliRunner().invoke(cli, [*args, "--top-n", "4", "--fusion", "seed"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "m" / "manifest.json").read_text())["summary"]
+    share = f"positive already first for the encoder {summary['positive_first_for_encoder']:.1%}"
+    printed = " ".join(result.output.split())  # rich wraps long lines
+    assert share in printed and "no LLM scores (seed fusion)" in printed, printed
