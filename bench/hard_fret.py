@@ -5,7 +5,8 @@ keeps only its FRet examples whose positive the initial encoder does not already
 (``positive_first_for_encoder`` in the mine summary counts the others), then fine-tunes the
 base on them with the same trainer as the bench's FRet-only rows (3 epochs, learning rate
 5e-5, no human-labelled sets) and scores nDCG@10 on the 300 SciFact test claims and
-STS-Benchmark test Spearman, both in the unified format. Real SciFact claims split the same
+STS-Benchmark test Spearman, both in the unified format, with a paired randomisation test
+against the base in plain text. Real SciFact claims split the same
 way train to no gain (easy) and to +4 (hard): ``bench/scifact_supervised.py --claims``.
 
     python bench/hard_fret.py runs/scifact-bench-rrf/distill --out runs/scifact-hard-fret
@@ -33,6 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
+    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.evaluate.task_strings import task_string
     from geckokit.io import read_shards, write_table
@@ -57,9 +59,12 @@ def main() -> None:
         train(out / "mix", out / "train", config=config)
     model = load_encoder(str(out / "train" / "model"))
     scifact = args.shared / "beir" / "scifact"
-    ret = evaluate_retrieval(
-        model, scifact, task=task_string("scifact", "retrieval"), gecko_format=True
-    )
+    task = task_string("scifact", "retrieval")
+    ret = evaluate_retrieval(model, scifact, task=task, gecko_format=True, per_query=True)
+    # against the base in plain text (the README's base row), paired per query
+    plain = load_encoder("all-minilm-l6-v2")
+    base = evaluate_retrieval(plain, scifact, task=task, gecko_format=False, per_query=True)
+    p_base = paired_randomisation_p(ret.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))
     sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
     result = {
         "run": str(args.run),
@@ -69,6 +74,8 @@ def main() -> None:
         "learning_rate": args.learning_rate,
         **ret,
         "stsb_spearman": sts,
+        "base_ndcg@10": base["ndcg@10"],
+        "p_vs_base": p_base,
         "seconds": round(time.perf_counter() - t0),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
