@@ -59,6 +59,35 @@ def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
     return round(100 * float(spearmanr(sims, [r["score"] for r in rows]).statistic), 2)
 
 
+def train_and_score(
+    out: Path, shared: Path, *, epochs: float, learning_rate: float, per_query: bool = False
+) -> dict[str, Any]:
+    """Fine-tune the base on ``out/mix`` into ``out/train`` (kept when its model exists),
+    then score it on the SciFact test claims and STS-Benchmark test, both in the unified
+    format; ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10."""
+    from geckokit.encoder import load_encoder
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.evaluate.task_strings import task_string
+    from geckokit.train.trainer import TrainConfig, train
+
+    t0 = time.perf_counter()
+    if not (out / "train" / "model").is_dir():
+        config = TrainConfig(
+            epochs=epochs, learning_rate=learning_rate, save_steps=1000, logging_steps=10
+        )
+        train(out / "mix", out / "train", config=config)
+    model = load_encoder(str(out / "train" / "model"))
+    ret = evaluate_retrieval(
+        model,
+        shared / "beir" / "scifact",
+        task=task_string("scifact", "retrieval"),
+        gecko_format=True,
+        per_query=per_query,
+    )
+    sts = sts_spearman(model, shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
+    return {**ret, "stsb_spearman": sts, "seconds": round(time.perf_counter() - t0)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-bench")

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from distill_scifact import ROOT, sts_spearman
+from distill_scifact import ROOT, train_and_score
 
 
 def main() -> None:
@@ -39,7 +38,6 @@ def main() -> None:
     from geckokit.evaluate.task_strings import task_string
     from geckokit.io import read_shards, write_table
     from geckokit.mixture.build import build_mixture
-    from geckokit.train.trainer import TrainConfig, train
 
     fret = read_shards(args.run / "mine" / "fret")
     if fret is None:
@@ -51,32 +49,27 @@ def main() -> None:
         write_table(fret.take(hard), out / "mine" / "fret" / "part-00000.parquet")
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"])
-    t0 = time.perf_counter()
-    if not (out / "train" / "model").is_dir():
-        config = TrainConfig(
-            epochs=args.epochs, learning_rate=args.learning_rate, save_steps=1000, logging_steps=5
-        )
-        train(out / "mix", out / "train", config=config)
-    model = load_encoder(str(out / "train" / "model"))
-    scifact = args.shared / "beir" / "scifact"
-    task = task_string("scifact", "retrieval")
-    ret = evaluate_retrieval(model, scifact, task=task, gecko_format=True, per_query=True)
+    scores = train_and_score(
+        out, args.shared, epochs=args.epochs, learning_rate=args.learning_rate, per_query=True
+    )
     # against the base in plain text (the README's base row), paired per query
-    plain = load_encoder("all-minilm-l6-v2")
-    base = evaluate_retrieval(plain, scifact, task=task, gecko_format=False, per_query=True)
-    p_base = paired_randomisation_p(ret.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))
-    sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
+    base = evaluate_retrieval(
+        load_encoder("all-minilm-l6-v2"),
+        args.shared / "beir" / "scifact",
+        task=task_string("scifact", "retrieval"),
+        gecko_format=False,
+        per_query=True,
+    )
+    p_base = paired_randomisation_p(scores.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))
     result = {
         "run": str(args.run),
         "examples": len(rows),
         "hard_examples": len(hard),
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
-        **ret,
-        "stsb_spearman": sts,
+        **scores,
         "base_ndcg@10": base["ndcg@10"],
         "p_vs_base": p_base,
-        "seconds": round(time.perf_counter() - t0),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

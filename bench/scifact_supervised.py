@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from distill_scifact import ROOT, _human_sets, sts_spearman
+from distill_scifact import ROOT, _human_sets, train_and_score
 
 
 def claims_folder(scifact: Path, out: Path, which: str) -> Path:
@@ -78,11 +77,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
-    from geckokit.encoder import load_encoder
-    from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.mixture.build import build_mixture
-    from geckokit.train.trainer import TrainConfig, train
 
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
@@ -93,29 +88,14 @@ def main() -> None:
     if not (out / "mix" / "manifest.json").exists():
         pairs = claims_folder(scifact, out, args.claims)
         build_mixture(out / "mix", pairs=[pairs], **{k: [p] for k, p in human.items()})
-    t0 = time.perf_counter()
-    if not (out / "train" / "model").is_dir():
-        config = TrainConfig(
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
-            save_steps=1000,
-            logging_steps=10,
-        )
-        train(out / "mix", out / "train", config=config)
-    model = load_encoder(str(out / "train" / "model"))
-    ret = evaluate_retrieval(
-        model, scifact, task=task_string("scifact", "retrieval"), gecko_format=True
-    )
-    sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
+    scores = train_and_score(out, args.shared, epochs=args.epochs, learning_rate=args.learning_rate)
     result = {
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "human_sets": sorted(human),
         "claims": args.claims,
         "train_rows": json.loads((out / "mix" / "manifest.json").read_text())["rows"],
-        **ret,
-        "stsb_spearman": sts,
-        "seconds": round(time.perf_counter() - t0),
+        **scores,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
