@@ -116,6 +116,12 @@ def main() -> None:
         help="FRet step 2 fusion (default: the LLM's measured best); changing it on a run "
         "whose mixture has not been built re-selects from the stored scores, no LLM work",
     )
+    parser.add_argument(
+        "--drop-solved",
+        action="store_true",
+        help="FRet step 2 (and the ablation): leave out the queries whose seed passage the base "
+        "already ranks first; their pairs are not scored",
+    )
     parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument(
         "--until",
@@ -181,6 +187,7 @@ def main() -> None:
             "sample": args.sample,
             "mine.top_n": args.top_n,
             "mine.fusion": args.fusion,
+            "mine.drop_solved": args.drop_solved,
             "generate.task_types": args.task_types.split(",") if args.task_types else None,
             "generate.queries_per_passage": args.queries_per_passage,
             "prompt": str(args.prompt) if args.prompt else None,
@@ -208,7 +215,12 @@ def main() -> None:
         llm=None,
         encoder=load_encoder(config.base),
         encoder_name=config.base,
-        config=MineConfig(top_n=args.top_n, fusion=Fusion.SEED, negative=NegativeChoice.RANDOM),
+        config=MineConfig(
+            top_n=args.top_n,
+            fusion=Fusion.SEED,
+            negative=NegativeChoice.RANDOM,
+            drop_solved=args.drop_solved,
+        ),
     )
     # with --prefinetune, the references start from the distilled run's pre-finetuned model
     pre = out / "distill" / "train" / "prefinetune" / "model"
@@ -273,6 +285,7 @@ def main() -> None:
         "train": train_cfg,
         "llm": config.llm,
         "fusion": config.mine.fusion.value,
+        "drop_solved": args.drop_solved,
         "relabel_rate": summary["relabel_rate"],
         "seed_at_rank_1": summary.get("seed_at_rank_1"),
         "positive_first_for_encoder": summary.get("positive_first_for_encoder"),
@@ -281,6 +294,7 @@ def main() -> None:
             for k in ("queries", "attempts", "passages_without_query", "reject_rate")
         },
         "ablation_examples": mined["counts"]["examples"],
+        "solved_dropped": summary.get("solved_dropped"),
         "distill_seconds": round(distill_s),
         "stages": {k: v["seconds"] for k, v in manifest["stages"].items()},
         # the LLM time of every sitting from its score shards, whatever stopped them
@@ -307,8 +321,10 @@ def main() -> None:
         )
     )
     sizes = report["sizes"]
+    dropped = report["solved_dropped"]
     print(
-        f"{sizes['fret_examples']} FRet examples; {sizes['candidate_passages']} distinct "
+        (f"{dropped} queries left out (base ranks their seed first); " if dropped else "")
+        + f"{sizes['fret_examples']} FRet examples; {sizes['candidate_passages']} distinct "
         f"candidate passages scored; mixture {sizes['mixture_rows']} rows {sizes['mixture']}"
     )
     seconds = report["stages"]

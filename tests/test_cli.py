@@ -209,5 +209,8 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 0, result.output
     assert seen["config"].prompt == str(prompt) and seen["config"].mine.top_n == 7
     assert seen["until"] == "generate"
+    assert seen["config"].mine.drop_solved is False  # off unless asked for
+    result = CliRunner().invoke(cli, [*args, "--drop-solved"])
+    assert result.exit_code == 0 and seen["config"].mine.drop_solved is True, result.output
     result = CliRunner().invoke(cli, [*args, "--prompt", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "does not exist" in result.output

@@ -129,6 +129,7 @@ def fake_run(tmp_path: Path) -> Path:
                 "seed_rank_mean": 1.6,
                 "seed_at_rank_1": 0.8,
                 "positive_first_for_encoder": 0.625,
+                "solved_dropped": 23,
                 "ql": spread,
                 "rc": spread,
                 "encoder": spread,

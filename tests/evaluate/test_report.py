@@ -91,6 +91,7 @@ def test_report_of_a_whole_run(fake_run: Path) -> None:
     )
     for fact in facts:
         assert fact in html
+    assert "23</" in html and "queries left out: the encoder already ranks" in html
 
 
 def test_report_of_an_eval_folder_and_the_command(fake_run: Path, tmp_path: Path) -> None:

@@ -164,6 +164,87 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
         run(MineConfig(top_n=3))
 
 
+def _add_a_miss(queries: Path) -> pa.Table:
+    """Add a query seeded on 7912 that asks about 4983's content; return the queries before."""
+    table = read_shards(queries / "queries")
+    assert table is not None
+    missed = {
+        "query_id": ["7912:q1"],
+        "passage_id": ["7912"],
+        "task_type": ["question answering"],
+        "task": [QUERIES[0][1]],
+        "query": [QUERIES[0][2]],  # the white-matter question: 4983's content
+    }
+    write_table(
+        pa.concat_tables([table, pa.table(missed)]), queries / "queries" / "part-00000.parquet"
+    )
+    return table
+
+
+def test_drop_solved_scores_only_the_queries_the_encoder_misses(
+    llm, encoder, setup, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The three hand-written queries find their own passage first; a fourth, written for
+    another passage's content but seeded on 7912, does not: only its pairs are scored."""
+    corpus, queries = setup
+    table = _add_a_miss(queries)
+    config = MineConfig(top_n=4, drop_solved=True)
+    llm.usage.reset()
+    llm.reset_cache()
+    manifest = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=llm,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=config,
+        show_progress=False,
+    )
+    candidates = read_shards(tmp_path / "m" / "candidates")
+    assert candidates is not None and candidates.num_rows == 4  # all retrieved, kept whole
+    misses = [
+        r["query_id"] for r in candidates.to_pylist() if r["candidate_ids"][0] != r["seed_id"]
+    ]
+    assert misses == ["7912:q1"]
+    assert manifest["status"] == "finished" and manifest["summary"]["solved_dropped"] == 3
+    fret = read_shards(tmp_path / "m" / "fret")
+    scores = read_shards(tmp_path / "m" / "scores")
+    assert fret is not None and fret["query_id"].to_pylist() == misses
+    assert scores is not None and set(scores["query_id"].to_pylist()) == set(misses)
+    assert scores.num_rows == 4  # its four candidates, nobody else's
+    assert scoring_left(tmp_path / "m") == (0, 0)
+    assert manifest["config"]["drop_solved"] is True
+    # the LLM read 4983's passage for the question written about it: it is the positive
+    assert fret["positive_id"].to_pylist() == ["4983"]
+    assert fret["relabelled"].to_pylist() == [True]
+    # the same folder without it would mine other queries: refused, nothing lost
+    with pytest.raises(RunMismatchError, match="different config"):
+        mine(
+            queries,
+            corpus,
+            tmp_path / "m",
+            llm=llm,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=MineConfig(top_n=4),
+            show_progress=False,
+        )
+    # queries the encoder solves every one of leave nothing to mine: a clear error
+    write_table(table, queries / "queries" / "part-00000.parquet")
+    with pytest.raises(ValueError, match="leaves nothing to mine"):
+        mine(
+            queries,
+            corpus,
+            tmp_path / "solved",
+            llm=llm,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=config,
+            show_progress=False,
+        )
+
+
 def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from geckokit.fret.fusion import Fusion, NegativeChoice
 
@@ -180,6 +261,7 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
         show_progress=False,
     )
     assert manifest["status"] == "finished" and manifest["counts"]["pairs"] == 0
+    assert "drop_solved" not in manifest["config"]  # off: folders from before it resume
     assert manifest["summary"]["relabel_rate"] == 0.0 and manifest["summary"]["ql"] is None
     fret = read_shards(tmp_path / "m" / "fret")
     assert fret is not None
@@ -248,3 +330,16 @@ def test_the_mine_command_reports_how_many_positives_the_encoder_ranks_first(
     share = f"positive already first for the encoder {summary['positive_first_for_encoder']:.1%}"
     printed = " ".join(result.output.split())  # rich wraps long lines
     assert share in printed and "no LLM scores (seed fusion)" in printed, printed
+    assert "left out" not in printed
+    result = CliRunner().invoke(
+        cli, [*args[:-1], str(tmp_path / "d"), "--top-n", "4", "--fusion", "seed", "--drop-solved"]
+    )
+    # all three queries find their seed first: one clear line, not a traceback
+    assert result.exit_code != 0 and "leaves nothing to mine" in result.output, result.output
+    _add_a_miss(queries)
+    result = CliRunner().invoke(
+        cli, [*args[:-1], str(tmp_path / "e"), "--top-n", "4", "--fusion", "seed", "--drop-solved"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert "1 FRet examples" in printed and "3 queries left out" in printed, printed

@@ -183,7 +183,7 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     corpus, at most queries x top_n distinct passages (each scored once), at most all of it."""
     import pyarrow as pa
 
-    from geckokit.pipeline.distill import estimate_cost
+    from geckokit.pipeline.distill import describe_estimate, estimate_cost
 
     def table(n: int, chars: int) -> pa.Table:
         return pa.table({"text": ["x" * chars] * n})
@@ -198,6 +198,13 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     small = estimate_cost(seeds, config, None, corpus=table(8, 200))
     assert small["tokens"]["mine_prompt"] == 8 * 50 + 20 * 45  # the whole corpus, once
     assert got["seconds"] is None  # no LLM to measure rates on
+    # drop_solved leaves out queries only once their candidates are retrieved
+    config.mine.drop_solved = True
+    bound = estimate_cost(seeds, config, None, corpus=corpus)
+    assert bound["pairs_at_most"] and bound["llm_calls"]["score_pairs"] == 20
+    assert "at most 20 pairs to score" in describe_estimate(bound)
+    known = estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"], unscored=(3, 10))
+    assert not known["pairs_at_most"] and known["llm_calls"]["score_pairs"] == 10
 
 
 def test_estimate_counts_a_repeated_prompt_once() -> None:
@@ -375,3 +382,15 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     graded = config.model_copy(update={"rerank_prompt": "graded"})
     with pytest.raises(RunMismatchError, match=r"\(rerank_prompt\) and its mine/, eval/"):
         _save_config(graded, out)
+
+    # so is a setting of a nested table (mine.drop_solved) that the saved table lacks
+    (out / "mine").rmdir()
+    del saved["mine"]["drop_solved"]
+    (out / "config.json").write_text(json.dumps(saved))
+    _save_config(config, out)
+    assert json.loads((out / "config.json").read_text())["mine"]["drop_solved"] is False
+    (out / "config.json").write_text(json.dumps(saved))
+    dropping = config.model_copy(deep=True)
+    dropping.mine.drop_solved = True
+    with pytest.raises(RunMismatchError, match=r"\(mine\) and its eval/"):
+        _save_config(dropping, out)

@@ -63,6 +63,13 @@ from geckokit.cli.options import llm_option
     "LLM's measured best, else rrf; seed: no relabelling). Changed before mix/ has run, it "
     "re-selects from the stored scores with no LLM work.",
 )
+@click.option(
+    "--drop-solved",
+    is_flag=True,
+    default=None,
+    help="FRet step 2: leave out the queries whose seed passage the initial encoder already "
+    "ranks first (they teach it little; their pairs are not scored). Not in the paper.",
+)
 @click.option("--max-steps", type=int, default=None, help="Training steps (default: 1 epoch).")
 @click.option("--epochs", type=float, default=None, help="Training epochs (default 1).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (default 32).")
@@ -91,6 +98,7 @@ def distill(
     prompt: str | None,
     top_n: int | None,
     fusion: str | None,
+    drop_solved: bool | None,
     max_steps: int | None,
     epochs: float | None,
     batch_size: int | None,
@@ -112,6 +120,7 @@ def distill(
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
         "mine.fusion": fusion,
+        "mine.drop_solved": drop_solved or None,  # unset: the config file's, else off
         "train.max_steps": max_steps,
         "train.epochs": epochs,
         "train.batch_size": batch_size,

@@ -82,6 +82,12 @@ from geckokit.cli.options import encoder_option, llm_option
     is_flag=True,
     help="First fine-tune the encoder on the (query, seed passage) pairs (Gecko, footnote 1).",
 )
+@click.option(
+    "--drop-solved",
+    is_flag=True,
+    help="Leave out the queries whose seed passage the encoder already ranks first (they "
+    "teach it little; their pairs are not scored). Not in the paper.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def mine(
     queries_dir: Path,
@@ -98,6 +104,7 @@ def mine(
     passage_tokens: int,
     shard_size: int,
     warmup_encoder: bool,
+    drop_solved: bool,
     seed: int,
 ) -> None:
     """FRet step 2: retrieve top-N neighbours per query, score each with the LLM (query
@@ -133,6 +140,7 @@ def mine(
         negatives_k=negatives_k,
         passage_max_tokens=passage_tokens,
         warmup_encoder=warmup_encoder,
+        drop_solved=drop_solved,
         seed=seed,
     )
     prompt = load_rerank_prompt(prompt_spec)
@@ -166,4 +174,7 @@ def mine(
                 else "; no LLM scores (seed fusion)"
             )
         )
+    dropped = s.get("solved_dropped")
+    if dropped is not None:
+        console.print(f"{dropped} queries left out: the encoder already ranks their seed first")
     console.print(f"status: {manifest['status']}; output: {out}")

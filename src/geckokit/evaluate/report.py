@@ -282,6 +282,11 @@ def _mine_section(stage: Stage, root: Path) -> str:
             _pct(summary.get("positive_first_for_encoder")),
             "positive already first for the initial encoder (teaches it little)",
         )
+        + (
+            _stat(str(dropped), "queries left out: the encoder already ranks their seed first")
+            if (dropped := summary.get("solved_dropped")) is not None
+            else ""
+        )
     )
     if relabel is not None:
         parts.append(

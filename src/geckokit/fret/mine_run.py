@@ -10,6 +10,10 @@ Output folder::
 
 A rerun with other selection settings (fusion among the LLM ones, weights, negative choice)
 rebuilds fret/ from the stored scores with no LLM work; other changed settings are refused.
+
+``drop_solved`` (off by default; not in the paper) leaves out the queries whose seed passage
+the initial encoder already ranks first, before any of their pairs are scored: on SciFact such
+queries trained the encoder to no gain (README, "Distil end to end").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit.corpus import Corpus, load_corpus
@@ -77,7 +82,35 @@ class MineConfig(BaseModel):
         False, description="fine-tune the retriever on (query, seed) pairs first"
     )
     warmup_epochs: int = Field(1, ge=1, le=10)
+    drop_solved: bool = Field(
+        False,
+        description="leave out the queries whose seed passage the initial encoder already "
+        "ranks first (they teach it little); their pairs are not scored",
+    )
     seed: int = 0
+
+
+#: settings added after run folders were written: at these values they stay out of a run's
+#: identity, so that a folder written before them resumes instead of being refused
+_ADDED_LATER = {"drop_solved": False}
+
+
+def _identity_config(config: MineConfig) -> dict[str, Any]:
+    dumped = config.model_dump(mode="json", exclude=set(SELECTION))
+    return {k: v for k, v in dumped.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
+
+
+def unsolved(candidates: pa.Table) -> pa.Table:
+    """The rows of a candidates table whose seed passage the initial encoder does not rank
+    first (candidates come in its order)."""
+    if candidates.num_rows == 0:
+        return candidates
+    first = pc.list_element(candidates["candidate_ids"], 0)
+    return candidates.filter(pc.not_equal(first, candidates["seed_id"]))
+
+
+def _kept(candidates: pa.Table, drop_solved: bool) -> pa.Table:
+    return unsolved(candidates) if drop_solved else candidates
 
 
 def _pairs_by_passage(candidates: pa.Table) -> pa.Table:
@@ -308,7 +341,7 @@ def mine(
         "stage": "mine",
         # the selection settings only shape fret/ from the stored scores: a rerun with other
         # ones re-selects without LLM work instead of being refused
-        "config": config.model_dump(mode="json", exclude=set(SELECTION)),
+        "config": _identity_config(config),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
         "model": model_fingerprint(llm) if llm is not None else {"id": None},
         "encoder": encoder_name,
@@ -346,6 +379,13 @@ def mine(
             show_progress=show_progress,
         )
         write_table(candidates, cand_path)
+    retrieved = candidates.num_rows
+    candidates = _kept(candidates, config.drop_solved)
+    if candidates.num_rows == 0:
+        raise ValueError(
+            f"the initial encoder already ranks the seed passage first for all {retrieved} "
+            "queries: drop_solved leaves nothing to mine (turn it off, or write more queries)"
+        )
 
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
@@ -385,6 +425,8 @@ def mine(
         labels=list(prompt.labels),
         summary=summarize(fret),
     )
+    if config.drop_solved:
+        manifest["summary"]["solved_dropped"] = retrieved - fret.num_rows
     if scores is not None:
         manifest["summary"].update(_llm_time(scores))
     manifest["environment"] = environment()
@@ -410,9 +452,10 @@ def scoring_left(out: str | Path) -> tuple[int, int] | None:
     candidates = read_shards(out / "candidates")
     if candidates is None:
         return None
-    grouped = _pairs_by_passage(candidates)
     manifest = read_json(out / MANIFEST)
     assert manifest is not None  # open_run writes it before the candidates
+    drop = manifest["config"].get("drop_solved", _ADDED_LATER["drop_solved"])
+    grouped = _pairs_by_passage(_kept(candidates, drop))
     rows = unfinished_rows(out, "scores", grouped.num_rows, manifest["shard_size"])
     queries = grouped["query_ids"].to_pylist()
     return len(rows), sum(len(queries[i]) for i in rows)

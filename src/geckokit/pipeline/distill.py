@@ -177,9 +177,11 @@ _FIRST_STAGE = {
 def _save_config(config: DistillConfig, out: Path) -> None:
     saved = read_json(out / CONFIG_FILE)
     current = config.model_dump(mode="json")
-    if saved is not None and saved != current:
+    if saved is not None:
         # a setting the saved config lacks (added in a later version) is at its default there
-        changed = sorted(k for k in current if saved.get(k, _default(k)) != current[k])
+        saved = {k: _at_defaults(k, saved.get(k, _default(k))) for k in current}
+    if saved is not None and saved != current:
+        changed = sorted(k for k in current if saved[k] != current[k])
         first = {_FIRST_STAGE.get(k, "queries") for k in changed}
         if "mine" in changed and _only_selection_differs(saved["mine"], current["mine"]):
             first = (first - {"mine"}) | {"mix"}  # mine/ re-selects from its stored scores
@@ -200,6 +202,15 @@ def _default(key: str) -> Any:
     """The default of a top-level setting, as it is saved."""
     value = DistillConfig.model_fields[key].get_default(call_default_factory=True)
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def _at_defaults(key: str, saved: Any) -> Any:
+    """A saved nested table (``mine``, ``train``...) with the settings it lacks at their
+    defaults."""
+    default = _default(key)
+    if isinstance(default, dict) and isinstance(saved, dict):
+        return {**default, **saved}
+    return saved
 
 
 def _only_selection_differs(saved: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -527,7 +538,8 @@ def estimate_cost(
     (scored once, then reused by every query that retrieved it; the slots of one passage
     mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
-    question). Time: at the rates of a short probe of the LLM (prompt and writing speed), so
+    question); with ``mine.drop_solved`` that is an upper bound until the candidates are
+    retrieved (``pairs_at_most``). Time: at the rates of a short probe of the LLM (prompt and writing speed), so
     the figure holds for this machine and model."""
     tokenize = getattr(llm, "tokenize", None)
 
@@ -577,6 +589,8 @@ def estimate_cost(
             "generate": len(todo) * qpp if generate else 0,
             "score_pairs": pairs if mine else 0,
         },
+        # drop_solved leaves out queries once their candidates are retrieved
+        "pairs_at_most": mine and config.mine.drop_solved and unscored is None,
         "tokens": {
             "generate_prompt": gen_prompt,
             "generate_written": gen_written,
@@ -599,7 +613,8 @@ def describe_estimate(e: dict[str, Any]) -> str:
     )
     calls = e["llm_calls"]
     work = [f"{calls['generate']} queries to write"] if calls["generate"] else []
-    work += [f"{calls['score_pairs']} pairs to score"] if calls["score_pairs"] else []
+    at_most = "at most " if e.get("pairs_at_most") else ""
+    work += [f"{at_most}{calls['score_pairs']} pairs to score"] if calls["score_pairs"] else []
     written = (
         f" and {t['generate_written'] / 1000:.0f}k written tokens" if calls["generate"] else ""
     )
