@@ -11,6 +11,9 @@ way train to no gain (easy) and to +4 (hard): ``bench/scifact_supervised.py --cl
 
     python bench/hard_fret.py runs/scifact-bench-rrf/distill --out runs/scifact-hard-fret
 
+Several runs pool their hard examples (query ids prefixed by the run's position, since runs
+sampled with the same seed write for the same passages).
+
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
 
@@ -20,12 +23,16 @@ import argparse
 import json
 from pathlib import Path
 
+import pyarrow as pa
+
 from distill_scifact import ROOT, train_and_score
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a distill run folder (holding mine/fret)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="distill run folders (each holding mine/fret)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-hard-fret")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
@@ -39,14 +46,26 @@ def main() -> None:
     from geckokit.io import read_shards, write_table
     from geckokit.mixture.build import build_mixture
 
-    fret = read_shards(args.run / "mine" / "fret")
-    if fret is None:
-        raise SystemExit(f"{args.run}: no mine/fret shards; pass a finished distill run folder")
-    rows = fret.to_pylist()
-    hard = [i for i, r in enumerate(rows) if r["positive_id"] != r["candidate_ids"][0]]
+    examples, kept = 0, []
+    for n, run in enumerate(args.runs):
+        fret = read_shards(run / "mine" / "fret")
+        if fret is None:
+            raise SystemExit(f"{run}: no mine/fret shards; pass a finished distill run folder")
+        rows = fret.to_pylist()
+        examples += len(rows)
+        hard = fret.take(
+            [i for i, r in enumerate(rows) if r["positive_id"] != r["candidate_ids"][0]]
+        )
+        if len(args.runs) > 1:
+            ids = [f"{n}:{q}" for q in hard["query_id"].to_pylist()]
+            hard = hard.set_column(
+                hard.schema.get_field_index("query_id"), "query_id", pa.array(ids)
+            )
+        kept.append(hard)
+    pooled = pa.concat_tables(kept, promote_options="default")
     out: Path = args.out
     if not (out / "mine" / "fret" / "part-00000.parquet").exists():
-        write_table(fret.take(hard), out / "mine" / "fret" / "part-00000.parquet")
+        write_table(pooled, out / "mine" / "fret" / "part-00000.parquet")
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"])
     scores = train_and_score(
@@ -62,9 +81,9 @@ def main() -> None:
     )
     p_base = paired_randomisation_p(scores.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))
     result = {
-        "run": str(args.run),
-        "examples": len(rows),
-        "hard_examples": len(hard),
+        "runs": [str(r) for r in args.runs],
+        "examples": examples,
+        "hard_examples": pooled.num_rows,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         **scores,
