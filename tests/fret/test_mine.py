@@ -189,18 +189,20 @@ def test_drop_solved_scores_only_the_queries_the_encoder_misses(
     corpus, queries = setup
     table = _add_a_miss(queries)
     config = MineConfig(top_n=4, drop_solved=True)
-    llm.usage.reset()
-    llm.reset_cache()
-    manifest = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=llm,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=config,
-        show_progress=False,
-    )
+
+    def run(out: str, config: MineConfig) -> dict[str, Any]:
+        return mine(
+            queries,
+            corpus,
+            tmp_path / out,
+            llm=llm,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=config,
+            show_progress=False,
+        )
+
+    manifest = run("m", config)
     candidates = read_shards(tmp_path / "m" / "candidates")
     assert candidates is not None and candidates.num_rows == 4  # all retrieved, kept whole
     misses = [
@@ -220,29 +222,11 @@ def test_drop_solved_scores_only_the_queries_the_encoder_misses(
     assert fret["relabelled"].to_pylist() == [True]
     # the same folder without it would mine other queries: refused, nothing lost
     with pytest.raises(RunMismatchError, match="different config"):
-        mine(
-            queries,
-            corpus,
-            tmp_path / "m",
-            llm=llm,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
-            config=MineConfig(top_n=4),
-            show_progress=False,
-        )
+        run("m", MineConfig(top_n=4))
     # queries the encoder solves every one of leave nothing to mine: a clear error
     write_table(table, queries / "queries" / "part-00000.parquet")
     with pytest.raises(ValueError, match="leaves nothing to mine"):
-        mine(
-            queries,
-            corpus,
-            tmp_path / "solved",
-            llm=llm,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
-            config=config,
-            show_progress=False,
-        )
+        run("solved", config)
 
 
 def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
