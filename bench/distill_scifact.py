@@ -353,11 +353,14 @@ def _sizes(run: Path) -> dict[str, Any]:
     """FRet examples, distinct candidate passages the LLM scored, and the mixture's rows."""
     import pyarrow.parquet as pq
 
-    candidates = pq.read_table(run / "mine" / "candidates").column("candidate_ids").to_pylist()
+    fret = pq.read_table(run / "mine" / "fret", columns=["query_id"])
+    # with --drop-solved only the kept queries' candidates are scored
+    scores = run / "mine" / "scores"
+    scored = pq.read_table(scores, columns=["passage_id"])["passage_id"] if scores.is_dir() else []
     mix = json.loads((run / "mix" / "manifest.json").read_text())
     return {
-        "fret_examples": len(candidates),
-        "candidate_passages": len({pid for ids in candidates for pid in ids}),
+        "fret_examples": fret.num_rows,
+        "candidate_passages": len(set(scored)),
         "mixture_rows": mix["rows"],
         "mixture": mix["sources"],
     }
