@@ -539,8 +539,8 @@ def estimate_cost(
     mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
     question); with ``mine.drop_solved`` that is an upper bound until the candidates are
-    retrieved (``pairs_at_most``). Time: at the rates of a short probe of the LLM (prompt and writing speed), so
-    the figure holds for this machine and model."""
+    retrieved (``pairs_at_most``). Time: at the rates of a short probe of the LLM (prompt and
+    writing speed), so the figure holds for this machine and model."""
     tokenize = getattr(llm, "tokenize", None)
 
     def lengths_of(table: Any, most: int | None = None) -> list[int]:
