@@ -180,7 +180,6 @@ def _save_config(config: DistillConfig, out: Path) -> None:
     if saved is not None:
         # a setting the saved config lacks (added in a later version) is at its default there
         saved = {k: _at_defaults(k, saved.get(k, _default(k))) for k in current}
-    if saved is not None and saved != current:
         changed = sorted(k for k in current if saved[k] != current[k])
         first = {_FIRST_STAGE.get(k, "queries") for k in changed}
         if "mine" in changed and _only_selection_differs(saved["mine"], current["mine"]):
