@@ -324,8 +324,10 @@ def main() -> None:
     dropped = report["solved_dropped"]
     print(
         (f"{dropped} queries left out (base ranks their seed first); " if dropped else "")
-        + f"{sizes['fret_examples']} FRet examples; {sizes['candidate_passages']} distinct "
-        f"candidate passages scored; mixture {sizes['mixture_rows']} rows {sizes['mixture']}"
+        + f"{sizes['fret_examples']} FRet examples; scored {sizes['candidate_passages']} of "
+        f"{sizes['candidate_passages_retrieved']} distinct candidate passages retrieved, "
+        f"{sizes['pairs_scored']} of {sizes['pairs_retrieved']} pairs; "
+        f"mixture {sizes['mixture_rows']} rows {sizes['mixture']}"
     )
     seconds = report["stages"]
     llm_s = report["mine_llm_seconds"]
@@ -350,17 +352,23 @@ def main() -> None:
 
 
 def _sizes(run: Path) -> dict[str, Any]:
-    """FRet examples, distinct candidate passages the LLM scored, and the mixture's rows."""
+    """FRet examples; distinct candidate passages and (query, passage) pairs the LLM scored,
+    and those retrieved (more with --drop-solved, which scores only the kept queries'); the
+    mixture's rows."""
     import pyarrow.parquet as pq
 
     fret = pq.read_table(run / "mine" / "fret", columns=["query_id"])
-    # with --drop-solved only the kept queries' candidates are scored
+    retrieved = pq.read_table(run / "mine" / "candidates", columns=["candidate_ids"])
+    ids = retrieved["candidate_ids"].to_pylist()
     scores = run / "mine" / "scores"
     scored = pq.read_table(scores, columns=["passage_id"])["passage_id"] if scores.is_dir() else []
     mix = json.loads((run / "mix" / "manifest.json").read_text())
     return {
         "fret_examples": fret.num_rows,
         "candidate_passages": len(set(scored)),
+        "pairs_scored": len(scored),
+        "candidate_passages_retrieved": len({pid for c in ids for pid in c}),
+        "pairs_retrieved": sum(len(c) for c in ids),
         "mixture_rows": mix["rows"],
         "mixture": mix["sources"],
     }
