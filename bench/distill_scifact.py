@@ -340,7 +340,7 @@ def main() -> None:
     )
     print(
         f"generate {seconds['generate']:.0f} s "
-        f"({seconds['generate'] / max(1, sizes['fret_examples']):.1f} s per kept query), "
+        f"({seconds['generate'] / max(1, gen['queries']):.1f} s per kept query), "
         f"mine {seconds['mine']:.0f} s, {mine_llm}, train {seconds['train']:.0f} s"
     )
     print(f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}  p (distilled vs row)")
