@@ -12,7 +12,10 @@ way train to no gain (easy) and to +4 (hard): ``bench/scifact_supervised.py --cl
     python bench/hard_fret.py runs/scifact-bench-rrf/distill --out runs/scifact-hard-fret
 
 Several runs pool their hard examples (query ids prefixed by the run's position, since runs
-sampled with the same seed write for the same passages).
+sampled with the same seed write for the same passages). ``--all`` keeps every FRet example
+instead, to train the mine folders of two judges on the same claims the same way:
+
+    python bench/hard_fret.py runs/scifact-judge-1.5b/distill --all --out runs/scifact-judge-1.5b/train
 
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
@@ -34,6 +37,11 @@ def main() -> None:
         "runs", type=Path, nargs="+", help="distill run folders (each holding mine/fret)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-hard-fret")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="keep every FRet example, not only those whose positive the base misses",
+    )
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -54,7 +62,7 @@ def main() -> None:
         rows = fret.to_pylist()
         examples += len(rows)
         hard = fret.take(
-            [i for i, r in enumerate(rows) if r["positive_id"] != r["candidate_ids"][0]]
+            [i for i, r in enumerate(rows) if args.all or r["positive_id"] != r["candidate_ids"][0]]
         )
         if len(args.runs) > 1:
             ids = [f"{n}:{q}" for q in hard["query_id"].to_pylist()]
@@ -83,7 +91,8 @@ def main() -> None:
     result = {
         "runs": [str(r) for r in args.runs],
         "examples": examples,
-        "hard_examples": pooled.num_rows,
+        "kept": "all" if args.all else "hard",
+        "kept_examples": pooled.num_rows,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         **scores,
