@@ -27,6 +27,11 @@ def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -
     manifest = generate_queries(
         passages, tmp_path, llm=llm, config=config, shard_size=2, show_progress=False
     )
+    # every passage went through the LLM at least once, and the run counted it
+    texts = passages.passages["text"].to_pylist()
+    spent = manifest["llm_this_run"]
+    assert spent["prompt_tokens_evaluated"] >= sum(len(llm.tokenize(t)) for t in texts)
+    assert spent["completion_tokens"] > 0
     queries = read_shards(tmp_path / "queries")
     rejects = read_shards(tmp_path / "rejects")
     assert queries is not None
@@ -69,6 +74,7 @@ def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -
 
 def test_resume_after_one_shard_gives_the_same_result(llm, passages, tmp_path: Path) -> None:
     config = GenerateConfig(temperature=0.0)
+    llm.usage.reset()
     partial = generate_queries(
         passages,
         tmp_path / "a",
@@ -86,6 +92,13 @@ def test_resume_after_one_shard_gives_the_same_result(llm, passages, tmp_path: P
     )
     assert resumed["status"] == "finished"
     assert first_shard.stat().st_mtime_ns == stamp  # the finished shard was not redone
+    # each sitting records its own tokens; together they are all the LLM spent
+    sittings = [partial["llm_this_run"], resumed["llm_this_run"]]
+    for key in ("prompt_tokens_evaluated", "prompt_tokens_cached", "completion_tokens"):
+        assert sum(s[key] for s in sittings) == getattr(llm.usage, key)
+    assert all(s["prompt_tokens_evaluated"] > 0 and s["seconds"] > 0 for s in sittings)
+    # the second sitting reuses the few-shot prefix the first one evaluated
+    assert resumed["llm_this_run"]["prompt_tokens_cached"] > 0
     fresh = generate_queries(
         passages, tmp_path / "b", llm=llm, config=config, shard_size=2, show_progress=False
     )

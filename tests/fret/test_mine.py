@@ -133,6 +133,10 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
     )
     instruction = len(llm.tokenize(scorer.prompt.instruction, add_bos=True, special=True))
     assert llm.usage.prompt_tokens_evaluated <= instruction * 2 + passage_tokens + pair_tokens
+    # each sitting records its own tokens; together they are all the LLM evaluated
+    sittings = [partial["llm_this_run"], manifest["llm_this_run"]]
+    assert all(s["prompt_tokens_evaluated"] > 0 for s in sittings)
+    assert sum(s["prompt_tokens_evaluated"] for s in sittings) == llm.usage.prompt_tokens_evaluated
 
     # another fusion and negative choice: re-selected from the stored scores, no LLM work
     from geckokit.fret.fusion import Fusion, NegativeChoice, fuse

@@ -142,6 +142,8 @@ def generate_queries(
     }
     open_run(out, identity)
     generator = QueryGenerator(llm, prompt, config)
+    usage = getattr(llm, "usage", None)
+    before = usage.copy() if usage is not None else None
     run = run_sharded(
         passages,
         out=out,
@@ -168,5 +170,8 @@ def generate_queries(
         "summary": summarize(queries, rejects, done_passages),
         "environment": environment(),
     }
+    if usage is not None and before is not None and run.items_processed:
+        # this sitting's tokens only (a resumed run skips finished shards)
+        manifest["llm_this_run"] = {**usage.since(before), "seconds": round(run.seconds, 1)}
     write_json(manifest, out / MANIFEST)
     return manifest

@@ -391,6 +391,8 @@ def mine(
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
     if config.fusion is not Fusion.SEED:
+        usage = getattr(llm, "usage", None)
+        before = usage.copy() if usage is not None else None
         run = _score_pairs(
             candidates,
             passages,
@@ -404,13 +406,9 @@ def mine(
         )
         done = run.shards_skipped + run.shards_written
         manifest["shards"] = {"total": run.shards_total, "finished": done}
-        usage = getattr(llm, "usage", None)
-        if usage is not None and run.items_processed:
-            manifest["llm_this_run"] = {
-                "prompt_tokens_evaluated": usage.prompt_tokens_evaluated,
-                "prompt_tokens_cached": usage.prompt_tokens_cached,
-                "seconds": round(run.seconds, 1),
-            }
+        if usage is not None and before is not None and run.items_processed:
+            # this stage's own tokens: the backend may have served generate or a probe before
+            manifest["llm_this_run"] = {**usage.since(before), "seconds": round(run.seconds, 1)}
         if done < run.shards_total:
             manifest["environment"] = environment()
             write_json(manifest, out / MANIFEST)

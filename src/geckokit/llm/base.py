@@ -73,6 +73,25 @@ class UsageStats:
         self.completion_tokens = self.requests = 0
         self.extra.clear()
 
+    def copy(self) -> UsageStats:
+        return UsageStats(
+            self.prompt_tokens_evaluated,
+            self.prompt_tokens_cached,
+            self.completion_tokens,
+            self.requests,
+            dict(self.extra),
+        )
+
+    def since(self, before: UsageStats) -> dict[str, int]:
+        """The tokens spent after ``before`` (a :meth:`copy` taken earlier): what one stage
+        cost when the same backend served others before it."""
+        return {
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated
+            - before.prompt_tokens_evaluated,
+            "prompt_tokens_cached": self.prompt_tokens_cached - before.prompt_tokens_cached,
+            "completion_tokens": self.completion_tokens - before.completion_tokens,
+        }
+
 
 @runtime_checkable
 class LLM(Protocol):
