@@ -24,6 +24,7 @@ def passages(shared_data: Path):  # type: ignore[no-untyped-def]
 
 def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -> None:
     config = GenerateConfig(temperature=0.0)
+    llm.reset_cache()  # the few-shot prefix is evaluated anew, as a fresh run's would be
     manifest = generate_queries(
         passages, tmp_path, llm=llm, config=config, shard_size=2, show_progress=False
     )
@@ -32,6 +33,15 @@ def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -
     spent = manifest["llm_this_run"]
     assert spent["prompt_tokens_evaluated"] >= sum(len(llm.tokenize(t)) for t in texts)
     assert spent["completion_tokens"] > 0
+    # what distill's estimate expects generate to evaluate, within a fifth of it
+    from geckokit.pipeline.distill import estimate_cost, load_config
+
+    estimate = estimate_cost(
+        passages.passages, load_config(None, {"corpus": "unused"}), llm, stages=["generate"]
+    )
+    assert estimate["tokens"]["generate_prompt"] == pytest.approx(
+        spent["prompt_tokens_evaluated"], rel=0.2
+    )
     queries = read_shards(tmp_path / "queries")
     rejects = read_shards(tmp_path / "rejects")
     assert queries is not None

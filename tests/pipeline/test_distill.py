@@ -193,7 +193,16 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     seeds, corpus = table(4, 400), table(1000, 800)  # 100 and 200 tokens at 4 chars a token
     got = estimate_cost(seeds, config, None, corpus=corpus)
     assert got["llm_calls"] == {"generate": 4, "score_pairs": 20}
-    assert got["tokens"]["generate_prompt"] == 4 * (100 + 200)
+    # the few-shot prefix once, then each passage with the template's last turn
+    t = got["template_tokens"]
+    assert 20 < t["per_prompt"] < 60 and t["prefix"] > 500  # the bundled template's sizes
+    assert got["tokens"]["generate_prompt"] == pytest.approx(
+        t["prefix"] + 4 * (100 + t["per_prompt"]), abs=1
+    )
+    titled = seeds.append_column("title", pa.array(["y" * 80] * 4))  # 20 tokens each
+    assert estimate_cost(titled, config, None, corpus=corpus)["tokens"][
+        "generate_prompt"
+    ] == pytest.approx(got["tokens"]["generate_prompt"] + 4 * 20, abs=1)
     assert got["tokens"]["mine_prompt"] == 20 * 100 + 20 * 45  # 20 candidates, cut to 100
     small = estimate_cost(seeds, config, None, corpus=table(8, 200))
     assert small["tokens"]["mine_prompt"] == 8 * 50 + 20 * 45  # the whole corpus, once
@@ -222,17 +231,20 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
     one.mine.passage_max_tokens = 100
     got = estimate_cost(seeds, one, None, corpus=corpus)
     assert got["llm_calls"] == {"generate": 12, "score_pairs": 60}
-    assert got["tokens"]["generate_prompt"] == 4 * (100 + 200)  # once per passage
+    t = got["template_tokens"]
+    once = 4 * (100 + t["per_prompt"])  # each passage's prompt once
+    assert got["tokens"]["generate_prompt"] == pytest.approx(t["prefix"] + once, abs=1)
     assert got["tokens"]["generate_written"] == 12 * 60
     assert got["tokens"]["mine_prompt"] == 4 * 5 * 100 + 60 * 45
-    one.generate.reuse_prefix = False
-    assert estimate_cost(seeds, one, None, corpus=corpus)["tokens"]["generate_prompt"] == (
-        3 * 4 * (100 + 200)
-    )
+    one.generate.reuse_prefix = False  # every slot evaluates its whole prompt, prefix too
+    assert estimate_cost(seeds, one, None, corpus=corpus)["tokens"][
+        "generate_prompt"
+    ] == pytest.approx(3 * (once + 4 * t["prefix"]), abs=1)
     k = len(load_generate_prompt().task_types)
     pool = estimate_cost(seeds, load_config(None, overrides), None, corpus=corpus)
-    expected = (1 + 2 * (1 - 1 / k)) * 4 * (100 + 200)  # a new prompt when the type changes
-    assert pool["tokens"]["generate_prompt"] == round(expected)
+    t = pool["template_tokens"]  # the whole pool's mean last turn
+    expected = (1 + 2 * (1 - 1 / k)) * 4 * (100 + t["per_prompt"])  # anew when the type changes
+    assert pool["tokens"]["generate_prompt"] == pytest.approx(t["prefix"] + expected, abs=1)
     # a task type the prompt does not define fails here, before any LLM work
     with pytest.raises(ValueError, match="unknown task type 'poetry'"):
         estimate_cost(
@@ -278,8 +290,9 @@ def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
     # stopped part way: the passages with no finished query shard, the pairs not scored
     partial = estimate_cost(seeds, config, None, corpus=corpus, unwritten=[3], unscored=(6, 9))
     assert partial["llm_calls"] == {"generate": 1, "score_pairs": 9}
+    t = partial["template_tokens"]
     assert partial["tokens"] == {
-        "generate_prompt": 100 + 200,
+        "generate_prompt": pytest.approx(t["prefix"] + 100 + t["per_prompt"], abs=1),
         "generate_written": 60,
         "mine_prompt": 6 * 100 + 9 * 45,
     }

@@ -510,6 +510,9 @@ def _path_task(spec: str) -> tuple[Path, str | None]:
     return Path(spec), None
 
 
+_CHAT_MARKUP = 5  # tokens a chat template adds around one message (role tags, ends)
+
+
 def estimate_cost(
     passages: Any,
     config: DistillConfig,
@@ -529,11 +532,13 @@ def estimate_cost(
     ``unscored`` the candidate passages and pairs ``mine`` has still to score, once its
     candidates are retrieved.
 
-    Prompt tokens: per generated query the passage plus about 200 tokens of the prompt that
-    are not shared between passages, and about 60 written tokens; a query slot whose task
-    type repeats the previous slot's sends the same prompt again, which a backend that reuses
-    its cached state (``generate.reuse_prefix``) does not evaluate twice, so with one task
-    type a passage's prompt counts once. For mining, each distinct candidate passage once
+    Prompt tokens: the few-shot prefix once (every time without ``generate.reuse_prefix``),
+    then per generated query the passage, its title
+    and the template's last turn (the part not shared between passages, counted with the
+    LLM's tokenizer, plus a few tokens of chat markup), and about 60 written tokens; a query
+    slot whose task type repeats the previous slot's sends the same prompt again, which a
+    backend that reuses its cached state (``generate.reuse_prefix``) does not evaluate twice,
+    so with one task type a passage's prompt counts once. For mining, each distinct candidate passage once
     (scored once, then reused by every query that retrieved it; the slots of one passage
     mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
@@ -542,11 +547,11 @@ def estimate_cost(
     writing speed), so the figure holds for this machine and model."""
     tokenize = getattr(llm, "tokenize", None)
 
+    def count(text: str) -> int:
+        return len(tokenize(text)) if tokenize is not None else max(1, len(text) // 4)
+
     def lengths_of(table: Any, most: int | None = None) -> list[int]:
-        texts = table.column("text").to_pylist()[:most]
-        if tokenize is not None:
-            return [len(tokenize(t)) for t in texts]
-        return [max(1, len(t) // 4) for t in texts]
+        return [count(t) for t in table.column("text").to_pylist()[:most]]
 
     unknown = set(stages) - {"generate", "mine"}
     if unknown:
@@ -554,12 +559,22 @@ def estimate_cost(
     lengths = lengths_of(passages)
     qpp = config.generate.queries_per_passage
     queries = len(lengths) * qpp if queries is None else queries
-    todo = lengths if unwritten is None else [lengths[i] for i in unwritten]
-    pool = len(task_type_pool(load_generate_prompt(config.prompt), config.generate.task_types))
+    rows = range(len(lengths)) if unwritten is None else unwritten
+    todo = [lengths[i] for i in rows]
+    prompt = load_generate_prompt(config.prompt)
+    pool = task_type_pool(prompt, config.generate.task_types)
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
     # (drawn uniformly) differs from the one before it
-    prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / pool)
-    gen_prompt = round(prompts * sum(n + 200 for n in todo))
+    prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / len(pool))
+    chats = [prompt.messages(t, "", "") for t in pool]
+    turn = sum(count(c[-1]["content"]) for c in chats) / len(pool) + _CHAT_MARKUP
+    prefix = sum(count(m["content"]) + _CHAT_MARKUP for m in chats[0][:-1])
+    titles = passages.column("title").to_pylist() if "title" in passages.column_names else None
+    title_tokens = sum(count(titles[i]) for i in rows if titles[i]) if titles else 0
+    per_passage = sum(todo) + len(todo) * (turn + (0 if config.generate.reuse_prefix else prefix))
+    gen_prompt = round(prompts * (per_passage + title_tokens))
+    if config.generate.reuse_prefix and todo:
+        gen_prompt += prefix  # evaluated once, then reused
     gen_written = len(todo) * qpp * 60
     cut = config.mine.passage_max_tokens
     sample = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000: the mean
@@ -590,6 +605,8 @@ def estimate_cost(
         },
         # drop_solved leaves out queries once their candidates are retrieved
         "pairs_at_most": mine and config.mine.drop_solved and unscored is None,
+        # the generate template's share: its few-shot prefix, and its per-passage turn
+        "template_tokens": {"prefix": prefix, "per_prompt": round(turn, 1)},
         "tokens": {
             "generate_prompt": gen_prompt,
             "generate_written": gen_written,
