@@ -42,6 +42,9 @@ def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -
     assert estimate["tokens"]["generate_prompt"] == pytest.approx(
         spent["prompt_tokens_evaluated"], rel=0.2
     )
+    # and each attempt writes about as much as the prompt's few-shot answers
+    per_attempt = spent["completion_tokens"] / manifest["summary"]["attempts"]
+    assert estimate["template_tokens"]["per_answer"] == pytest.approx(per_attempt, rel=0.3)
     queries = read_shards(tmp_path / "queries")
     rejects = read_shards(tmp_path / "rejects")
     assert queries is not None

@@ -17,6 +17,7 @@ rather than mixing two runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -511,6 +512,7 @@ def _path_task(spec: str) -> tuple[Path, str | None]:
 
 
 _CHAT_MARKUP = 5  # tokens a chat template adds around one message (role tags, ends)
+_RETRIES = 1.15  # written tokens per query slot over one answer's: rejected attempts retried
 
 
 def estimate_cost(
@@ -535,7 +537,9 @@ def estimate_cost(
     Prompt tokens: the few-shot prefix once (every time without ``generate.reuse_prefix``),
     then per generated query the passage, its title
     and the template's last turn (the part not shared between passages, counted with the
-    LLM's tokenizer, plus a few tokens of chat markup), and about 60 written tokens; a query
+    LLM's tokenizer, plus a few tokens of chat markup), and as many written tokens as the
+    prompt's few-shot answers have on average (60 without examples), plus 15% for retries of
+    rejected answers (measured: 12% on the demo, 19% on SciFact with a science prompt); a query
     slot whose task type repeats the previous slot's sends the same prompt again, which a
     backend that reuses its cached state (``generate.reuse_prefix``) does not evaluate twice,
     so with one task type a passage's prompt counts once. For mining, each distinct candidate passage once
@@ -575,7 +579,9 @@ def estimate_cost(
     gen_prompt = round(prompts * (per_passage + title_tokens))
     if config.generate.reuse_prefix and todo:
         gen_prompt += prefix  # evaluated once, then reused
-    gen_written = len(todo) * qpp * 60
+    answers = [json.dumps({"task": e.task, "query": e.query}) for e in prompt.examples]
+    answer = sum(count(a) + 1 for a in answers) / len(answers) if answers else 60  # +1: the end
+    gen_written = round(len(todo) * qpp * answer * _RETRIES)
     cut = config.mine.passage_max_tokens
     sample = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000: the mean
     corpus_size = len(lengths) if corpus is None else corpus.num_rows
@@ -606,7 +612,11 @@ def estimate_cost(
         # drop_solved leaves out queries once their candidates are retrieved
         "pairs_at_most": mine and config.mine.drop_solved and unscored is None,
         # the generate template's share: its few-shot prefix, and its per-passage turn
-        "template_tokens": {"prefix": prefix, "per_prompt": round(turn, 1)},
+        "template_tokens": {
+            "prefix": prefix,
+            "per_prompt": round(turn, 1),
+            "per_answer": round(answer, 1),
+        },
         "tokens": {
             "generate_prompt": gen_prompt,
             "generate_written": gen_written,
