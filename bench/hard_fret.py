@@ -15,7 +15,10 @@ Several runs pool their hard examples (query ids prefixed by the run's position,
 sampled with the same seed write for the same passages). ``--all`` keeps every FRet example
 instead, to train the mine folders of two judges on the same claims the same way:
 
-    python bench/hard_fret.py runs/scifact-judge-1.5b/distill --all --out runs/scifact-judge-1.5b/train
+    python bench/hard_fret.py runs/scifact-judge-1.5b --all --out runs/scifact-judge-1.5b-train
+
+``--no-negative`` leaves the mined hard negatives out (in-batch and same-tower negatives
+only), as ``scifact_supervised.py`` trains the real claims, which have none.
 
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
@@ -41,6 +44,12 @@ def main() -> None:
         "--all",
         action="store_true",
         help="keep every FRet example, not only those whose positive the base misses",
+    )
+    parser.add_argument(
+        "--no-negative",
+        action="store_true",
+        help="train without the mined hard negatives (in-batch and same-tower ones only), "
+        "as the real-claim runs of scifact_supervised.py train",
     )
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
@@ -69,6 +78,11 @@ def main() -> None:
             hard = hard.set_column(
                 hard.schema.get_field_index("query_id"), "query_id", pa.array(ids)
             )
+        if args.no_negative:
+            empty = pa.array([[]] * hard.num_rows, type=hard.schema.field("negative_ids").type)
+            hard = hard.set_column(
+                hard.schema.get_field_index("negative_ids"), "negative_ids", empty
+            )
         kept.append(hard)
     pooled = pa.concat_tables(kept, promote_options="default")
     out: Path = args.out
@@ -93,6 +107,7 @@ def main() -> None:
         "examples": examples,
         "kept": "all" if args.all else "hard",
         "kept_examples": pooled.num_rows,
+        "hard_negatives": not args.no_negative,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         **scores,
