@@ -535,14 +535,14 @@ def estimate_cost(
     candidates are retrieved.
 
     Prompt tokens: the few-shot prefix once (every time without ``generate.reuse_prefix``),
-    then per generated query the passage, its title
-    and the template's last turn (the part not shared between passages, counted with the
-    LLM's tokenizer, plus a few tokens of chat markup), and as many written tokens as the
-    prompt's few-shot answers have on average (60 without examples), plus 15% for retries of
-    rejected answers (measured: 12% on the demo, 19% on SciFact with a science prompt); a query
-    slot whose task type repeats the previous slot's sends the same prompt again, which a
-    backend that reuses its cached state (``generate.reuse_prefix``) does not evaluate twice,
-    so with one task type a passage's prompt counts once. For mining, each distinct candidate passage once
+    then per generated query the passage, its title and the template's last turn (the part
+    not shared between passages, counted with the LLM's tokenizer, plus a few tokens of chat
+    markup), and as many written tokens as the prompt's few-shot answers have on average (60
+    without examples), plus 15% for retries of rejected answers (measured: 12% on the demo,
+    19% on SciFact with a science prompt); a query slot whose task type repeats the previous
+    slot's sends the same prompt again, which a backend that reuses its cached state
+    (``generate.reuse_prefix``) does not evaluate twice, so with one task type a passage's
+    prompt counts once. For mining, each distinct candidate passage once
     (scored once, then reused by every query that retrieved it; the slots of one passage
     mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
