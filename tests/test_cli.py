@@ -135,6 +135,9 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
     printed = " ".join(result.stdout.split())  # rich wraps long lines
     assert "queries for 2 passages" in printed and "reject rate" in printed
     manifest = json.loads((out / "manifest.json").read_text())
+    spent = manifest["llm_this_run"]
+    assert f"{spent['prompt_tokens_evaluated']:,} prompt tokens evaluated" in printed, printed
+    assert f"{spent['completion_tokens']:,} written" in printed
     assert manifest["status"] == "finished" and manifest["corpus"]["passages"] == 2
     assert set(manifest["summary"]["task_types"]) <= {"fact checking"}
     corpus = str(shared_data / "beir" / "scifact")

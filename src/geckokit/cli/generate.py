@@ -138,4 +138,15 @@ def print_summary(console: Console, manifest: dict[str, Any], out: Path) -> None
         f"({', '.join(f'{k} {v:.1%}' for k, v in s['reject_rate_by_reason'].items()) or 'none'}); "
         f"{s['queries_per_minute']} queries/min"
     )
+    if "llm_this_run" in manifest:
+        console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")
+
+
+def llm_usage_line(spent: dict[str, Any]) -> str:
+    """One line for a stage manifest's ``llm_this_run`` (what this sitting cost the LLM)."""
+    written = f", {spent['completion_tokens']:,} written" if spent.get("completion_tokens") else ""
+    return (
+        f"LLM this sitting: {spent['prompt_tokens_evaluated']:,} prompt tokens evaluated, "
+        f"{spent['prompt_tokens_cached']:,} reused from cache{written}, {spent['seconds']:g} s"
+    )

@@ -177,4 +177,8 @@ def mine(
     dropped = s.get("solved_dropped")
     if dropped is not None:
         console.print(f"{dropped} queries left out: the encoder already ranks their seed first")
+    if "llm_this_run" in manifest:
+        from geckokit.cli.generate import llm_usage_line
+
+        console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")
