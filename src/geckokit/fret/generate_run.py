@@ -142,8 +142,6 @@ def generate_queries(
     }
     open_run(out, identity)
     generator = QueryGenerator(llm, prompt, config)
-    usage = getattr(llm, "usage", None)
-    before = usage.copy() if usage is not None else None
     run = run_sharded(
         passages,
         out=out,
@@ -154,6 +152,7 @@ def generate_queries(
         description="generate",
         max_shards=max_shards,
         show_progress=show_progress,
+        usage=getattr(llm, "usage", None),
     )
     queries, rejects = read_shards(out / "queries"), read_shards(out / "rejects")
     finished = run.shards_skipped + run.shards_written == run.shards_total
@@ -170,8 +169,7 @@ def generate_queries(
         "summary": summarize(queries, rejects, done_passages),
         "environment": environment(),
     }
-    if usage is not None and before is not None and run.items_processed:
-        # this sitting's tokens only (a resumed run skips finished shards)
-        manifest["llm_this_run"] = {**usage.since(before), "seconds": round(run.seconds, 1)}
+    if run.llm:  # this sitting's tokens only (a resumed run skips finished shards)
+        manifest["llm_this_run"] = run.llm
     write_json(manifest, out / MANIFEST)
     return manifest

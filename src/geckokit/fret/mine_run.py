@@ -391,8 +391,6 @@ def mine(
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
     if config.fusion is not Fusion.SEED:
-        usage = getattr(llm, "usage", None)
-        before = usage.copy() if usage is not None else None
         run = _score_pairs(
             candidates,
             passages,
@@ -406,9 +404,8 @@ def mine(
         )
         done = run.shards_skipped + run.shards_written
         manifest["shards"] = {"total": run.shards_total, "finished": done}
-        if usage is not None and before is not None and run.items_processed:
-            # this stage's own tokens: the backend may have served generate or a probe before
-            manifest["llm_this_run"] = {**usage.since(before), "seconds": round(run.seconds, 1)}
+        if run.llm:  # this sitting's own tokens, not the backend's running total
+            manifest["llm_this_run"] = run.llm
         if done < run.shards_total:
             manifest["environment"] = environment()
             write_json(manifest, out / MANIFEST)
@@ -490,4 +487,5 @@ def _score_pairs(
         description="mine: score passages",
         max_shards=max_shards,
         show_progress=show_progress,
+        usage=getattr(llm, "usage", None),
     )

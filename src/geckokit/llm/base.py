@@ -7,6 +7,7 @@ likelihood* (log-probability of a continuation) and by *relevance classification
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,13 +75,7 @@ class UsageStats:
         self.extra.clear()
 
     def copy(self) -> UsageStats:
-        return UsageStats(
-            self.prompt_tokens_evaluated,
-            self.prompt_tokens_cached,
-            self.completion_tokens,
-            self.requests,
-            dict(self.extra),
-        )
+        return dataclasses.replace(self, extra=dict(self.extra))
 
     def since(self, before: UsageStats) -> dict[str, int]:
         """The tokens spent after ``before`` (a :meth:`copy` taken earlier): what one stage

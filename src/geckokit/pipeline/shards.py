@@ -28,6 +28,9 @@ class ShardRun:
     shards_written: int
     items_processed: int
     seconds: float
+    #: what this call cost the LLM whose ``usage`` was passed (tokens and seconds), when it
+    #: processed any item: a stage manifest's ``llm_this_run``
+    llm: dict[str, Any] | None = None
 
 
 def run_sharded(
@@ -41,13 +44,16 @@ def run_sharded(
     description: str = "working",
     max_shards: int | None = None,
     show_progress: bool = True,
+    usage: Any = None,
 ) -> ShardRun:
     """Process ``items`` shard by shard with ``stage``; ``split`` turns a shard's result into
     one table per name in ``outputs`` (``outputs[0]`` is the primary, whose file marks the
     shard finished). ``max_shards`` stops after writing that many shards (for tests and
     partial runs). Returns counts; the progress bar shows items, rate and ETA. When the
     output is not a terminal (a log file of a background run), where a live bar does not
-    draw, each finished shard prints one plain line with the same figures instead."""
+    draw, each finished shard prints one plain line with the same figures instead.
+    ``usage``, an LLM's :class:`~geckokit.llm.base.UsageStats`, has the tokens this call
+    spent counted into the result's ``llm`` (the backend may have served other work before)."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     n = items.num_rows
@@ -63,6 +69,7 @@ def run_sharded(
             n_shards,
         )
     t0 = time.perf_counter()
+    before = usage.copy() if usage is not None else None
     written = processed = 0
     from rich.progress import (
         BarColumn,
@@ -104,7 +111,11 @@ def run_sharded(
             written += 1
             if show_progress and not progress.console.is_terminal:
                 progress.console.print(_plain_line(progress.tasks[bar]))
-    return ShardRun(n_shards, n_shards - len(todo), written, processed, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    spent = None
+    if before is not None and processed:
+        spent = {**usage.since(before), "seconds": round(seconds, 1)}
+    return ShardRun(n_shards, n_shards - len(todo), written, processed, seconds, spent)
 
 
 def unfinished_shards(out: Path, primary: str, n: int, shard_size: int) -> list[int]:
