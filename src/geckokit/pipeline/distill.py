@@ -17,7 +17,6 @@ rather than mixing two runs.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -579,7 +578,7 @@ def estimate_cost(
     gen_prompt = round(prompts * (per_passage + title_tokens))
     if config.generate.reuse_prefix and todo:
         gen_prompt += prefix  # evaluated once, then reused
-    answers = [json.dumps({"task": e.task, "query": e.query}) for e in prompt.examples]
+    answers = [m["content"] for m in chats[0] if m["role"] == "assistant"]  # few-shot answers
     answer = sum(count(a) + 1 for a in answers) / len(answers) if answers else 60  # +1: the end
     gen_written = round(len(todo) * qpp * answer * _RETRIES)
     cut = config.mine.passage_max_tokens
