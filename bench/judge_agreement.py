@@ -111,11 +111,22 @@ def main() -> None:
             "first": round(sum(rank_in(a[q], b[q]["positive_id"]) for q in both) / max(1, n), 2),
             "second": round(sum(rank_in(b[q], a[q]["positive_id"]) for q in both) / max(1, n), 2),
         },
-        "second_llm_seconds": second.get("summary", {}).get("llm_seconds"),
+        # LLM time: the first judge's over its whole run, the second's over the subset
+        "llm": {k: _llm_time(m["summary"]) for k, m in (("first", first), ("second", second))},
         "seconds": round(seconds),
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
+
+
+def _llm_time(summary: dict) -> dict:
+    """A mine summary's LLM seconds, candidate passages scored and seconds per passage."""
+    passages = summary["passages_scored"]
+    return {
+        "seconds": summary["llm_seconds"],
+        "passages_scored": passages,
+        "seconds_per_passage": round(summary["llm_seconds"] / max(1, passages), 2),
+    }
 
 
 if __name__ == "__main__":
