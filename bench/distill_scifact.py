@@ -103,6 +103,16 @@ def main() -> None:
         "--queries-per-passage", type=int, default=1, help="query slots per sampled passage"
     )
     parser.add_argument(
+        "--max-word-overlap",
+        type=float,
+        default=1.0,
+        help="reject a claim sharing more than this share of its content words with its "
+        "passage (1 = no limit), as `geckokit generate --max-word-overlap`",
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, default=3, help="tries per query slot (generate)"
+    )
+    parser.add_argument(
         "--prompt",
         type=Path,
         default=None,
@@ -190,6 +200,8 @@ def main() -> None:
             "mine.drop_solved": args.drop_solved,
             "generate.task_types": args.task_types.split(",") if args.task_types else None,
             "generate.queries_per_passage": args.queries_per_passage,
+            "generate.max_attempts": args.max_attempts,
+            "generate.validation.max_word_overlap": args.max_word_overlap,
             "prompt": str(args.prompt) if args.prompt else None,
             **{f"mix.{kind}": [str(path)] for kind, path in human.items()},
             "train": train_cfg,

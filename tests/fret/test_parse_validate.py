@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from geckokit.fret.parse import ParseError, parse_task_query
-from geckokit.fret.validate import ValidationConfig, check_query, copy_overlap
+from geckokit.fret.validate import ValidationConfig, check_query, copy_overlap, word_overlap
 
 PASSAGE = "The Romans built more than 80,000 kilometres of paved roads with drainage layers."
 
@@ -52,6 +52,48 @@ def test_copy_overlap_hand_computed() -> None:
     assert copy_overlap("how long were roman roads", PASSAGE) == 0.0
     # 1 of 2 trigrams: (paved roads with) yes, (roads with gravel) no
     assert copy_overlap("paved roads with gravel", PASSAGE) == 0.5
+
+
+def test_word_overlap_hand_computed() -> None:
+    # content words {roman, paved, roads, drained}: paved and roads are in the passage
+    # ("Romans" is not "roman", "with" and "the" are stopwords and not counted)
+    assert word_overlap("The Roman paved roads were drained", PASSAGE) == 0.5
+    # every content word is the passage's own, though one trigram of five is
+    # ("with drainage layers"), so the phrase check lets it through
+    assert word_overlap("kilometres of roads, paved with drainage layers", PASSAGE) == 1.0
+    assert copy_overlap("kilometres of roads, paved with drainage layers", PASSAGE) == 0.2
+    assert word_overlap("how did they last", PASSAGE) == 0.0
+    assert word_overlap("the of and", PASSAGE) == 0.0  # stopwords only
+
+
+def test_word_overlap_threshold() -> None:
+    echo = "kilometres of roads, paved with drainage layers"
+    args = ("Given a claim, retrieve evidence.", echo)
+    kwargs = {"title": "Roman roads", "passage": PASSAGE}
+    assert check_query(*args, **kwargs) is None  # the default sets no limit
+    strict = ValidationConfig(max_word_overlap=0.6)
+    assert check_query(*args, config=strict, **kwargs) == "echoes_passage"
+    # the title's words count as the passage's: "roman" is only in the title
+    assert (
+        check_query(
+            "Given a claim, retrieve evidence.",
+            "Roman highways outlasted the empire",
+            config=ValidationConfig(max_word_overlap=0.3),
+            **kwargs,
+        )
+        is None
+    )
+    assert (
+        check_query(
+            "Given a claim, retrieve evidence.",
+            "Roman roads outlasted the empire",
+            config=ValidationConfig(max_word_overlap=0.3),
+            **kwargs,
+        )
+        == "echoes_passage"
+    )
+    with pytest.raises(ValueError):
+        ValidationConfig(max_word_overlap=0)
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="Tries per query, each with a new seed.",
 )
+@click.option(
+    "--max-word-overlap",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Reject a query when more than this share of its content words occur in the "
+    "passage or its title (1 = no limit); e.g. 0.6 for queries in other words.",
+)
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option(
     "--prompt",
@@ -85,6 +93,7 @@ def generate(
     queries_per_passage: int,
     task_types: str | None,
     max_attempts: int,
+    max_word_overlap: float,
     temperature: float,
     prompt_path: Path | None,
     shard_size: int,
@@ -102,6 +111,7 @@ def generate(
     from geckokit.fret.generate import GenerateConfig
     from geckokit.fret.generate_run import generate_queries
     from geckokit.fret.prompts import load_generate_prompt
+    from geckokit.fret.validate import ValidationConfig
     from geckokit.llm import load_llm
 
     loaded = load_corpus(
@@ -113,6 +123,7 @@ def generate(
         temperature=temperature,
         seed=seed,
         task_types=[t.strip() for t in task_types.split(",")] if task_types else None,
+        validation=ValidationConfig(max_word_overlap=max_word_overlap),
     )
     prompt = load_generate_prompt(prompt_path)
     llm = load_llm(llm_spec)
