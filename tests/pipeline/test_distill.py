@@ -214,6 +214,13 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     assert "at most 20 pairs to score" in describe_estimate(bound)
     known = estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"], unscored=(3, 10))
     assert not known["pairs_at_most"] and known["llm_calls"]["score_pairs"] == 10
+    # a word-overlap limit rejects most answers: every attempt counts, as an upper bound
+    assert not got["written_at_most"]
+    config.generate.validation.max_word_overlap = 0.6
+    echo = estimate_cost(seeds, config, None, corpus=corpus)
+    assert echo["written_at_most"] and "at most" in describe_estimate(echo).split("tokens")[1]
+    per_slot = got["tokens"]["generate_written"] / 4 / 1.15  # one answer, without retries
+    assert echo["tokens"]["generate_written"] == pytest.approx(4 * 3 * per_slot, abs=2)
 
 
 def test_estimate_counts_a_repeated_prompt_once() -> None:
