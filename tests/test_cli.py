@@ -116,6 +116,10 @@ def test_check_runs_every_operation_with_the_real_models() -> None:
 
 @pytest.mark.slow
 def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from geckokit.corpus import load_corpus
+    from geckokit.fret.validate import word_overlap
+    from geckokit.io import read_shards
+
     out = tmp_path / "run"
     args = (
         "generate",
@@ -129,6 +133,8 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
         "1",
         "--task-types",
         "fact checking",
+        "--max-word-overlap",
+        "0.9",
     )
     result = run(*args)
     assert result.returncode == 0, result.stderr
@@ -140,6 +146,14 @@ def test_generate_command_writes_queries_and_summary(shared_data, tmp_path) -> N
     assert f"{spent['completion_tokens']:,} written" in printed
     assert manifest["status"] == "finished" and manifest["corpus"]["passages"] == 2
     assert set(manifest["summary"]["task_types"]) <= {"fact checking"}
+    # the word-overlap limit reaches the checks: no accepted query echoes its passage
+    assert manifest["config"]["validation"]["max_word_overlap"] == 0.9
+    passages = load_corpus(shared_data / "beir" / "scifact", limit=2).passages.to_pylist()
+    text = {p["passage_id"]: f"{p['title']}\n{p['text']}" for p in passages}
+    queries = read_shards(out / "queries")
+    assert queries is not None and queries.num_rows > 0
+    for row in queries.to_pylist():
+        assert word_overlap(row["query"], text[row["passage_id"]]) <= 0.9
     corpus = str(shared_data / "beir" / "scifact")
     unknown = run(
         "generate", "--corpus", corpus, "--out", str(tmp_path / "other"), "--limit", "1",
