@@ -11,7 +11,9 @@ that lift SciFact test nDCG@10 by 5.7 points (README, "Distil end to end") are t
 Each argument is the ``--out`` folder of a ``geckokit generate`` run on the SciFact corpus,
 or the ``queries/`` folder of a ``geckokit distill`` run on it. Claims of several folders are compared on the passages they share, so
 two prompts are judged on the same passages. Prints one row per folder plus SciFact's real
-train and test claims; the abstracts' embeddings are cached under ``--cache``.
+train and test claims: the share of claims whose abstract ranks first and in the top 10,
+the median rank, words per claim, and the mean share of a claim's content words found in
+its abstract ("shared %"). The abstracts' embeddings are cached under ``--cache``.
 """
 
 from __future__ import annotations
@@ -73,11 +75,26 @@ def ranks(
     return np.array(out)
 
 
-def describe(name: str, r: np.ndarray, claims: list[str]) -> str:
+def overlaps(
+    corpus: dict[str, dict[str, str]], claims: list[str], relevant: list[set[str]]
+) -> np.ndarray:
+    """Per claim, the share of its content words found in its abstract (title and text;
+    ``geckokit.fret.validate.word_overlap``), the highest over its relevant abstracts."""
+    from geckokit.fret.validate import word_overlap
+
+    return np.array(
+        [
+            max(word_overlap(c, f"{corpus[d]['title']}\n{corpus[d]['text']}") for d in rel)
+            for c, rel in zip(claims, relevant, strict=True)
+        ]
+    )
+
+
+def describe(name: str, r: np.ndarray, claims: list[str], overlap: np.ndarray) -> str:
     words = np.mean([len(c.split()) for c in claims])
     return (
         f"{name:<44} {len(r):>6} {100 * np.mean(r == 1):>8.1f} {100 * np.mean(r <= 10):>8.1f} "
-        f"{np.median(r):>7.0f} {words:>6.1f}"
+        f"{np.median(r):>7.0f} {words:>6.1f} {100 * overlap.mean():>8.1f}"
     )
 
 
@@ -109,16 +126,27 @@ def main() -> None:
         else set()
     )
 
-    print(f"{'claims':<44} {'count':>6} {'rank 1 %':>8} {'top10 %':>8} {'median':>7} {'words':>6}")
+    from geckokit.evaluate.beir import load_beir
+
+    corpus = load_beir(scifact, split="test").corpus
+    print(
+        f"{'claims':<44} {'count':>6} {'rank 1 %':>8} {'top10 %':>8} {'median':>7} {'words':>6} "
+        f"{'shared %':>8}"
+    )
     for folder, rows in runs.items():
         rows = [r for r in rows if r["passage_id"] in shared]
         claims = [r["query"] for r in rows]
         seed_docs = [{r["passage_id"].split("#")[0]} for r in rows]  # a long abstract's part
-        print(describe(str(folder), ranks(encoder, docs, doc_ids, claims, seed_docs), claims))
+        r = ranks(encoder, docs, doc_ids, claims, seed_docs)
+        print(describe(str(folder), r, claims, overlaps(corpus, claims, seed_docs)))
     for split in ("train", "test"):
         _, claims, relevant = real_claims(scifact, split)
         r = ranks(encoder, docs, doc_ids, claims, relevant)
-        print(describe(f"SciFact {split} claims (real)", r, claims))
+        print(
+            describe(
+                f"SciFact {split} claims (real)", r, claims, overlaps(corpus, claims, relevant)
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ author would state the finding.
         --llm qwen2.5-coder-1.5b-instruct --out runs/scifact-rewrite-science
     python bench/hard_fret.py runs/scifact-rewrite-science --all --no-negative \
         --out runs/scifact-rewrite-science-train
-    python bench/claim_difficulty.py runs/scifact-rewrite-science
+    python bench/claim_difficulty.py runs/scifact-rewrite-science/original \
+        runs/scifact-rewrite-science
 
 Writes ``OUT/mine/fret`` (the run's FRet examples, ``query`` rewritten, the claim it came
-from in ``original_query``; positives and negatives as mined), ``OUT/queries`` (passage and
-rewritten claim, for ``claim_difficulty.py``) and ``OUT/manifest.json`` (the prompt, the
-LLM's tokens and seconds, the word overlap before and after). Resumable by shard of 64
-claims. The prompt's examples are written for this file; none comes from a benchmark.
+from in ``original_query``; positives and negatives as mined), ``OUT/queries`` and
+``OUT/original/queries`` (passage and claim, rewritten and as it was, for
+``claim_difficulty.py OUT/original OUT``) and ``OUT/manifest.json`` (the prompt, the LLM's
+tokens and seconds over all sittings, the word overlap before and after). Resumable by
+shard of 64 claims. The prompt's examples are written for this file; none comes from a
+benchmark.
 """
 
 from __future__ import annotations
@@ -125,6 +128,12 @@ def main() -> None:
     done = read_shards(out / "mine" / "fret")
     assert done is not None
     rows = done.to_pylist()
+    # the claims as they were, in the same shape, so claim_difficulty.py can compare the two
+    original = out / "original" / "queries" / "part-00000.parquet"
+    if not original.exists():
+        write_table(
+            pa.table({"passage_id": done["seed_id"], "query": done["original_query"]}), original
+        )
 
     def mean_overlap(key: str) -> float:
         return round(
@@ -143,14 +152,17 @@ def main() -> None:
             "before": mean_overlap("original_query"),
             "after": mean_overlap("query"),
         },
-        "llm_this_run": {
-            **llm.usage.since(before),
-            "seconds": round(time.perf_counter() - t0, 1),
-        },
     }
+    # the LLM's tokens and seconds, summed over every sitting of a resumed run
+    spent = {**llm.usage.since(before), "seconds": round(time.perf_counter() - t0, 1)}
+    earlier = out / "manifest.json"
+    if earlier.exists():
+        previous = json.loads(earlier.read_text()).get("llm", {})
+        spent = {k: round(v + previous.get(k, 0), 1) for k, v in spent.items()}
+    manifest["llm"] = spent
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["word_overlap_with_positive"] | {"claims": len(rows)}))
-    print(json.dumps(manifest["llm_this_run"]))
+    print(json.dumps(manifest["llm"]))
 
 
 if __name__ == "__main__":
