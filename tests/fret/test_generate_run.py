@@ -161,3 +161,24 @@ def test_a_crash_mid_shard_leaves_no_finished_looking_shard(
         + pq.read_table(tmp_path / "rejects" / "part-00000.parquet").num_rows
         >= 2
     )
+
+
+def test_summary_counts_passages_and_query_slots_left_empty() -> None:
+    """Two slots for each of three passages: p1 fills both, p2 one, p3 none. Passages
+    without a query and empty slots are different counts."""
+    import pyarrow as pa
+
+    from geckokit.fret.generate_run import summarize
+
+    def q(pid: str) -> dict[str, object]:
+        return {"passage_id": pid, "task_type": "fact checking", "query": "a b c", "seconds": 1.0}
+
+    def r(pid: str, final: bool) -> dict[str, object]:
+        return {"passage_id": pid, "reject_reason": "too_short", "final": final, "seconds": 1.0}
+
+    queries = pa.Table.from_pylist([q("p1"), q("p1"), q("p2")])
+    rejects = pa.Table.from_pylist([r("p2", False), r("p2", True), r("p3", True), r("p3", True)])
+    s = summarize(queries, rejects, 3)
+    assert s["passages_without_query"] == 1  # p3
+    assert s["slots_without_query"] == 3  # p2's second, p3's two
+    assert s["attempts"] == 7 and s["reject_rate"] == round(4 / 7, 4)

@@ -144,7 +144,8 @@ def print_summary(console: Console, manifest: dict[str, Any], out: Path) -> None
         table.add_row(name, str(count))
     console.print(table)
     console.print(
-        f"{s['queries']} queries for {s['passages']} passages ({s['passages_without_query']} without one); "
+        f"{s['queries']} queries for {s['passages']} passages ({s['passages_without_query']} "
+        f"without one, {s.get('slots_without_query', 0)} query slots left empty); "
         f"mean query length {s['mean_query_words']} words; reject rate {s['reject_rate']:.1%} "
         f"({', '.join(f'{k} {v:.1%}' for k, v in s['reject_rate_by_reason'].items()) or 'none'}); "
         f"{s['queries_per_minute']} queries/min"

@@ -91,7 +91,9 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
     return {
         "passages": passages,
         "queries": len(q_rows),
-        "passages_without_query": sum(1 for r in r_rows if r["final"]),
+        # a passage with several query slots may fill some of them
+        "passages_without_query": passages - len({r["passage_id"] for r in q_rows}),
+        "slots_without_query": sum(1 for r in r_rows if r["final"]),
         "attempts": attempts,
         "task_types": dict(sorted(Counter(r["task_type"] for r in q_rows).items())),
         "mean_query_words": round(sum(lengths) / len(lengths), 2) if lengths else None,
