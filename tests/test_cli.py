@@ -44,8 +44,28 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
         "model": "run/train/model",
         "report": "run/report.html",
         "stages": {
-            "generate": {"seconds": 100.0, "sittings": 1, "summary": {"llm_seconds": 95.5}},
-            "mine": {"seconds": 200.0, "sittings": 3, "summary": {"llm_seconds": 180.0}},
+            "generate": {
+                "seconds": 100.0,
+                "sittings": 1,
+                "summary": {"llm_seconds": 95.5},
+                "llm_this_run": {
+                    "prompt_tokens_evaluated": 5951,
+                    "prompt_tokens_cached": 20000,
+                    "completion_tokens": 1200,
+                    "seconds": 95.5,
+                },
+            },
+            "mine": {
+                "seconds": 200.0,
+                "sittings": 3,
+                "summary": {"llm_seconds": 180.0},
+                "llm_this_run": {
+                    "prompt_tokens_evaluated": 4000,
+                    "prompt_tokens_cached": 100,
+                    "completion_tokens": 0,
+                    "seconds": 60.0,
+                },
+            },
             "train": {"seconds": 50.0, "sittings": 1, "steps": 4},
             "eval": {
                 "seconds": 10.0,
@@ -60,6 +80,13 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     assert "generate     100.0 s\n" in text  # one sitting: not said
     assert "total        360.0 s, of which the LLM 275.5 s" in text
     assert "50.00" in text and "report: run/report.html" in text
+    # each LLM stage's tokens; a stage of several sittings says its figures are the last one's
+    assert (
+        "generate LLM: 5,951 prompt tokens evaluated, 20,000 reused from cache, 1,200 written, "
+        "95.5 s" in text
+    )
+    assert "mine LLM, the last of 3 sittings: 4,000 prompt tokens evaluated" in text
+    assert "train LLM" not in text
     manifest["stages"]["mine"]["summary"] = {"llm_seconds": None}  # shards from before
     buf = StringIO()
     print_summary(Console(file=buf, width=120), manifest, tmp_path)

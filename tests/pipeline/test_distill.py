@@ -90,6 +90,12 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert mine["sittings"] == 2 and "status" not in mine  # both sittings counted
     assert mine["seconds"] >= stopped["stages"]["mine"]["seconds"]
     assert first["stages"]["generate"] == stopped["stages"]["generate"]
+    # each LLM stage keeps the token counts of the sitting that finished it, as its folder's
+    # manifest has them
+    for stage, folder in (("generate", "queries"), ("mine", "mine")):
+        spent = json.loads((out / folder / "manifest.json").read_text())["llm_this_run"]
+        assert first["stages"][stage]["llm_this_run"] == spent
+        assert spent["prompt_tokens_evaluated"] > 0
     assert not (out / "train").exists()
 
     # another fusion before mix/ ran: mine/ chooses again from its scores, no LLM work

@@ -166,8 +166,10 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
 
 def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
     """The end of a run: the before/after table, the time per stage and in all (with the
-    LLM's share), the model's and the report's paths."""
+    LLM's share), the LLM's tokens per stage, the model's and the report's paths."""
     from rich.table import Table
+
+    from geckokit.cli.options import llm_usage_line
 
     stages = manifest["stages"]
     results = stages.get("eval", {}).get("results")
@@ -194,6 +196,11 @@ def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
     if share and unknown:  # shards written before their LLM time was recorded
         share += f" (not counting {', '.join(unknown)}: not recorded)"
     console.print(f"  {'total':<9} {total:>8.1f} s{share}")
+    for name, info in stages.items():  # the LLM's tokens, as the stage's last sitting counted
+        if info.get("llm_this_run"):
+            n = info.get("sittings", 1)
+            label = f"{name} LLM" + (f", the last of {n} sittings" if n > 1 else "")
+            console.print(f"  {llm_usage_line(info['llm_this_run'], label)}")
     if manifest.get("model"):
         console.print(f"model:  {manifest['model']}  (SentenceTransformer(path))")
     if manifest.get("report"):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geckokit.cli.options import llm_option
+from geckokit.cli.options import llm_option, llm_usage_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -153,12 +153,3 @@ def print_summary(console: Console, manifest: dict[str, Any], out: Path) -> None
     if "llm_this_run" in manifest:
         console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")
-
-
-def llm_usage_line(spent: dict[str, Any]) -> str:
-    """One line for a stage manifest's ``llm_this_run`` (what this sitting cost the LLM)."""
-    written = f", {spent['completion_tokens']:,} written" if spent.get("completion_tokens") else ""
-    return (
-        f"LLM this sitting: {spent['prompt_tokens_evaluated']:,} prompt tokens evaluated, "
-        f"{spent['prompt_tokens_cached']:,} reused from cache{written}, {spent['seconds']:g} s"
-    )

@@ -178,7 +178,7 @@ def mine(
     if dropped is not None:
         console.print(f"{dropped} queries left out: the encoder already ranks their seed first")
     if "llm_this_run" in manifest:
-        from geckokit.cli.generate import llm_usage_line
+        from geckokit.cli.options import llm_usage_line
 
         console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")

@@ -408,7 +408,7 @@ def _run(
                 prompt=prompt,
                 show_progress=show_progress,
             )
-            done(summary=gen["summary"])
+            done(summary=gen["summary"], llm_this_run=gen.get("llm_this_run"))
     if last == STAGES.index(Stage.GENERATE):
         return _close(manifest, out, until)
 
@@ -431,7 +431,7 @@ def _run(
                 prompt=load_rerank_prompt(config.rerank_prompt),
                 show_progress=show_progress,
             )
-            done(summary=mined.get("summary"))
+            done(summary=mined.get("summary"), llm_this_run=mined.get("llm_this_run"))
     if last == STAGES.index(Stage.MINE):
         return _close(manifest, out, until)
     llm = None  # the LLM's work is done; let it go before training
