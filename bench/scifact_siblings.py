@@ -14,7 +14,14 @@ the base in plain text (the README's base row), with a paired randomisation test
         generated=runs/scifact-science-noneg/train/model --out runs/scifact-siblings
 
 Each ``NAME=MODEL`` is a label and a model folder (or registry name), evaluated in the
-unified format with SciFact's task string, as the bench trains them. About 4 minutes a
+unified format with SciFact's task string, as the bench trains them. ``--written`` also
+splits the test claims by whether a distill run wrote claims for one of their abstracts
+(its passages are a sample of the corpus), to see whether writing for a test claim's own
+abstract helps that claim:
+
+    python bench/scifact_siblings.py science-noneg=runs/scifact-science-noneg/train/model \
+        --written runs/scifact-bench-science/distill/queries --out runs/scifact-siblings-written
+ About 4 minutes a
 model on 2 cores. Prints a table and the sibling statistics, and writes ``results.json``.
 """
 
@@ -30,9 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def split_by_train_documents(scifact: Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """The test claims' ids (evaluation order), a mask of those with a relevant abstract that
-    some train claim also cites, and how close the nearest such train claim is."""
+def split_by_train_documents(
+    scifact: Path,
+) -> tuple[list[set[str]], np.ndarray, dict[str, Any]]:
+    """The test claims' relevant abstracts (evaluation order), a mask of the claims with a
+    relevant abstract that some train claim also cites, and how close the nearest such train
+    claim is."""
     from geckokit.evaluate.beir import load_beir
     from geckokit.evaluate.retrieval import sort_ids
     from geckokit.fret.validate import word_overlap
@@ -67,13 +77,20 @@ def split_by_train_documents(scifact: Path) -> tuple[list[str], np.ndarray, dict
         "nearest_sibling_overlap_mean": round(float(near.mean()), 3),
         "nearest_sibling_overlap_at_least_0.8": round(float((near >= 0.8).mean()), 3),
     }
-    return test_ids, covered, stats
+    return test_rel, covered, stats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="NAME=MODEL: a label and a model folder")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-siblings")
+    parser.add_argument(
+        "--written",
+        type=Path,
+        default=None,
+        help="a generate --out folder (distill: RUN/queries): also split the test claims by "
+        "whether the run wrote claims for one of their relevant abstracts",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.models)
@@ -86,7 +103,7 @@ def main() -> None:
     from geckokit.evaluate.task_strings import task_string
 
     scifact = args.shared / "beir" / "scifact"
-    _, covered, stats = split_by_train_documents(scifact)
+    test_rel, covered, stats = split_by_train_documents(scifact)
     print(
         f"{stats['covered']} of {stats['test_claims']} test claims have a relevant abstract "
         f"that a train claim cites ({stats['test_abstracts_cited_by_train']} of the "
@@ -105,7 +122,18 @@ def main() -> None:
         scores[name] = 100 * np.array(got["ndcg@10_per_query"])
     base = scores["base (plain)"]
     groups = {"all": np.ones_like(covered), "covered": covered, "not covered": ~covered}
-    print(f"\n{'nDCG@10':<24}" + "".join(f"{g} ({m.sum()})".rjust(26) for g, m in groups.items()))
+    if args.written is not None:
+        from geckokit.io import read_shards
+
+        queries = read_shards(args.written / "queries")
+        if queries is None:
+            raise SystemExit(f"{args.written}: no queries/ shards; pass a generate --out folder")
+        # a long abstract's passages are ID#part
+        seeds = {p.split("#")[0] for p in queries.column("passage_id").to_pylist()}
+        written = np.array([bool(rel & seeds) for rel in test_rel])
+        stats["written_for"] = int(written.sum())
+        groups |= {"written for": written, "not written for": ~written}
+    print(f"\n{'nDCG@10':<24}" + "".join(f"{g} ({m.sum()})".rjust(28) for g, m in groups.items()))
     table: dict[str, Any] = {}
     for name, per_query in scores.items():
         row, cells = {}, []
@@ -126,7 +154,7 @@ def main() -> None:
                 + (f" ({mean - base[mask].mean():+.2f}, p {p:.2f})" if p is not None else "")
             )
         table[name] = {"model": runs[name][0], **row}
-        print(f"{name:<24}" + "".join(c.rjust(26) for c in cells))
+        print(f"{name:<24}" + "".join(c.rjust(28) for c in cells))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({**stats, "models": table}, indent=2) + "\n")
 
