@@ -182,3 +182,24 @@ def test_summary_counts_passages_and_query_slots_left_empty() -> None:
     assert s["passages_without_query"] == 1  # p3
     assert s["slots_without_query"] == 3  # p2's second, p3's two
     assert s["attempts"] == 7 and s["reject_rate"] == round(4 / 7, 4)
+
+
+def test_a_folder_from_before_the_word_overlap_limit_still_resumes(tmp_path: Path) -> None:
+    """A generate folder written before ``validation.max_word_overlap`` existed: left at its
+    default (no limit) the setting is not a change; set, it is."""
+    from geckokit.fret.generate import GenerateConfig
+    from geckokit.fret.generate_run import _identity_config
+    from geckokit.fret.validate import ValidationConfig
+    from geckokit.pipeline.runs import RunMismatchError, open_run
+
+    def identity(config: GenerateConfig) -> dict[str, object]:
+        return {"stage": "generate", "config": _identity_config(config), "model": {"id": "m"}}
+
+    old = identity(GenerateConfig())
+    assert "max_word_overlap" not in old["config"]["validation"]  # type: ignore[index]
+    open_run(tmp_path, old)  # as the folder was written before the setting
+    open_run(tmp_path, identity(GenerateConfig()))  # resumes
+    limited = GenerateConfig(validation=ValidationConfig(max_word_overlap=0.6))
+    assert _identity_config(limited)["validation"]["max_word_overlap"] == 0.6
+    with pytest.raises(RunMismatchError, match="different config"):
+        open_run(tmp_path, identity(limited))

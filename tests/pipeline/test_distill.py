@@ -428,3 +428,18 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     dropping.mine.drop_solved = True
     with pytest.raises(RunMismatchError, match=r"\(mine\) and its eval/"):
         _save_config(dropping, out)
+
+    # and one two tables deep (generate.validation.max_word_overlap)
+    del saved["generate"]["validation"]["max_word_overlap"]
+    (out / "config.json").write_text(json.dumps(saved))
+    (out / "queries").mkdir()
+    _save_config(config, out)
+    assert (
+        json.loads((out / "config.json").read_text())["generate"]["validation"]["max_word_overlap"]
+        == 1.0
+    )
+    (out / "config.json").write_text(json.dumps(saved))
+    limited = config.model_copy(deep=True)
+    limited.generate.validation.max_word_overlap = 0.6
+    with pytest.raises(RunMismatchError, match=r"\(generate\) and its queries/"):
+        _save_config(limited, out)

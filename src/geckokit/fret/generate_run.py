@@ -104,6 +104,19 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
     }
 
 
+#: settings added after run folders were written: at these values they stay out of a run's
+#: identity, so that a folder written before them resumes instead of being refused
+_ADDED_LATER = {("validation", "max_word_overlap"): 1.0}
+
+
+def _identity_config(config: GenerateConfig) -> dict[str, Any]:
+    dumped = config.model_dump(exclude={"reuse_prefix"})
+    for (table, key), default in _ADDED_LATER.items():
+        if dumped[table].get(key) == default:
+            del dumped[table][key]
+    return dumped
+
+
 @holds_run_lock
 def generate_queries(
     corpus: Corpus | str | Path,
@@ -130,7 +143,7 @@ def generate_queries(
     out = Path(out)
     identity = {
         "stage": "generate",
-        "config": config.model_dump(exclude={"reuse_prefix"}),
+        "config": _identity_config(config),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
         "model": model_fingerprint(llm),
         "corpus": {
