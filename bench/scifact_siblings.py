@@ -151,7 +151,12 @@ def main() -> None:
             }
             cells.append(
                 f"{mean:.2f}"
-                + (f" ({mean - base[mask].mean():+.2f}, p {p:.2f})" if p is not None else "")
+                + (
+                    f" ({mean - base[mask].mean():+.2f}, "
+                    + (f"p {p:.2f})" if p >= 0.005 else "p < 0.005)")
+                    if p is not None
+                    else ""
+                )
             )
         table[name] = {"model": runs[name][0], **row}
         print(f"{name:<24}" + "".join(c.rjust(28) for c in cells))
