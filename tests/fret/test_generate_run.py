@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -10,7 +11,7 @@ import pytest
 from geckokit.corpus import load_corpus
 from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.generate_run import generate_queries
-from geckokit.fret.validate import copy_overlap
+from geckokit.fret.validate import ValidationConfig, copy_overlap
 from geckokit.io import read_shards
 from geckokit.pipeline.runs import RunMismatchError
 
@@ -100,6 +101,12 @@ def test_resume_after_one_shard_gives_the_same_result(llm, passages, tmp_path: P
     assert partial["status"] == "partial" and partial["shards"] == {"total": 2, "finished": 1}
     first_shard = tmp_path / "a" / "queries" / "part-00000.parquet"
     stamp = first_shard.stat().st_mtime_ns
+    # as a folder written before validation.max_word_overlap existed: it resumes, having run
+    # with that setting's default
+    manifest_path = tmp_path / "a" / "manifest.json"
+    written = json.loads(manifest_path.read_text())
+    del written["config"]["validation"]["max_word_overlap"]
+    manifest_path.write_text(json.dumps(written))
     resumed = generate_queries(
         passages, tmp_path / "a", llm=llm, config=config, shard_size=2, show_progress=False
     )
@@ -126,6 +133,17 @@ def test_resume_after_one_shard_gives_the_same_result(llm, passages, tmp_path: P
             tmp_path / "a",
             llm=llm,
             config=GenerateConfig(temperature=0.0, seed=1),
+            shard_size=2,
+            show_progress=False,
+        )
+    with pytest.raises(RunMismatchError, match="different config"):  # away from its default
+        generate_queries(
+            passages,
+            tmp_path / "a",
+            llm=llm,
+            config=GenerateConfig(
+                temperature=0.0, validation=ValidationConfig(max_word_overlap=0.6)
+            ),
             shard_size=2,
             show_progress=False,
         )
@@ -182,24 +200,3 @@ def test_summary_counts_passages_and_query_slots_left_empty() -> None:
     assert s["passages_without_query"] == 1  # p3
     assert s["slots_without_query"] == 3  # p2's second, p3's two
     assert s["attempts"] == 7 and s["reject_rate"] == round(4 / 7, 4)
-
-
-def test_a_folder_from_before_the_word_overlap_limit_still_resumes(tmp_path: Path) -> None:
-    """A generate folder written before ``validation.max_word_overlap`` existed: left at its
-    default (no limit) the setting is not a change; set, it is."""
-    from geckokit.fret.generate import GenerateConfig
-    from geckokit.fret.generate_run import _identity_config
-    from geckokit.fret.validate import ValidationConfig
-    from geckokit.pipeline.runs import RunMismatchError, open_run
-
-    def identity(config: GenerateConfig) -> dict[str, object]:
-        return {"stage": "generate", "config": _identity_config(config), "model": {"id": "m"}}
-
-    old = identity(GenerateConfig())
-    assert "max_word_overlap" not in old["config"]["validation"]  # type: ignore[index]
-    open_run(tmp_path, old)  # as the folder was written before the setting
-    open_run(tmp_path, identity(GenerateConfig()))  # resumes
-    limited = GenerateConfig(validation=ValidationConfig(max_word_overlap=0.6))
-    assert _identity_config(limited)["validation"]["max_word_overlap"] == 0.6
-    with pytest.raises(RunMismatchError, match="different config"):
-        open_run(tmp_path, identity(limited))

@@ -249,7 +249,22 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
         show_progress=False,
     )
     assert manifest["status"] == "finished" and manifest["counts"]["pairs"] == 0
-    assert "drop_solved" not in manifest["config"]  # off: folders from before it resume
+    # a folder written before mine.drop_solved existed resumes: it ran with the default (off)
+    path = tmp_path / "m" / "manifest.json"
+    written = json.loads(path.read_text())
+    del written["config"]["drop_solved"]
+    path.write_text(json.dumps(written))
+    again = mine(
+        queries,
+        corpus,
+        tmp_path / "m",
+        llm=None,
+        encoder=encoder,
+        encoder_name="all-minilm-l6-v2",
+        config=config,
+        show_progress=False,
+    )
+    assert again["status"] == "finished" and again["config"]["drop_solved"] is False
     assert manifest["summary"]["relabel_rate"] == 0.0 and manifest["summary"]["ql"] is None
     fret = read_shards(tmp_path / "m" / "fret")
     assert fret is not None

@@ -104,17 +104,8 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
     }
 
 
-#: settings added after run folders were written: at these values they stay out of a run's
-#: identity, so that a folder written before them resumes instead of being refused
-_ADDED_LATER = {("validation", "max_word_overlap"): 1.0}
-
-
 def _identity_config(config: GenerateConfig) -> dict[str, Any]:
-    dumped = config.model_dump(exclude={"reuse_prefix"})
-    for (table, key), default in _ADDED_LATER.items():
-        if dumped[table].get(key) == default:
-            del dumped[table][key]
-    return dumped
+    return config.model_dump(exclude={"reuse_prefix"})
 
 
 @holds_run_lock
@@ -155,7 +146,8 @@ def generate_queries(
         },
         "shard_size": shard_size,
     }
-    open_run(out, identity)
+    # a folder from before a setting existed resumes: it ran with that setting's default
+    open_run(out, identity, defaults={"config": _identity_config(GenerateConfig())})
     generator = QueryGenerator(llm, prompt, config)
     run = run_sharded(
         passages,

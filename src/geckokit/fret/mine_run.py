@@ -37,7 +37,7 @@ from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import holds_run_lock, open_run
+from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
 from geckokit.pipeline.shards import run_sharded, unfinished_rows
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,8 @@ class MineConfig(BaseModel):
     seed: int = 0
 
 
-#: settings added after run folders were written: at these values they stay out of a run's
-#: identity, so that a folder written before them resumes instead of being refused
-_ADDED_LATER = {"drop_solved": False}
-
-
 def _identity_config(config: MineConfig) -> dict[str, Any]:
-    dumped = config.model_dump(mode="json", exclude=set(SELECTION))
-    return {k: v for k, v in dumped.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
+    return config.model_dump(mode="json", exclude=set(SELECTION))
 
 
 def unsolved(candidates: pa.Table) -> pa.Table:
@@ -350,7 +344,8 @@ def mine(
         "shard_size": shard_size,
     }
     _drop_old_selection(out)
-    open_run(out, identity)
+    # a folder from before a setting existed resumes: it ran with that setting's default
+    open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
 
     passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
     cand_path = out / "candidates" / "part-00000.parquet"
@@ -449,7 +444,7 @@ def scoring_left(out: str | Path) -> tuple[int, int] | None:
         return None
     manifest = read_json(out / MANIFEST)
     assert manifest is not None  # open_run writes it before the candidates
-    drop = manifest["config"].get("drop_solved", _ADDED_LATER["drop_solved"])
+    drop = with_defaults(_identity_config(MineConfig()), manifest["config"])["drop_solved"]
     grouped = _pairs_by_passage(_kept(candidates, drop))
     rows = unfinished_rows(out, "scores", grouped.num_rows, manifest["shard_size"])
     queries = grouped["query_ids"].to_pylist()

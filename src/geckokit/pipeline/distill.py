@@ -206,13 +206,9 @@ def _default(key: str) -> Any:
 def _at_defaults(key: str, saved: Any) -> Any:
     """A saved nested table (``mine``, ``train``...) with the settings it lacks at their
     defaults, at any depth (``generate.validation``)."""
+    from geckokit.pipeline.runs import with_defaults
 
-    def merged(default: Any, saved: Any) -> Any:
-        if isinstance(default, dict) and isinstance(saved, dict):
-            return {**default, **{k: merged(default.get(k), v) for k, v in saved.items()}}
-        return saved
-
-    return merged(_default(key), saved)
+    return with_defaults(_default(key), saved)
 
 
 def _only_selection_differs(saved: dict[str, Any], current: dict[str, Any]) -> bool:

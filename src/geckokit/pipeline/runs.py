@@ -92,9 +92,22 @@ def holds_run_lock(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_run(out: Path, identity: dict[str, Any]) -> None:
+def with_defaults(defaults: Any, saved: Any) -> Any:
+    """``saved`` (settings as a run folder recorded them) with each setting it lacks taken
+    from ``defaults``, at any depth: a setting added after the folder was written is at its
+    default there, which is how the code behaved before the setting existed."""
+    if isinstance(defaults, dict) and isinstance(saved, dict):
+        return {**defaults, **{k: with_defaults(defaults.get(k), v) for k, v in saved.items()}}
+    return saved
+
+
+def open_run(
+    out: Path, identity: dict[str, Any], *, defaults: dict[str, Any] | None = None
+) -> None:
     """Start or resume the run in ``out`` whose settings are ``identity`` (a dict with
-    ``stage``, and ``model`` holding an ``id`` when an LLM is involved).
+    ``stage``, and ``model`` holding an ``id`` when an LLM is involved). ``defaults``, the
+    identity's default settings (e.g. ``{"config": ...}``), fill in what a folder written
+    before a setting existed lacks (:func:`with_defaults`), so that it resumes.
 
     A folder that holds a run with other settings raises :class:`RunMismatchError` instead
     of mixing two runs; the model is compared by id (its path may differ between machines),
@@ -103,6 +116,7 @@ def open_run(out: Path, identity: dict[str, Any]) -> None:
     """
     previous = read_json(out / MANIFEST)
     if previous is not None:
+        previous = with_defaults(defaults or {}, previous)
         mismatched = [
             k
             for k in identity
