@@ -42,11 +42,13 @@ def abstract_embeddings(
 
 
 def real_claims(scifact: Path, split: str) -> tuple[list[str], list[str], list[set[str]]]:
-    """SciFact's claims of ``split``: their ids, texts and relevant abstracts."""
+    """SciFact's claims of ``split``: their ids, texts and relevant abstracts, in the order
+    ``evaluate_retrieval`` scores them (its ``per_query`` lists line up with these)."""
     from geckokit.evaluate.beir import load_beir
+    from geckokit.evaluate.retrieval import sort_ids
 
     data = load_beir(scifact, split=split)
-    qids = sorted(data.queries)
+    qids = sort_ids(list(data.queries))
     relevant = [{d for d, g in data.qrels[q].items() if g > 0 and d in data.corpus} for q in qids]
     return qids, [data.queries[q] for q in qids], relevant
 

@@ -43,32 +43,24 @@ def split_by_train_documents(
     """The test claims' relevant abstracts (evaluation order), a mask of the claims with a
     relevant abstract that some train claim also cites, and how close the nearest such train
     claim is."""
-    from geckokit.evaluate.beir import load_beir
-    from geckokit.evaluate.retrieval import sort_ids
+    from claim_difficulty import real_claims
     from geckokit.fret.validate import word_overlap
 
-    def relevant(split: str) -> tuple[list[str], dict[str, str], list[set[str]]]:
-        data = load_beir(scifact, split=split)
-        ids = sort_ids(list(data.queries))
-        rel = [{d for d, g in data.qrels[q].items() if g > 0} for q in ids]
-        return ids, data.queries, rel
-
-    train_ids, train_text, train_rel = relevant("train")
+    train_ids, train_claims, train_rel = real_claims(scifact, "train")
     cited = set().union(*train_rel)
-    test_ids, test_text, test_rel = relevant("test")
+    _, test_claims, test_rel = real_claims(scifact, "test")
     covered = np.array([bool(r & cited) for r in test_rel])
     closest = []  # per covered test claim: the nearest same-abstract train claim's overlap
-    for q, rel in zip(test_ids, test_rel, strict=True):
-        siblings = [train_text[t] for t, r in zip(train_ids, train_rel, strict=True) if r & rel]
+    for claim, rel in zip(test_claims, test_rel, strict=True):
+        siblings = [c for c, r in zip(train_claims, train_rel, strict=True) if r & rel]
         if siblings:
-            claim = test_text[q]
             # two-way: the share of content words each has in the other, the smaller one
             closest.append(
                 max(min(word_overlap(claim, s), word_overlap(s, claim)) for s in siblings)
             )
     near = np.array(closest)
     stats = {
-        "test_claims": len(test_ids),
+        "test_claims": len(test_claims),
         "covered": int(covered.sum()),
         "train_claims": len(train_ids),
         "train_abstracts": len(cited),
