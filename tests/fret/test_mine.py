@@ -238,32 +238,27 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
 
     corpus, queries = setup
     config = MineConfig(top_n=4, fusion=Fusion.SEED, negative=NegativeChoice.RANDOM)
-    manifest = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=None,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=config,
-        show_progress=False,
-    )
+
+    def run() -> dict[str, Any]:
+        return mine(
+            queries,
+            corpus,
+            tmp_path / "m",
+            llm=None,
+            encoder=encoder,
+            encoder_name="all-minilm-l6-v2",
+            config=config,
+            show_progress=False,
+        )
+
+    manifest = run()
     assert manifest["status"] == "finished" and manifest["counts"]["pairs"] == 0
     # a folder written before mine.drop_solved existed resumes: it ran with the default (off)
     path = tmp_path / "m" / "manifest.json"
     written = json.loads(path.read_text())
     del written["config"]["drop_solved"]
     path.write_text(json.dumps(written))
-    again = mine(
-        queries,
-        corpus,
-        tmp_path / "m",
-        llm=None,
-        encoder=encoder,
-        encoder_name="all-minilm-l6-v2",
-        config=config,
-        show_progress=False,
-    )
+    again = run()
     assert again["status"] == "finished" and again["config"]["drop_solved"] is False
     assert manifest["summary"]["relabel_rate"] == 0.0 and manifest["summary"]["ql"] is None
     fret = read_shards(tmp_path / "m" / "fret")
