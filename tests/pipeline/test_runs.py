@@ -40,6 +40,21 @@ def test_a_moved_run_or_input_resumes_but_other_settings_are_refused(tmp_path: P
         open_run(moved, other)
 
 
+def test_a_folder_no_llm_has_worked_on_may_be_taken_on_by_one(tmp_path: Path) -> None:
+    """Seed-fusion mining records no model; an LLM fusion may then score its pairs, and a
+    seed sitting on a folder an LLM scored keeps that LLM's record for the next sitting."""
+    out = tmp_path / "m"
+    out.mkdir()
+    no_llm = {**_identity("q", 9), "model": {"id": None}}
+    open_run(out, no_llm)
+    open_run(out, _identity("q", 9))  # an LLM takes it on
+    open_run(out, no_llm)  # seed again: the scores on record are still qwen's
+    assert json.loads((out / "manifest.json").read_text())["model"]["id"] == "qwen"
+    other = {**_identity("q", 9), "model": {"id": "llama"}}
+    with pytest.raises(RunMismatchError, match="different model"):
+        open_run(out, other)
+
+
 _HOLDER = """
 import sys, time
 from pathlib import Path

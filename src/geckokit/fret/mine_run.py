@@ -345,7 +345,7 @@ def mine(
     }
     _drop_old_selection(out)
     # a folder from before a setting existed resumes: it ran with that setting's default
-    open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
+    identity = open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
 
     passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
     cand_path = out / "candidates" / "part-00000.parquet"

@@ -103,7 +103,7 @@ def with_defaults(defaults: Any, saved: Any) -> Any:
 
 def open_run(
     out: Path, identity: dict[str, Any], *, defaults: dict[str, Any] | None = None
-) -> None:
+) -> dict[str, Any]:
     """Start or resume the run in ``out`` whose settings are ``identity`` (a dict with
     ``stage``, and ``model`` holding an ``id`` when an LLM is involved). ``defaults``, the
     identity's default settings (e.g. ``{"config": ...}``), fill in what a folder written
@@ -113,6 +113,11 @@ def open_run(
     of mixing two runs; the model is compared by id (its path may differ between machines),
     and the ``source`` paths that inputs were read from are recorded but not compared, so a
     run folder and its inputs may move (their counts, formats and hashes are compared).
+
+    A model id of None means a sitting without an LLM (mining with the ``seed`` fusion): a
+    folder no LLM has worked on yet may be taken on by one, and a sitting without one keeps
+    the record of the LLM whose work the folder holds, so that a later sitting with another
+    LLM is still refused. Returns the identity recorded.
     """
     previous = read_json(out / MANIFEST)
     if previous is not None:
@@ -122,7 +127,11 @@ def open_run(
             for k in identity
             if k != "model" and _located(previous.get(k)) != _located(identity[k])
         ]
-        if previous.get("model", {}).get("id") != identity.get("model", {}).get("id"):
+        was = (previous.get("model") or {}).get("id")
+        now = (identity.get("model") or {}).get("id")
+        if was is not None and now is None:
+            identity = {**identity, "model": previous["model"]}
+        elif was is not None and was != now:
             mismatched.append("model")
         if mismatched:
             raise RunMismatchError(
@@ -130,6 +139,7 @@ def open_run(
                 f"{', '.join(mismatched)}; use another --out folder (or delete this one) to start afresh"
             )
     write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    return identity
 
 
 def _located(value: Any) -> Any:
