@@ -397,6 +397,45 @@ def test_distill_writes_queries_with_the_prompt_it_is_given(
     )
 
 
+def test_seed_mining_loads_no_llm_and_an_llm_fusion_takes_it_on_later(
+    small_set: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    llm,  # type: ignore[no-untyped-def]
+) -> None:
+    """Once the queries are written, mining with the ``seed`` fusion asks nothing of the
+    LLM, so distill does not load it; switching that run to an LLM fusion scores its pairs."""
+    import geckokit.llm
+
+    config = _config(small_set, top_n=2)
+    config.limit = 2
+    out = tmp_path / "run"
+    distill(config, out, until="generate", llm=llm)
+    written = json.loads((out / "queries" / "manifest.json").read_text())["counts"]["queries"]
+    assert written > 0
+
+    def no_llm(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the LLM was loaded")
+
+    monkeypatch.setattr(geckokit.llm, "load_llm", no_llm)
+    seed = config.model_copy(deep=True)
+    seed.mine.fusion = Fusion.SEED
+    estimates: list[dict] = []
+    distill(seed, out, until="mine", on_estimate=estimates.append)
+    mined = json.loads((out / "mine" / "manifest.json").read_text())
+    assert mined["counts"] == {"examples": written, "pairs": 0}
+    assert mined["model"]["id"] is None and not estimates  # no LLM work, no estimate
+    monkeypatch.undo()
+
+    scored = config.model_copy(deep=True)
+    scored.mine.fusion = Fusion.QL
+    distill(scored, out, until="mine", llm=llm, on_estimate=estimates.append)
+    assert estimates[0]["llm_calls"] == {"generate": 0, "score_pairs": 2 * written}
+    mined = json.loads((out / "mine" / "manifest.json").read_text())
+    assert mined["counts"] == {"examples": written, "pairs": 2 * written}
+    assert mined["model"]["id"] == llm.model_id and mined["selection"]["fusion"] == "ql"
+
+
 def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) -> None:
     """A run folder from before a setting existed: the setting left at its default is not
     a change, whatever stages already ran."""

@@ -365,12 +365,13 @@ def _run(
     seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
     queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (out / n for n in FOLDERS)
     reselect = _finished(mine_dir) and _selection_changed(mine_dir, config.mine)
-    needs_llm = not (_finished(queries_dir) and _finished(mine_dir))
-    if needs_llm or reselect:
+    left = llm_stages_left(queries_dir, mine_dir, config.mine)
+    # mining with the seed fusion asks nothing of the LLM; choosing again from stored scores
+    # only records which LLM scored them
+    if left or reselect:
         from geckokit.llm import load_llm
 
         llm = llm or load_llm(config.llm)
-    left = llm_stages_left(queries_dir, mine_dir, config.mine)
     if left:
         from geckokit.fret.mine_run import scoring_left
         from geckokit.pipeline.shards import unfinished_rows
