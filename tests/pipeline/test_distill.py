@@ -229,6 +229,36 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     assert echo["tokens"]["generate_written"] == pytest.approx(4 * 3 * per_slot, abs=2)
 
 
+def test_the_estimate_gives_each_llm_stage_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the probed rates, the time splits into writing queries and scoring pairs (an upper
+    bound with drop_solved); with one stage left the line gives the total alone."""
+    import pyarrow as pa
+
+    from geckokit.pipeline import distill as distill_module
+
+    rates = {"prompt_tokens_per_s": 100.0, "written_tokens_per_s": 10.0}
+    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: rates)
+    seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
+    config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
+    config.mine.passage_max_tokens = 100
+    got = distill_module.estimate_cost(seeds, config, None, corpus=corpus)
+    t = got["tokens"]
+    writing = t["generate_prompt"] / 100 + t["generate_written"] / 10
+    assert got["seconds_by_stage"] == {
+        "generate": round(writing),
+        "mine": round(t["mine_prompt"] / 100),  # 20 candidates of 100 tokens, 20 pairs
+    }
+    assert got["seconds"] == round(writing + t["mine_prompt"] / 100)
+    line = distill_module.describe_estimate(got)
+    assert f"writing queries about {writing / 60:.0f}, scoring pairs about 0)" in line
+    config.mine.drop_solved = True
+    bound = distill_module.estimate_cost(seeds, config, None, corpus=corpus)
+    assert "scoring pairs at most about 0)" in distill_module.describe_estimate(bound)
+    mine_only = distill_module.estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"])
+    assert mine_only["seconds_by_stage"] == {"mine": mine_only["seconds"]}
+    assert "writing" not in distill_module.describe_estimate(mine_only)
+
+
 def test_estimate_counts_a_repeated_prompt_once() -> None:
     """Several query slots of one task type send one passage's prompt again and again; a
     backend that reuses its cached state evaluates it once. The slots' neighbours mostly

@@ -601,12 +601,15 @@ def estimate_cost(
     if not mine:
         mine_prompt = 0
     rates = probe_rates(llm)
-    seconds = None
+    seconds = by_stage = None
     if rates is not None:
-        seconds = round(
-            (gen_prompt + mine_prompt) / rates["prompt_tokens_per_s"]
-            + gen_written / rates["written_tokens_per_s"]
-        )
+        prompt_rate, written_rate = rates["prompt_tokens_per_s"], rates["written_tokens_per_s"]
+        by_stage = {
+            "generate": gen_prompt / prompt_rate + gen_written / written_rate,
+            "mine": mine_prompt / prompt_rate,
+        }
+        seconds = round(sum(by_stage.values()))
+        by_stage = {k: round(v) for k, v in by_stage.items() if (k in stages)}
     return {
         "passages": len(lengths),
         "llm_calls": {
@@ -630,6 +633,8 @@ def estimate_cost(
         },
         "rates": rates,
         "seconds": seconds,
+        # the same time per LLM stage (writing queries, scoring pairs)
+        "seconds_by_stage": by_stage,
     }
 
 
@@ -637,6 +642,13 @@ def describe_estimate(e: dict[str, Any]) -> str:
     """One line for an :func:`estimate_cost` result, as ``geckokit distill`` prints it."""
     t, rate = e["tokens"], e["rates"]
     eta = f"about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
+    split = e.get("seconds_by_stage") or {}
+    if len(split) == 2:  # both stages left: say which is which
+        bound = "at most " if e.get("pairs_at_most") else ""
+        eta += (
+            f" (writing queries about {split['generate'] / 60:.0f}, "
+            f"scoring pairs {bound}about {split['mine'] / 60:.0f})"
+        )
     speed = (
         f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} tokens/s "
         "(measured just now)"
