@@ -604,12 +604,12 @@ def estimate_cost(
     seconds = by_stage = None
     if rates is not None:
         prompt_rate, written_rate = rates["prompt_tokens_per_s"], rates["written_tokens_per_s"]
-        by_stage = {
+        spent = {
             "generate": gen_prompt / prompt_rate + gen_written / written_rate,
             "mine": mine_prompt / prompt_rate,
         }
-        seconds = round(sum(by_stage.values()))
-        by_stage = {k: round(v) for k, v in by_stage.items() if (k in stages)}
+        seconds = round(sum(spent.values()))
+        by_stage = {k: round(v) for k, v in spent.items() if k in stages}
     return {
         "passages": len(lengths),
         "llm_calls": {
@@ -641,13 +641,13 @@ def estimate_cost(
 def describe_estimate(e: dict[str, Any]) -> str:
     """One line for an :func:`estimate_cost` result, as ``geckokit distill`` prints it."""
     t, rate = e["tokens"], e["rates"]
+    at_most = "at most " if e.get("pairs_at_most") else ""
     eta = f"about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
     split = e.get("seconds_by_stage") or {}
     if len(split) == 2:  # both stages left: say which is which
-        bound = "at most " if e.get("pairs_at_most") else ""
         eta += (
             f" (writing queries about {split['generate'] / 60:.0f}, "
-            f"scoring pairs {bound}about {split['mine'] / 60:.0f})"
+            f"scoring pairs {at_most}about {split['mine'] / 60:.0f})"
         )
     speed = (
         f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} tokens/s "
@@ -657,7 +657,6 @@ def describe_estimate(e: dict[str, Any]) -> str:
     )
     calls = e["llm_calls"]
     work = [f"{calls['generate']} queries to write"] if calls["generate"] else []
-    at_most = "at most " if e.get("pairs_at_most") else ""
     work += [f"{at_most}{calls['score_pairs']} pairs to score"] if calls["score_pairs"] else []
     written = (
         f" and {'at most ' if e.get('written_at_most') else ''}"
