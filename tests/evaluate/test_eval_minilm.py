@@ -175,3 +175,42 @@ def test_per_query_ndcg_averages_to_the_reported_score() -> None:
     assert len(scores) == got["queries"] and all(0 <= s <= 1 for s in scores)
     assert round(100 * sum(scores) / len(scores), 2) == got["ndcg@10"]
     assert got["ndcg@10"] > 50
+
+
+def test_named_encoder_reuses_its_cached_corpus_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``encoder_name``, the real MiniLM's corpus embeddings of the demo set are kept
+    under the embeddings cache and a second evaluation reuses them to the same scores."""
+    import numpy as np
+
+    import geckokit.registry
+    from geckokit.encoder import load_encoder
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.pipeline.demo import demo_dir
+
+    monkeypatch.setattr(geckokit.registry, "cache_dir", lambda: tmp_path / "models")
+    encoder = load_encoder("all-minilm-l6-v2")
+
+    def run() -> dict[str, Any]:
+        return evaluate_retrieval(
+            encoder,
+            demo_dir(),
+            task="Given a question, retrieve passages that answer it.",
+            gecko_format=False,
+            per_query=True,
+            encoder_name="all-minilm-l6-v2",
+        )
+
+    first = run()
+    [cached] = (tmp_path / "embeddings").glob("*.npy")
+    assert np.load(cached).shape[0] == 79  # one row per demo passage
+    mtime = cached.stat().st_mtime_ns
+    calls = []
+    original = encoder.encode
+    monkeypatch.setattr(
+        encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or original(texts, **kw)
+    )
+    assert run() == first
+    assert cached.stat().st_mtime_ns == mtime
+    assert calls == [first["queries"]]  # only the queries were encoded again

@@ -29,15 +29,17 @@ def rank_with_encoder(
     task: str,
     gecko_format: bool,
     top_k: int,
-    cache: Path | None = None,
-    cache_key: dict[str, Any] | None = None,
+    encoder_name: str = "",
     show_progress: bool = False,
 ) -> dict[str, list[str]]:
     """The encoder's top ``top_k`` passage ids per query, by cosine similarity over the
     whole corpus. ``gecko_format`` embeds in the unified format (``task: ... | query: ...``
     against ``title: ... | text: ...``, for models trained on it); otherwise plain text
-    (title and text joined), as a base model expects. ``cache`` keeps corpus embeddings."""
+    (title and text joined), as a base model expects. With ``encoder_name`` (a registry
+    name or hub id, which fixes the weights) the corpus embeddings are cached under
+    ``$GECKOKIT_HOME/embeddings``, keyed by that name and the texts."""
     from geckokit.fret.retrieve import build_index, cached_encode
+    from geckokit.registry import cache_dir
 
     pids = list(data.corpus)
     if gecko_format:
@@ -46,8 +48,13 @@ def rank_with_encoder(
     else:
         docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
         texts = [data.queries[q] for q in query_ids]
+    cache = None
+    if encoder_name:
+        label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        cache = cache_dir().parent / "embeddings" / f"{safe}.npy"
     emb = cached_encode(
-        encoder, docs, cache=cache, key=cache_key or {}, show_progress=show_progress
+        encoder, docs, cache=cache, key={"encoder": encoder_name}, show_progress=show_progress
     )
     q_emb = np.asarray(
         encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
@@ -83,14 +90,22 @@ def evaluate_retrieval(
     split: str = "test",
     n_queries: int | None = None,
     per_query: bool = False,
+    encoder_name: str = "",
 ) -> dict[str, Any]:
     """nDCG@10 and Recall@10 of ``encoder`` on the judged ``split`` queries of a BEIR folder
     (the first ``n_queries`` by id when given); ``per_query`` adds each query's nDCG@10
-    (0-1, in id order) under ``ndcg@10_per_query``, for paired significance tests."""
+    (0-1, in id order) under ``ndcg@10_per_query``, for paired significance tests.
+    ``encoder_name`` caches the corpus embeddings (``rank_with_encoder``)."""
     data = load_beir(beir_dir, split=split)
     qids = sort_ids(list(data.queries))[: n_queries or None]
     rankings = rank_with_encoder(
-        encoder, data, qids, task=task, gecko_format=gecko_format, top_k=10
+        encoder,
+        data,
+        qids,
+        task=task,
+        gecko_format=gecko_format,
+        top_k=10,
+        encoder_name=encoder_name,
     )
     out = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
     if per_query:

@@ -56,13 +56,6 @@ def rerank_eval(
     data = load_beir(beir_dir)
     task = task or BEIR_TASKS.get(data.name.lower(), DEFAULT_TASK)
     qids = sort_ids(list(data.queries))[: n_queries or None]
-    cache = None
-    if encoder_name:
-        from geckokit.registry import cache_dir
-
-        label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        cache = cache_dir().parent / "embeddings" / f"{safe}.npy"
     cands = rank_with_encoder(
         encoder,
         data,
@@ -70,8 +63,7 @@ def rerank_eval(
         task=task,
         gecko_format=gecko_format,
         top_k=top_k,
-        cache=cache,
-        cache_key={"encoder": encoder_name},
+        encoder_name=encoder_name,
         show_progress=show_progress,
     )
 
