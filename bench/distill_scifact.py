@@ -23,7 +23,7 @@ is trained once and shared, and the table gains a row for the pre-finetuned mode
 ``--only distilled,ablation`` trains and evaluates only those rows (a SciFact evaluation
 takes minutes on 2 cores). The base in plain text (the README's base row) is always in the
 table, as every row's reference in a paired randomisation test (``p_vs_base``); its corpus
-embeddings are cached, so after the first run it takes about half a minute.
+embeddings are cached, so after the first run it takes under a minute.
 
 Rerunning the same command resumes (the LLM stages are sharded; ``--until generate`` or
 ``--until mine`` stops after an LLM stage, and training settings may change until the
@@ -66,7 +66,7 @@ def base_scores(shared: Path, *, encoder: str, gecko_format: bool) -> dict[str, 
     claim's nDCG@10 under ``ndcg@10_per_query``, for paired tests) and STS-Benchmark test
     Spearman, in plain text or the unified format. The corpus embeddings, most of its four
     minutes on 2 cores, are computed once and kept under ``$GECKOKIT_HOME/embeddings``
-    (``evaluate_retrieval(encoder_name=...)``), so later runs take about half a minute."""
+    (``evaluate_retrieval(encoder_name=...)``), so later runs take under a minute."""
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.evaluate.task_strings import task_string
