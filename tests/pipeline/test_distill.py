@@ -251,9 +251,11 @@ def test_the_estimate_gives_each_llm_stage_its_time(monkeypatch: pytest.MonkeyPa
     assert split in distill_module.describe_estimate(got)
     config.mine.drop_solved = True
     bound = distill_module.estimate_cost(seeds, config, None, corpus=corpus)
-    assert f"scoring pairs at most about {scoring / 60:.0f})" in distill_module.describe_estimate(
-        bound
-    )
+    line = distill_module.describe_estimate(bound)
+    assert f"scoring pairs at most about {scoring / 60:.0f})" in line
+    # the totals hold the mining share, so they are upper bounds too
+    assert f"LLM time at most about {bound['seconds'] / 60:.0f} min" in line
+    assert "; at most about" in line.split("prompt tokens")[0]
     mine_only = distill_module.estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"])
     assert mine_only["seconds_by_stage"] == {"mine": mine_only["seconds"]}
     assert "writing" not in distill_module.describe_estimate(mine_only)

@@ -642,7 +642,8 @@ def describe_estimate(e: dict[str, Any]) -> str:
     """One line for an :func:`estimate_cost` result, as ``geckokit distill`` prints it."""
     t, rate = e["tokens"], e["rates"]
     at_most = "at most " if e.get("pairs_at_most") else ""
-    eta = f"about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
+    # with drop_solved the mining share is an upper bound, and so are the totals it is in
+    eta = f"{at_most}about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
     split = e.get("seconds_by_stage") or {}
     if len(split) == 2:  # both stages left: say which is which
         eta += (
@@ -665,7 +666,7 @@ def describe_estimate(e: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"{e['passages']} passages -> {' and '.join(work) or 'no LLM calls'}; about "
+        f"{e['passages']} passages -> {' and '.join(work) or 'no LLM calls'}; {at_most}about "
         f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens{written}{speed}; "
         f"LLM time {eta}"
     )
