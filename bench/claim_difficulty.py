@@ -19,22 +19,31 @@ its abstract ("shared %"). The abstracts' embeddings are cached under ``--cache`
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
+def scifact_split(scifact: Path, split: str) -> Any:
+    """SciFact's ``split`` (``load_beir``), read once per run however many helpers ask."""
+    from geckokit.evaluate.beir import load_beir
+
+    return load_beir(scifact, split=split)
+
+
 def abstract_embeddings(
     encoder: object, scifact: Path, cache: Path
 ) -> tuple[list[str], np.ndarray]:
     """The ids of SciFact's abstracts and their embeddings (unified format), cached."""
-    from geckokit.evaluate.beir import load_beir
     from geckokit.format import document_text
     from geckokit.fret.retrieve import cached_encode
 
-    corpus = load_beir(scifact, split="test").corpus
+    corpus = scifact_split(scifact, "test").corpus
     doc_ids = sorted(corpus)
     texts = [document_text(corpus[d]["title"], corpus[d]["text"]) for d in doc_ids]
     docs = cached_encode(encoder, texts, cache=cache, key={"encoder": "all-minilm-l6-v2"})
@@ -44,10 +53,9 @@ def abstract_embeddings(
 def real_claims(scifact: Path, split: str) -> tuple[list[str], list[str], list[set[str]]]:
     """SciFact's claims of ``split``: their ids, texts and relevant abstracts, in the order
     ``evaluate_retrieval`` scores them (its ``per_query`` lists line up with these)."""
-    from geckokit.evaluate.beir import load_beir
     from geckokit.evaluate.retrieval import sort_ids
 
-    data = load_beir(scifact, split=split)
+    data = scifact_split(scifact, split)
     qids = sort_ids(list(data.queries))
     relevant = [{d for d, g in data.qrels[q].items() if g > 0 and d in data.corpus} for q in qids]
     return qids, [data.queries[q] for q in qids], relevant
@@ -128,9 +136,7 @@ def main() -> None:
         else set()
     )
 
-    from geckokit.evaluate.beir import load_beir
-
-    corpus = load_beir(scifact, split="test").corpus
+    corpus = scifact_split(scifact, "test").corpus
     print(
         f"{'claims':<44} {'count':>6} {'rank 1 %':>8} {'top10 %':>8} {'median':>7} {'words':>6} "
         f"{'shared %':>8}"

@@ -1,0 +1,80 @@
+"""The SciFact analysis scripts under bench/ that the README's figures come from: the
+split of the test claims by train siblings, the real claims' word overlap with their
+abstracts, and the rank of a claim's abstract under the base encoder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def scifact(shared_data: Path) -> Path:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return shared_data / "beir" / "scifact"
+
+
+def test_test_claims_split_by_the_abstracts_train_claims_cite(scifact: Path) -> None:
+    """196 of the 300 test claims have a relevant abstract that a train claim also cites,
+    and the nearest such train claim shares about two thirds of its content words."""
+    from scifact_siblings import split_by_train_documents
+
+    relevant, covered, stats = split_by_train_documents(scifact)
+    assert len(relevant) == len(covered) == stats["test_claims"] == 300
+    assert stats["covered"] == int(covered.sum()) == 196
+    assert stats["train_claims"] == 809
+    assert stats["nearest_sibling_overlap_mean"] == pytest.approx(0.67, abs=0.005)
+    assert stats["nearest_sibling_overlap_at_least_0.8"] == pytest.approx(0.49, abs=0.005)
+    # a covered claim's abstracts meet the train claims' abstracts, an uncovered one's do not
+    from claim_difficulty import real_claims
+
+    cited = set().union(*real_claims(scifact, "train")[2])
+    assert all(bool(r & cited) == c for r, c in zip(relevant, covered, strict=True))
+
+
+def test_real_claims_share_about_half_their_content_words(scifact: Path) -> None:
+    from claim_difficulty import overlaps, real_claims, scifact_split
+
+    corpus = scifact_split(scifact, "test").corpus
+    shares = {}
+    for split in ("train", "test"):
+        _, claims, relevant = real_claims(scifact, split)
+        shares[split] = overlaps(corpus, claims, relevant).mean()
+    assert shares == pytest.approx({"train": 0.518, "test": 0.512}, abs=0.0005)
+
+
+@pytest.mark.slow
+def test_a_claims_rank_is_that_of_its_best_relevant_abstract(scifact: Path) -> None:
+    """With the real encoder on 100 abstracts: an abstract's own text finds it first, and
+    with two relevant abstracts the better ranked one counts."""
+    from claim_difficulty import ranks, scifact_split
+    from geckokit.encoder import load_encoder
+    from geckokit.format import document_text
+
+    corpus = scifact_split(scifact, "test").corpus
+    doc_ids = sorted(corpus)[:100]
+    encoder = load_encoder("all-minilm-l6-v2")
+    docs = encoder.encode(
+        [document_text(corpus[d]["title"], corpus[d]["text"]) for d in doc_ids],
+        normalize_embeddings=True,
+    )
+    claims = [corpus[d]["title"] for d in doc_ids[:10]]
+    own = ranks(encoder, docs, doc_ids, claims, [{d} for d in doc_ids[:10]])
+    assert own.tolist() == [1] * 10
+    other = ranks(encoder, docs, doc_ids, claims, [{d} for d in doc_ids[10:20]])
+    assert (other > 1).all()
+    both = ranks(
+        encoder,
+        docs,
+        doc_ids,
+        claims,
+        [{a, b} for a, b in zip(doc_ids[10:20], doc_ids[:10], strict=True)],
+    )
+    assert both.tolist() == [1] * 10
+    assert np.issubdtype(own.dtype, np.integer)
