@@ -85,11 +85,18 @@ def base_scores(shared: Path, *, encoder: str, gecko_format: bool) -> dict[str, 
 
 
 def train_and_score(
-    out: Path, shared: Path, *, epochs: float, learning_rate: float, per_query: bool = False
+    out: Path,
+    shared: Path,
+    *,
+    epochs: float,
+    learning_rate: float,
+    per_query: bool = False,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune the base on ``out/mix`` into ``out/train`` (kept when its model exists),
     then score it on the SciFact test claims and STS-Benchmark test, both in the unified
-    format; ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10."""
+    format; ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10; ``seed`` sets
+    the training's batch order and dropout."""
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.evaluate.task_strings import task_string
@@ -98,7 +105,11 @@ def train_and_score(
     t0 = time.perf_counter()
     if not (out / "train" / "model").is_dir():
         config = TrainConfig(
-            epochs=epochs, learning_rate=learning_rate, save_steps=1000, logging_steps=10
+            epochs=epochs,
+            learning_rate=learning_rate,
+            save_steps=1000,
+            logging_steps=10,
+            seed=seed,
         )
         train(out / "mix", out / "train", config=config)
     model = load_encoder(str(out / "train" / "model"))

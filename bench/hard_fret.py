@@ -53,6 +53,9 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed: batch order and dropout (default 0)"
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
@@ -88,7 +91,12 @@ def main() -> None:
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"])
     scores = train_and_score(
-        out, args.shared, epochs=args.epochs, learning_rate=args.learning_rate, per_query=True
+        out,
+        args.shared,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_query=True,
+        seed=args.seed,
     )
     # against the base in plain text (the README's base row), paired per query
     base = base_scores(args.shared, encoder="all-minilm-l6-v2", gecko_format=False)
@@ -101,6 +109,7 @@ def main() -> None:
         "hard_negatives": not args.no_negative,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
+        "seed": args.seed,
         **scores,
         "base_ndcg@10": base["ndcg@10"],
         "p_vs_base": p_base,
