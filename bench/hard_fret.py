@@ -20,6 +20,13 @@ instead, to train the mine folders of two judges on the same claims the same way
 ``--no-negative`` leaves the mined hard negatives out (in-batch and same-tower negatives
 only), as ``scifact_supervised.py`` trains the real claims, which have none.
 
+``--human-sets nli,sts,qa,claims`` adds human-labelled sets to the mixture (the first
+``--human-rows`` lines of each, as ``distill_scifact.py --human-sets`` takes them), to see
+whether the examples' gain survives beside the data that keeps STS-Benchmark up:
+
+    python bench/hard_fret.py runs/scifact-bench-science/distill --all --no-negative \
+      --human-sets nli,sts,qa,claims --human-rows 300 --out runs/scifact-science-noneg-mixed
+
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
 
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_scifact import ROOT, base_scores, train_and_score
+from distill_scifact import ROOT, _human_sets, base_scores, train_and_score
 
 
 def main() -> None:
@@ -51,6 +58,13 @@ def main() -> None:
         help="train without the mined hard negatives (in-batch and same-tower ones only), "
         "as the real-claim runs of scifact_supervised.py train",
     )
+    parser.add_argument(
+        "--human-sets",
+        default="",
+        help="human-labelled sets to add to the mixture, as distill_scifact.py takes them: "
+        "nli, sts, qa, claims (default: none, the examples alone)",
+    )
+    parser.add_argument("--human-rows", type=int, default=2000, help="rows per human-labelled set")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument(
@@ -88,8 +102,9 @@ def main() -> None:
     out: Path = args.out
     if not (out / "mine" / "fret" / "part-00000.parquet").exists():
         write_table(pooled, out / "mine" / "fret" / "part-00000.parquet")
+    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     if not (out / "mix" / "manifest.json").exists():
-        build_mixture(out / "mix", fret=[out / "mine"])
+        build_mixture(out / "mix", fret=[out / "mine"], **{k: [p] for k, p in human.items()})
     scores = train_and_score(
         out,
         args.shared,
@@ -107,6 +122,8 @@ def main() -> None:
         "kept": "all" if args.all else "hard",
         "kept_examples": pooled.num_rows,
         "hard_negatives": not args.no_negative,
+        "human_sets": sorted(human),
+        "human_rows": args.human_rows if human else 0,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "seed": args.seed,

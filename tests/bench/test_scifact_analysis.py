@@ -78,3 +78,36 @@ def test_a_claims_rank_is_that_of_its_best_relevant_abstract(scifact: Path) -> N
     )
     assert both.tolist() == [1] * 10
     assert np.issubdtype(own.dtype, np.integer)
+
+
+@pytest.mark.slow
+def test_weight_averaging_lies_between_base_and_fine_tuned(scifact: Path) -> None:
+    """``interpolate_base.py`` with the real encoder: alpha 0 encodes as the base, alpha 1
+    as the fine-tuned model, 0.5 holds the mean of each weight; integer buffers stay."""
+    import copy
+
+    import torch
+
+    from geckokit.encoder import load_encoder
+    from interpolate_base import interpolate
+
+    base = load_encoder()
+    tuned = copy.deepcopy(base)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    texts = ["Aspirin lowers the risk of colorectal cancer.", "The suture is a growth site."]
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    at = {a: interpolate(base, tuned, a) for a in (0.0, 0.5, 1.0)}
+    np.testing.assert_allclose(at[0.0].encode(texts), base.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(at[1.0].encode(texts), tuned.encode(texts), atol=1e-5)
+    assert not np.allclose(at[0.5].encode(texts), base.encode(texts), atol=1e-3)
+    b, t, m = (x.state_dict() for x in (base, tuned, at[0.5]))
+    for key, value in m.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (b[key] + t[key]) / 2)
+        else:
+            assert torch.equal(value, b[key])
+    # the base is left as it was
+    assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())
