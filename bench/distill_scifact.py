@@ -68,20 +68,9 @@ def base_scores(shared: Path, *, encoder: str, gecko_format: bool) -> dict[str, 
     minutes on 2 cores, are computed once and kept under ``$GECKOKIT_HOME/embeddings``
     (``evaluate_retrieval(encoder_name=...)``), so later runs take under a minute."""
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
 
     model = load_encoder(encoder)
-    result = evaluate_retrieval(
-        model,
-        shared / "beir" / "scifact",
-        task=task_string("scifact", "retrieval"),
-        gecko_format=gecko_format,
-        per_query=True,
-        encoder_name=encoder,
-    )
-    sts = shared / "sts" / "stsbenchmark" / "test.jsonl"
-    return {**result, "stsb_spearman": sts_spearman(model, sts, gecko_format=gecko_format)}
+    return score_model(model, shared, gecko_format=gecko_format, per_query=True, name=encoder)
 
 
 def train_and_score(
@@ -98,8 +87,6 @@ def train_and_score(
     format; ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10; ``seed`` sets
     the training's batch order and dropout."""
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.train.trainer import TrainConfig, train
 
     t0 = time.perf_counter()
@@ -113,15 +100,48 @@ def train_and_score(
         )
         train(out / "mix", out / "train", config=config)
     model = load_encoder(str(out / "train" / "model"))
+    scores = score_model(model, shared, gecko_format=True, per_query=per_query)
+    return {**scores, "seconds": round(time.perf_counter() - t0)}
+
+
+def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``train_and_score`` with a bench script's ``--epochs``, ``--learning-rate``,
+    ``--seed`` and ``--shared``, keeping each claim's nDCG@10 for paired tests."""
+    return train_and_score(
+        out,
+        args.shared,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_query=True,
+        seed=args.seed,
+    )
+
+
+def score_model(
+    model: object, shared: Path, *, gecko_format: bool, per_query: bool = False, name: str = ""
+) -> dict[str, Any]:
+    """nDCG@10 and Recall@10 on the SciFact test claims and STS-Benchmark test Spearman,
+    in the unified format or plain text (``gecko_format``). A model scored in the unified
+    format is also scored on STS-Benchmark in plain text (``stsb_spearman_plain``, seconds
+    more): the base itself loses 7.5 points there in the unified format, so the plain figure
+    tells a change of format from forgetting. ``name`` (a registry name or hub id) caches
+    the corpus embeddings, as ``base_scores`` does for the base."""
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.evaluate.task_strings import task_string
+
     ret = evaluate_retrieval(
         model,
         shared / "beir" / "scifact",
         task=task_string("scifact", "retrieval"),
-        gecko_format=True,
+        gecko_format=gecko_format,
         per_query=per_query,
+        encoder_name=name,
     )
-    sts = sts_spearman(model, shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
-    return {**ret, "stsb_spearman": sts, "seconds": round(time.perf_counter() - t0)}
+    sts = shared / "sts" / "stsbenchmark" / "test.jsonl"
+    ret["stsb_spearman"] = sts_spearman(model, sts, gecko_format=gecko_format)
+    if gecko_format:
+        ret["stsb_spearman_plain"] = sts_spearman(model, sts, gecko_format=False)
+    return ret
 
 
 def main() -> None:
@@ -201,8 +221,6 @@ def main() -> None:
 
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.metrics import paired_randomisation_p
-    from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
@@ -212,7 +230,7 @@ def main() -> None:
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
+    human = human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     only = set(args.only.split(","))
     unknown = only - {"base", "distilled", "ablation", "human-only"}
     if unknown:
@@ -310,16 +328,8 @@ def main() -> None:
         results[name] = base_scores(args.shared, encoder=config.base, gecko_format=fmt)
         per_query[name] = results[name].pop("ndcg@10_per_query")
     for name, (model, fmt) in models.items():
-        ret = evaluate_retrieval(
-            model,
-            scifact,
-            task=task_string("scifact", "retrieval"),
-            gecko_format=fmt,
-            per_query=True,
-        )
-        per_query[name] = ret.pop("ndcg@10_per_query")
-        sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=fmt)
-        results[name] = {**ret, "stsb_spearman": sts}
+        results[name] = score_model(model, args.shared, gecko_format=fmt, per_query=True)
+        per_query[name] = results[name].pop("ndcg@10_per_query")
     # is a row's difference from the base, and the distilled model's from each other row,
     # more than chance? (paired randomisation tests on the per-query nDCG@10)
     for name in results:
@@ -442,7 +452,7 @@ def _print_estimate(e: dict[str, Any]) -> None:
     print(f"estimate: {describe_estimate(e)}", flush=True)
 
 
-def _human_sets(shared: Path, out: Path, rows: int, names: str) -> dict[str, Path]:
+def human_sets(shared: Path, out: Path, rows: int, names: str) -> dict[str, Path]:
     """The first ``rows`` lines of each human-labelled set named in ``names`` (comma-
     separated, as ``--human-sets`` takes them; empty for none), copied into ``out`` (the
     mixture names a source after its folder)."""

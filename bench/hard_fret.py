@@ -5,8 +5,9 @@ keeps only its FRet examples whose positive the initial encoder does not already
 (``positive_first_for_encoder`` in the mine summary counts the others), then fine-tunes the
 base on them with the same trainer as the bench's FRet-only rows (3 epochs, learning rate
 5e-5, no human-labelled sets) and scores nDCG@10 on the 300 SciFact test claims and
-STS-Benchmark test Spearman, both in the unified format, with a paired randomisation test
-against the base in plain text. Real SciFact claims split the same
+STS-Benchmark test Spearman, both in the unified format (STS-Benchmark in plain text too,
+as ``stsb_spearman_plain``), with a paired randomisation test against the base in plain
+text. Real SciFact claims split the same
 way train to no gain (easy) and to +4 (hard): ``bench/scifact_supervised.py --claims``.
 
     python bench/hard_fret.py runs/scifact-bench-rrf/distill --out runs/scifact-hard-fret
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_scifact import ROOT, _human_sets, base_scores, train_and_score
+from distill_scifact import ROOT, base_scores, human_sets, train_from_args
 
 
 def main() -> None:
@@ -102,17 +103,10 @@ def main() -> None:
     out: Path = args.out
     if not (out / "mine" / "fret" / "part-00000.parquet").exists():
         write_table(pooled, out / "mine" / "fret" / "part-00000.parquet")
-    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
+    human = human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"], **{k: [p] for k, p in human.items()})
-    scores = train_and_score(
-        out,
-        args.shared,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        per_query=True,
-        seed=args.seed,
-    )
+    scores = train_from_args(out, args)
     # against the base in plain text (the README's base row), paired per query
     base = base_scores(args.shared, encoder="all-minilm-l6-v2", gecko_format=False)
     p_base = paired_randomisation_p(scores.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))

@@ -6,8 +6,8 @@ the unified format: in it the base itself scores 74.51. Averaging the fine-tuned
 with the base's (WiSE-FT: ``alpha * fine-tuned + (1 - alpha) * base``, parameter by parameter, no
 training) is the usual remedy; this scores each ``--alpha`` on the 300 SciFact test claims
 (nDCG@10, Recall@10; unified format, with a paired randomisation test against the base in
-plain text) and STS-Benchmark test Spearman (unified format), and saves each averaged
-model under ``--out``:
+plain text) and STS-Benchmark test Spearman (unified format, and in plain text as
+``stsb_spearman_plain``), and saves each averaged model under ``--out``:
 
     python bench/interpolate_base.py runs/scifact-science-noneg/train/model \\
       --alpha 0.25,0.5,0.75 --out runs/scifact-science-noneg-wise
@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill_scifact import ROOT, base_scores, sts_spearman
+from distill_scifact import ROOT, base_scores, score_model
 
 
 def interpolate(base: Any, tuned: Any, alpha: float) -> Any:
@@ -71,8 +71,6 @@ def main() -> None:
 
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.metrics import paired_randomisation_p
-    from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
 
     base = load_encoder(args.base)
     tuned = load_encoder(str(args.model))
@@ -88,20 +86,12 @@ def main() -> None:
         else:
             model = interpolate(base, tuned, alpha)
             model.save(str(folder))
-        ret = evaluate_retrieval(
-            model,
-            args.shared / "beir" / "scifact",
-            task=task_string("scifact", "retrieval"),
-            gecko_format=True,
-            per_query=True,
-        )
+        ret = score_model(model, args.shared, gecko_format=True, per_query=True)
         per_query = ret.pop("ndcg@10_per_query")
-        sts = sts_spearman(model, args.shared / "sts/stsbenchmark/test.jsonl", gecko_format=True)
         row = {
             "model": str(args.model),
             "alpha": alpha,
             **ret,
-            "stsb_spearman": sts,
             "p_vs_base": paired_randomisation_p(per_query, plain_per_query),
             "base_ndcg@10": plain["ndcg@10"],
             "base_stsb_spearman": plain["stsb_spearman"],

@@ -3,7 +3,8 @@
 Fine-tunes the base encoder on SciFact's own 809 train claims and their 919 relevant
 abstracts (BEIR train qrels; in-batch and same-tower negatives, no hard negatives), with
 the human-labelled sets of ``bench/distill_scifact.py`` or without them, then scores nDCG@10
-on the 300 test claims and STS-Benchmark test Spearman, both in the unified format. The
+on the 300 test claims and STS-Benchmark test Spearman, both in the unified format
+(STS-Benchmark in plain text too, as ``stsb_spearman_plain``). The
 distilled model never sees these claims or labels; this run shows how far in-domain
 supervision moves the same encoder with the same trainer.
 
@@ -26,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from distill_scifact import ROOT, _human_sets, train_and_score
+from distill_scifact import ROOT, human_sets, train_from_args
 
 
 def claims_folder(scifact: Path, out: Path, which: str) -> Path:
@@ -88,21 +89,14 @@ def main() -> None:
 
     scifact = args.shared / "beir" / "scifact"
     out: Path = args.out
-    human = _human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
+    human = human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     built = [c for c in ("easy", "hard") if (out / f"claims-{c}").is_dir()] or ["all"]
     if (out / "mix" / "manifest.json").exists() and built != [args.claims]:
         raise SystemExit(f"{out} was trained on the {built[0]} claims; use another --out")
     if not (out / "mix" / "manifest.json").exists():
         pairs = claims_folder(scifact, out, args.claims)
         build_mixture(out / "mix", pairs=[pairs], **{k: [p] for k, p in human.items()})
-    scores = train_and_score(
-        out,
-        args.shared,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        per_query=True,
-        seed=args.seed,
-    )
+    scores = train_from_args(out, args)
     result = {
         "seed": args.seed,
         "epochs": args.epochs,
