@@ -412,14 +412,17 @@ def main() -> None:
         f"mine {seconds['mine']:.0f} s, {mine_llm}, train {seconds['train']:.0f} s"
     )
     print(
-        f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}"
+        f"{'model':<44}{'nDCG@10':>9}{'R@10':>8}{'STS-B':>8}{'plain':>8}"
         f"{'p vs base (plain)':>19}{'p vs distilled':>16}"
     )
     for name, r in results.items():
         p = [f"{r[k]:.3f}" if k in r else "" for k in ("p_vs_base", "p_vs_distilled")]
+        # STS-B in the row's own format, then in plain text (a plain-text row has no
+        # stsb_spearman_plain: its stsb_spearman is that figure)
+        plain = r.get("stsb_spearman_plain", r["stsb_spearman"])
         print(
             f"{name:<44}{r['ndcg@10']:>9.2f}{r['recall@10']:>8.2f}{r['stsb_spearman']:>8.2f}"
-            f"{p[0]:>19}{p[1]:>16}"
+            f"{plain:>8.2f}{p[0]:>19}{p[1]:>16}"
         )
 
 

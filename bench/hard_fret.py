@@ -107,6 +107,7 @@ def main() -> None:
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"], **{k: [p] for k, p in human.items()})
     scores = train_from_args(out, args)
+    mix = json.loads((out / "mix" / "manifest.json").read_text())
     # against the base in plain text (the README's base row), paired per query
     base = base_scores(args.shared, encoder="all-minilm-l6-v2", gecko_format=False)
     p_base = paired_randomisation_p(scores.pop("ndcg@10_per_query"), base.pop("ndcg@10_per_query"))
@@ -118,6 +119,8 @@ def main() -> None:
         "hard_negatives": not args.no_negative,
         "human_sets": sorted(human),
         "human_rows": args.human_rows if human else 0,
+        "train_rows": mix["rows"],
+        "mixture": mix["sources"],
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
