@@ -170,10 +170,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--prompt",
-        type=Path,
         default=None,
-        help="FRet step 1 prompt template (default: the bundled generate_v1.toml), e.g. "
-        "bench/prompts/science_claims.toml",
+        help="FRet step 1 prompt template, a TOML file or a bundled name (default: the "
+        "bundled generate_v1.toml), e.g. science-claims",
     )
     parser.add_argument(
         "--fusion",

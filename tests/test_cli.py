@@ -220,7 +220,7 @@ def test_eval_input_errors_are_one_clear_line(tmp_path) -> None:  # type: ignore
     result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--dims", "384,abc"])
     assert result.exit_code == 2 and "expected integers like 384,128" in result.output
     result = CliRunner().invoke(cli, [*base, "--tasks", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2 and "neither a readable file nor a bundled prompt" in result.output
     result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--format", "fancy"])
     assert result.exit_code == 2 and "unknown prompt format 'fancy'" in result.output
     assert "Traceback" not in result.output
@@ -247,7 +247,8 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     )
     corpus, prompt = tmp_path / "c.jsonl", tmp_path / "p.toml"
     corpus.write_text("")
-    prompt.write_text("")
+    bundled = Path(__file__).parents[1] / "src" / "geckokit" / "prompts" / "generate_v1.toml"
+    prompt.write_text(bundled.read_text())
     args = ["distill", "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--top-n", "7"]
     result = CliRunner().invoke(cli, [*args, "--prompt", str(prompt), "--until", "generate"])
     assert result.exit_code == 0, result.output
@@ -256,5 +257,10 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert seen["config"].mine.drop_solved is False  # off unless asked for
     result = CliRunner().invoke(cli, [*args, "--drop-solved"])
     assert result.exit_code == 0 and seen["config"].mine.drop_solved is True, result.output
+    result = CliRunner().invoke(cli, [*args, "--prompt", "science-claims"])
+    assert result.exit_code == 0 and seen["config"].prompt == "science-claims", result.output
     result = CliRunner().invoke(cli, [*args, "--prompt", str(tmp_path / "missing.toml")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2 and "neither a readable file nor a bundled prompt" in result.output
+    prompt.write_text("")  # a template that does not parse stops the command too
+    result = CliRunner().invoke(cli, [*args, "--prompt", str(prompt)])
+    assert result.exit_code == 2 and "not a valid generate prompt template" in result.output

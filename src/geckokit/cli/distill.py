@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geckokit.cli.options import llm_option
+from geckokit.cli.options import generate_prompt_option, llm_option
 
 
 @click.command()
@@ -47,13 +47,7 @@ from geckokit.cli.options import llm_option
     help="Write queries for N passages drawn at random; neighbours still come from the "
     "whole corpus.",
 )
-@click.option(
-    "--prompt",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="FRet step 1 prompt template TOML, e.g. written for the corpus's domain (default: "
-    "the bundled generate_v1.toml; copy it to start).",
-)
+@generate_prompt_option
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
 @click.option(
     "--fusion",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geckokit.cli.options import llm_option, llm_usage_line
+from geckokit.cli.options import generate_prompt_option, llm_option, llm_usage_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,13 +58,7 @@ if TYPE_CHECKING:
     "passage or its title (1 = no limit); e.g. 0.6 for queries in other words.",
 )
 @click.option("--temperature", type=float, default=0.7, show_default=True)
-@click.option(
-    "--prompt",
-    "prompt_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="A prompt template TOML (default: the bundled generate_v1.toml).",
-)
+@generate_prompt_option
 @click.option(
     "--shard-size",
     type=int,
@@ -95,7 +89,7 @@ def generate(
     max_attempts: int,
     max_word_overlap: float,
     temperature: float,
-    prompt_path: Path | None,
+    prompt: str | None,
     shard_size: int,
     passage_tokens: int,
     skip_invalid: bool,
@@ -125,10 +119,14 @@ def generate(
         task_types=[t.strip() for t in task_types.split(",")] if task_types else None,
         validation=ValidationConfig(max_word_overlap=max_word_overlap),
     )
-    prompt = load_generate_prompt(prompt_path)
     llm = load_llm(llm_spec)
     manifest = generate_queries(
-        loaded, out, llm=llm, config=config, prompt=prompt, shard_size=shard_size
+        loaded,
+        out,
+        llm=llm,
+        config=config,
+        prompt=load_generate_prompt(prompt),
+        shard_size=shard_size,
     )
     print_summary(Console(), manifest, out)
 

@@ -20,6 +20,31 @@ encoder_option = click.option(
 )
 
 
+def _check_generate_prompt(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """Load the template once at parse time, so a bad one stops the command before any work."""
+    if value is not None:
+        from geckokit.fret.prompts import load_generate_prompt
+
+        try:
+            load_generate_prompt(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+generate_prompt_option = click.option(
+    "--prompt",
+    "prompt",
+    default=None,
+    callback=_check_generate_prompt,
+    help="FRet step 1 prompt template: a TOML file, e.g. written for the corpus's domain "
+    "(copy the bundled generate_v1.toml to start), or a bundled one by name: default "
+    "(generate_v1.toml), science-claims (claims for scientific abstracts).",
+)
+
+
 def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> str:
     """One line for a stage manifest's ``llm_this_run`` (what a sitting cost the LLM)."""
     written = f", {spent['completion_tokens']:,} written" if spent.get("completion_tokens") else ""

@@ -68,13 +68,29 @@ class GeneratePrompt:
         return chat
 
 
+#: step-1 templates shipped with geckokit, by the name ``--prompt`` takes
+BUNDLED_PROMPTS = {
+    "default": "generate_v1.toml",
+    "science-claims": "science_claims_v1.toml",
+}
+
+
 def load_generate_prompt(path: str | Path | None = None) -> GeneratePrompt:
-    """Read a step-1 template; None gives the bundled ``generate_v1.toml``."""
-    if path is None:
-        data = resources.files("geckokit.prompts").joinpath("generate_v1.toml").read_bytes()
-        source = "geckokit:prompts/generate_v1.toml"
+    """Read a step-1 template: a TOML file, or a bundled one by name (``"default"``, the
+    general ``generate_v1.toml``; ``"science-claims"``, claims for scientific abstracts).
+    None gives the default."""
+    name = "default" if path is None else str(path)
+    if name in BUNDLED_PROMPTS and not Path(name).is_file():
+        data = resources.files("geckokit.prompts").joinpath(BUNDLED_PROMPTS[name]).read_bytes()
+        source = f"geckokit:prompts/{BUNDLED_PROMPTS[name]}"
     else:
-        data = Path(path).read_bytes()
+        try:
+            data = Path(path).read_bytes()  # type: ignore[arg-type]
+        except OSError as exc:
+            raise ValueError(
+                f"prompt {str(path)!r}: neither a readable file nor a bundled prompt "
+                f"({', '.join(BUNDLED_PROMPTS)}): {exc.strerror}"
+            ) from None
         source = str(path)
     try:
         raw = tomllib.loads(data.decode("utf-8"))

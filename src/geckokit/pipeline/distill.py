@@ -96,8 +96,8 @@ class DistillConfig(BaseModel):
     passage_tokens: int = Field(512, ge=32, description="split longer documents")
     prompt: str | None = Field(
         None,
-        description="FRet step 1 prompt template, a TOML file like the bundled generate_v1.toml "
-        "(default: that one)",
+        description="FRet step 1 prompt template, a TOML file like the bundled generate_v1.toml, "
+        "or a bundled one by name: default (that one), science-claims",
     )
     rerank_prompt: str = "binary"
     prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
