@@ -4,7 +4,7 @@ For each claim, the rank the base encoder (all-MiniLM-L6-v2, unified format, Sci
 evaluation task string) gives its document among all 5,183 SciFact abstracts: the seed
 passage's document for a generated claim, the best-ranked relevant document for a real one.
 A claim whose document already comes first teaches the encoder little; real train claims
-that lift SciFact test nDCG@10 by 5.7 points (README, "Distil end to end") are the yardstick.
+that lift SciFact test nDCG@10 by 5.7 points (docs/scifact.md) are the yardstick.
 
     python bench/claim_difficulty.py runs/rrf-500/distill/queries runs/prompt-check/default ...
 

@@ -1,7 +1,7 @@
 """Can a fine-tuned model keep the base's general ability? Average the weights.
 
 Fine-tuning MiniLM on generated claims alone gains on SciFact and scores 7 to 9 points
-below the base's plain-text STS-Benchmark (README, "Distil end to end"), most of which is
+below the base's plain-text STS-Benchmark (docs/scifact.md), most of which is
 the unified format: in it the base itself scores 74.51. Averaging the fine-tuned weights
 with the base's (WiSE-FT: ``alpha * fine-tuned + (1 - alpha) * base``, parameter by parameter, no
 training) is the usual remedy; this scores each ``--alpha`` on the 300 SciFact test claims

@@ -56,10 +56,7 @@ def main() -> None:
         write_table(subset, qdir / "queries" / "part-00000.parquet")
         shutil.copy(source / "manifest.json", qdir / "manifest.json")  # its corpus split
 
-    for cached in args.mine_dir.glob("corpus_embeddings.*"):  # same encoder, same corpus
-        if not (args.out / "mine" / cached.name).exists():
-            (args.out / "mine").mkdir(parents=True, exist_ok=True)
-            shutil.copy(cached, args.out / "mine" / cached.name)
+    # the corpus embeddings of the registry encoder come from $GECKOKIT_HOME/embeddings
 
     selection = first["selection"]
     config = MineConfig(

@@ -235,6 +235,23 @@ def cache_dir() -> Path:
     return base / "models"
 
 
+def embeddings_dir() -> Path:
+    """Cached corpus embeddings of named encoders: ``$GECKOKIT_HOME/embeddings`` (beside the
+    model cache; safe to delete, they are computed again when missing)."""
+    return cache_dir().parent / "embeddings"
+
+
+def pinned_encoder(name: str) -> bool:
+    """Whether ``name`` is a registry encoder (pinned weights) and not a local path, so that
+    embeddings it computed may be reused by any run that names it."""
+    if not name or Path(name).expanduser().exists():
+        return False
+    try:
+        return get_entry(name).kind is ModelKind.ENCODER
+    except UnknownModelError:
+        return False
+
+
 def get_entry(name: str) -> ModelEntry:
     """The registry entry called ``name`` (or one of its aliases), case-insensitive."""
     key = name.strip().lower()

@@ -341,3 +341,52 @@ def test_the_mine_command_reports_how_many_positives_the_encoder_ranks_first(
     assert result.exit_code == 0, result.output
     printed = " ".join(result.output.split())
     assert "1 FRet examples" in printed and "3 queries left out" in printed, printed
+
+
+def test_a_registry_encoders_passage_embeddings_serve_every_run(
+    encoder, setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two mine runs over the same passages with the registry MiniLM embed them once (under
+    $GECKOKIT_HOME/embeddings); a local model folder keeps its embeddings in the run."""
+    import numpy as np
+
+    from geckokit.fret.fusion import Fusion
+
+    monkeypatch.setenv("GECKOKIT_HOME", str(tmp_path / "home"))
+    corpus, queries = setup
+    encoded: list[int] = []
+    original = encoder.encode
+
+    def counting(texts, **kw):  # type: ignore[no-untyped-def]
+        encoded.append(len(texts))
+        return original(texts, **kw)
+
+    monkeypatch.setattr(encoder, "encode", counting)
+
+    def run(out: str, name: str = "all-minilm-l6-v2") -> list[Any]:
+        mine(
+            queries, corpus, tmp_path / out, llm=None, encoder=encoder, encoder_name=name,
+            config=MineConfig(top_n=4, fusion=Fusion.SEED), show_progress=False,
+        )  # fmt: skip
+        fret = read_shards(tmp_path / out / "fret")
+        assert fret is not None
+        return fret.to_pylist()
+
+    first = run("a")
+    passages = len(load_corpus(corpus).passages)
+    assert passages in encoded  # the passages were embedded once
+    [cached] = (tmp_path / "home" / "embeddings").glob("all-minilm-l6-v2-passages-*.npy")
+    assert np.load(cached).shape == (passages, 384)
+    assert not (tmp_path / "a" / "corpus_embeddings.npy").exists()
+    encoded.clear()
+    second = run("b")
+    assert passages not in encoded and encoded, encoded  # only the queries were embedded
+    assert [r["candidate_ids"] for r in second] == [r["candidate_ids"] for r in first]
+    # a model folder's weights may change under its path: its embeddings stay in the run
+    folder = tmp_path / "minilm-copy"
+    folder.mkdir()
+    encoded.clear()
+    third = run("c", name=str(folder))
+    assert passages in encoded and (tmp_path / "c" / "corpus_embeddings.npy").exists()
+    assert [r["candidate_ids"] for r in third] == [r["candidate_ids"] for r in first]
+    assert len(list((tmp_path / "home" / "embeddings").glob("*.npy"))) == 1

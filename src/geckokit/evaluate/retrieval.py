@@ -39,7 +39,7 @@ def rank_with_encoder(
     name or hub id, which fixes the weights) the corpus embeddings are cached under
     ``$GECKOKIT_HOME/embeddings``, keyed by that name and the texts."""
     from geckokit.fret.retrieve import build_index, cached_encode
-    from geckokit.registry import cache_dir
+    from geckokit.registry import embeddings_dir
 
     pids = list(data.corpus)
     if gecko_format:
@@ -52,7 +52,7 @@ def rank_with_encoder(
     if encoder_name:
         label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        cache = cache_dir().parent / "embeddings" / f"{safe}.npy"
+        cache = embeddings_dir() / f"{safe}.npy"
     emb = cached_encode(
         encoder, docs, cache=cache, key={"encoder": encoder_name}, show_progress=show_progress
     )

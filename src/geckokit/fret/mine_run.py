@@ -2,7 +2,9 @@
 
 Output folder::
 
-    corpus_embeddings.npy/.json   the initial encoder's passage embeddings (cached)
+    corpus_embeddings.npy/.json   the initial encoder's passage embeddings (cached; for a
+                                  registry encoder under $GECKOKIT_HOME/embeddings instead,
+                                  shared by every run over the same passages)
     candidates/part-00000.parquet top-N neighbours per query, seed guaranteed
     scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
     fret/part-00000.parquet       positive, negatives, all candidate scores, relabelled flag
@@ -39,6 +41,7 @@ from geckokit.io import MANIFEST, environment, read_json, read_shards, write_jso
 from geckokit.llm.base import LLM
 from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
 from geckokit.pipeline.shards import run_sharded, unfinished_rows
+from geckokit.registry import embeddings_dir, pinned_encoder
 
 log = logging.getLogger(__name__)
 
@@ -357,10 +360,14 @@ def mine(
             encoder, encoder_name = _warmed_up(
                 encoder, encoder_name, queries, passages, out, config, show_progress
             )
+        # a registry encoder's passage embeddings serve every run over the same passages
+        # (the distilled run's and its ablation's, a second run with another prompt)
+        shared = embeddings_dir() if pinned_encoder(encoder_name) else None
         emb = embed_passages(
             encoder,
             corpus.passages,
-            cache=out / "corpus_embeddings.npy",
+            cache=None if shared else out / "corpus_embeddings.npy",
+            shared_dir=shared,
             encoder_name=encoder_name,
             show_progress=show_progress,
         )

@@ -81,16 +81,23 @@ def embed_passages(
     passages: pa.Table,
     *,
     cache: Path | None = None,
+    shared_dir: Path | None = None,
     encoder_name: str = "",
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> np.ndarray:
     """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim),
-    cached at ``cache`` for the same encoder and texts."""
+    cached at ``cache`` for the same encoder and texts. ``shared_dir`` instead keeps them in
+    that folder under a name made of the encoder's and a hash of the texts, so that every run
+    over the same passages reuses them; only for an encoder whose name fixes its weights
+    (:func:`geckokit.registry.pinned_encoder`)."""
     texts = [
         document_text(t, x)
         for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
     ]
+    if shared_dir is not None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_name)
+        cache = shared_dir / f"{safe}-passages-{_fingerprint(texts)[:16]}.npy"
     return cached_encode(
         encoder,
         texts,
