@@ -220,7 +220,7 @@ def test_eval_input_errors_are_one_clear_line(tmp_path) -> None:  # type: ignore
     result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--dims", "384,abc"])
     assert result.exit_code == 2 and "expected integers like 384,128" in result.output
     result = CliRunner().invoke(cli, [*base, "--tasks", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "neither a readable file nor a bundled prompt" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     result = CliRunner().invoke(cli, [*base, "--tasks", "x", "--format", "fancy"])
     assert result.exit_code == 2 and "unknown prompt format 'fancy'" in result.output
     assert "Traceback" not in result.output

@@ -405,7 +405,7 @@ def test_distill_writes_queries_with_the_prompt_it_is_given(
     with pytest.raises(RunMismatchError, match=r"\(prompt\) and its queries/ already ran"):
         distill(other, out, until="generate", llm=llm)
     missing = config.model_copy(update={"prompt": str(tmp_path / "nope.toml")})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="neither a readable file nor a bundled prompt"):
         distill(missing, tmp_path / "never", llm=llm)
     assert not (tmp_path / "never").exists()  # refused before the run folder is made
 
