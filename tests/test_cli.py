@@ -87,6 +87,23 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     )
     assert "mine LLM, the last of 3 sittings: 4,000 prompt tokens evaluated" in text
     assert "train LLM" not in text
+    assert "FRet:" not in text  # a summary without the encoder's share says nothing of it
+    summary = {"llm_seconds": 180.0, "examples": 954, "relabel_rate": 0.064}
+    manifest["stages"]["mine"]["summary"] = {**summary, "positive_first_for_encoder": 0.775}
+    buf = StringIO()
+    print_summary(Console(file=buf, width=400), manifest, tmp_path)
+    text = buf.getvalue()
+    assert "FRet: 954 examples, relabel rate 6.4%, positive already first for the base " in text
+    assert (
+        "encoder for 77.5%. Such examples teach it little: `geckokit distill --drop-solved`" in text
+    )
+    # with --drop-solved, or when few are solved, no hint
+    for extra in ({"solved_dropped": 699, "positive_first_for_encoder": 0.0},
+                  {"positive_first_for_encoder": 0.3}):  # fmt: skip
+        manifest["stages"]["mine"]["summary"] = {**summary, **extra}
+        buf = StringIO()
+        print_summary(Console(file=buf, width=400), manifest, tmp_path)
+        assert "FRet: 954 examples" in buf.getvalue() and "--drop-solved" not in buf.getvalue()
     manifest["stages"]["mine"]["summary"] = {"llm_seconds": None}  # shards from before
     buf = StringIO()
     print_summary(Console(file=buf, width=120), manifest, tmp_path)

@@ -179,6 +179,8 @@ def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
                 f"{r['recall@10']:.2f}",
             )
         console.print(table)
+    if line := _fret_line((stages.get("mine") or {}).get("summary") or {}):
+        console.print(line)
     for name, info in stages.items():
         more = f" ({info['sittings']} sittings)" if info.get("sittings", 1) > 1 else ""
         console.print(f"  {name:<9} {info['seconds']:>8.1f} s{more}")
@@ -200,3 +202,22 @@ def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
     if manifest.get("report"):
         console.print(f"report: {manifest['report']}")
     console.print(f"status: {manifest['status']}; run folder: {out}")
+
+
+def _fret_line(summary: dict[str, Any]) -> str:
+    """What FRet step 2 kept, and a hint when most of it is already solved by the encoder
+    being trained: on SciFact such examples trained MiniLM to no gain (docs/scifact.md)."""
+    first = summary.get("positive_first_for_encoder")
+    if summary.get("examples") is None or first is None:
+        return ""
+    line = (
+        f"FRet: {summary['examples']} examples, relabel rate {summary.get('relabel_rate') or 0:.1%}"
+        f", positive already first for the base encoder for {first:.1%}"
+    )
+    if first >= 0.5 and summary.get("solved_dropped") is None:
+        line += (
+            ". Such examples teach it little: `geckokit distill --drop-solved` keeps only the "
+            "others, and a prompt written for the corpus's domain (--prompt FILE, or the "
+            "bundled science-claims for scientific abstracts) writes harder queries."
+        )
+    return line
