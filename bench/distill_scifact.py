@@ -81,11 +81,13 @@ def train_and_score(
     learning_rate: float,
     per_query: bool = False,
     seed: int = 0,
+    gecko_format: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the base on ``out/mix`` into ``out/train`` (kept when its model exists),
     then score it on the SciFact test claims and STS-Benchmark test, both in the unified
-    format; ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10; ``seed`` sets
-    the training's batch order and dropout."""
+    format (in plain text with ``gecko_format=False``, for a mixture written in plain text);
+    ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10; ``seed`` sets the
+    training's batch order and dropout."""
     from geckokit.encoder import load_encoder
     from geckokit.train.trainer import TrainConfig, train
 
@@ -100,13 +102,14 @@ def train_and_score(
         )
         train(out / "mix", out / "train", config=config)
     model = load_encoder(str(out / "train" / "model"))
-    scores = score_model(model, shared, gecko_format=True, per_query=per_query)
+    scores = score_model(model, shared, gecko_format=gecko_format, per_query=per_query)
     return {**scores, "seconds": round(time.perf_counter() - t0)}
 
 
 def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``train_and_score`` with a bench script's ``--epochs``, ``--learning-rate``,
-    ``--seed`` and ``--shared``, keeping each claim's nDCG@10 for paired tests."""
+    ``--seed``, ``--shared`` and ``--plain`` (where it has one), keeping each claim's
+    nDCG@10 for paired tests."""
     return train_and_score(
         out,
         args.shared,
@@ -114,6 +117,7 @@ def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         learning_rate=args.learning_rate,
         per_query=True,
         seed=args.seed,
+        gecko_format=not getattr(args, "plain", False),
     )
 
 

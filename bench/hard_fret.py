@@ -71,6 +71,13 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed: batch order and dropout (default 0)"
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="train and evaluate in plain text (the claim alone; title and abstract joined), "
+        "as the base was trained, instead of Gecko's unified format: how much the format "
+        "itself costs",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
@@ -106,6 +113,8 @@ def main() -> None:
     human = human_sets(args.shared, out / "human", args.human_rows, args.human_sets)
     if not (out / "mix" / "manifest.json").exists():
         build_mixture(out / "mix", fret=[out / "mine"], **{k: [p] for k, p in human.items()})
+        if args.plain:
+            to_plain(out / "mix" / "mixture")
     scores = train_from_args(out, args)
     mix = json.loads((out / "mix" / "manifest.json").read_text())
     # against the base in plain text (the README's base row), paired per query
@@ -124,12 +133,38 @@ def main() -> None:
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
+        "format": "plain" if args.plain else "unified",
         **scores,
         "base_ndcg@10": base["ndcg@10"],
         "p_vs_base": p_base,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
+
+
+def to_plain(folder: Path) -> None:
+    """Rewrite a mixture's shards from the unified format to plain text, as the base encoder
+    and the plain-text evaluation see text: a query without its ``task: ... | query: ``
+    prefix, a document as its title and text joined by a space (no title: the text)."""
+    import pyarrow.parquet as pq
+
+    def query(text: str) -> str:
+        return text.split(" | query: ", 1)[1] if text.startswith("task: ") else text
+
+    def document(text: str) -> str:
+        if not text.startswith("title: ") or " | text: " not in text:
+            return query(text)  # a symmetric task's side is in the query form
+        title, body = text[len("title: ") :].split(" | text: ", 1)
+        return body if title == "none" else f"{title} {body}".strip()
+
+    for shard in sorted(folder.glob("part-*.parquet")):
+        table = pq.read_table(shard)
+        for column, convert in (("query", query), ("positive", document), ("negative", document)):
+            values = [convert(v) if v else v for v in table[column].to_pylist()]
+            table = table.set_column(
+                table.schema.get_field_index(column), column, pa.array(values, pa.string())
+            )
+        pq.write_table(table, shard)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,44 @@ def test_the_unified_format_alone_costs_the_base_sts_benchmark(scifact: Path) ->
     plain = sts_spearman(model, path, gecko_format=False)
     unified = sts_spearman(model, path, gecko_format=True)
     assert (plain, unified) == pytest.approx((82.03, 74.51), abs=0.02)
+
+
+def test_a_mixture_rewritten_to_plain_text_reads_as_the_base_sees_text(
+    scifact: Path, tmp_path: Path
+) -> None:
+    """``hard_fret.py --plain``: queries lose their task prefix, documents become title and
+    text joined, as the plain-text evaluation embeds them; empty negatives stay empty."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from geckokit.format import document_text, query_text
+    from geckokit.io import write_table
+    from hard_fret import to_plain
+
+    task = "Given a scientific claim, retrieve documents that support or refute the claim."
+    rows = {
+        "task": [task, task, "Retrieve semantically similar text."],
+        "query": [
+            query_text(task, "Aspirin lowers stroke risk."),
+            query_text(task, "A claim | with a bar."),
+            query_text("Retrieve semantically similar text.", "A man plays."),
+        ],
+        "positive": [
+            document_text("Aspirin trial", "We randomised 100 patients."),
+            document_text(None, "No title here."),
+            query_text("Retrieve semantically similar text.", "Someone plays."),
+        ],
+        "negative": [document_text("Other", "Unrelated."), "", ""],
+        "source": ["fret:mine", "fret:mine", "sts"],
+    }
+    write_table(pa.table(rows), tmp_path / "mixture" / "part-00000.parquet")
+    to_plain(tmp_path / "mixture")
+    got = pq.read_table(tmp_path / "mixture" / "part-00000.parquet").to_pydict()
+    assert got["query"] == ["Aspirin lowers stroke risk.", "A claim | with a bar.", "A man plays."]
+    assert got["positive"] == [
+        "Aspirin trial We randomised 100 patients.",
+        "No title here.",
+        "Someone plays.",
+    ]
+    assert got["negative"] == ["Other Unrelated.", "", ""]
+    assert got["task"] == rows["task"] and got["source"] == rows["source"]
