@@ -28,6 +28,12 @@ whether the examples' gain survives beside the data that keeps STS-Benchmark up:
     python bench/hard_fret.py runs/scifact-bench-science/distill --all --no-negative \
       --human-sets nli,sts,qa,claims --human-rows 300 --out runs/scifact-science-noneg-mixed
 
+``--plain`` trains and scores in plain text instead of Gecko's unified format (the claim
+without its task prefix, the abstract as title and text joined), as the base was trained:
+
+    python bench/hard_fret.py runs/scifact-science-seed --all --no-negative --plain \
+      --out runs/scifact-science-seed-noneg-plain
+
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
 
