@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,16 @@ def cached_encode(
     emb = np.ascontiguousarray(emb, dtype=np.float32)  # (n, dim)
     if cache is not None and meta_path is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.stem + ".tmp.npy")
+        # unique temporary names (runs may share the folder), and the old sidecar removed
+        # before the array is replaced: a stop in between leaves no sidecar, so nothing
+        # can pair these embeddings with another set of texts
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
+        meta_path.unlink(missing_ok=True)
         tmp.replace(cache)
-        meta_path.write_text(json.dumps(meta))
+        tmp_meta = meta_path.with_name(f"{meta_path.stem}.{os.getpid()}.tmp.json")
+        tmp_meta.write_text(json.dumps(meta))
+        tmp_meta.replace(meta_path)
     return emb
 
 
