@@ -241,15 +241,17 @@ def embeddings_dir() -> Path:
     return cache_dir().parent / "embeddings"
 
 
-def pinned_encoder(name: str) -> bool:
-    """Whether ``name`` is a registry encoder (pinned weights) and not a local path, so that
-    embeddings it computed may be reused by any run that names it."""
+def pinned_encoder(name: str) -> str | None:
+    """The registry name of ``name`` when it names a registry encoder (pinned weights, so
+    embeddings it computed may be reused by any run that names it, by any of its aliases),
+    else None (a local path, whose weights may change, a hub id, an LLM)."""
     if not name or Path(name).expanduser().exists():
-        return False
+        return None
     try:
-        return get_entry(name).kind is ModelKind.ENCODER
+        entry = get_entry(name)
     except UnknownModelError:
-        return False
+        return None
+    return entry.name if entry.kind is ModelKind.ENCODER else None
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -61,3 +61,14 @@ def test_a_stop_while_writing_leaves_nothing_to_mistake(
     got = cached_encode(enc, ["one", "three"], cache=cache, key={"encoder": "x"})
     assert np.array_equal(got, first) and enc.calls[-1] == ["one", "three"]
     assert json.loads(cache.with_suffix(".json").read_text())["count"] == 2
+
+
+def test_a_shared_folder_keeps_one_file_per_set_of_texts(tmp_path: Path) -> None:
+    """``folder`` and ``label``: two corpora under one label keep a file each, and each is
+    found again without encoding."""
+    enc = Recorder()
+    for texts in (["one", "three"], ["four", "seventeen"], ["one", "three"], ["four", "seventeen"]):
+        cached_encode(enc, texts, folder=tmp_path, label="m/x-passages", key={"encoder": "m/x"})
+    assert len(enc.calls) == 2
+    names = sorted(p.name for p in tmp_path.glob("*.npy"))
+    assert len(names) == 2 and all(n.startswith("m_x-passages-") for n in names), names

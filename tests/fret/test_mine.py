@@ -382,6 +382,9 @@ def test_a_registry_encoders_passage_embeddings_serve_every_run(
     second = run("b")
     assert passages not in encoded and encoded, encoded  # only the queries were embedded
     assert [r["candidate_ids"] for r in second] == [r["candidate_ids"] for r in first]
+    encoded.clear()
+    run("b2", name="minilm")  # an alias of the same registry entry: the same file
+    assert passages not in encoded and encoded, encoded
     # a model folder's weights may change under its path: its embeddings stay in the run
     folder = tmp_path / "minilm-copy"
     folder.mkdir()

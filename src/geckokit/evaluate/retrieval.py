@@ -48,13 +48,13 @@ def rank_with_encoder(
     else:
         docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
         texts = [data.queries[q] for q in query_ids]
-    cache = None
-    if encoder_name:
-        label = f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        cache = embeddings_dir() / f"{safe}.npy"
     emb = cached_encode(
-        encoder, docs, cache=cache, key={"encoder": encoder_name}, show_progress=show_progress
+        encoder,
+        docs,
+        folder=embeddings_dir() if encoder_name else None,
+        label=f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}",
+        key={"encoder": encoder_name},
+        show_progress=show_progress,
     )
     q_emb = np.asarray(
         encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),

@@ -362,13 +362,13 @@ def mine(
             )
         # a registry encoder's passage embeddings serve every run over the same passages
         # (the distilled run's and its ablation's, a second run with another prompt)
-        shared = embeddings_dir() if pinned_encoder(encoder_name) else None
+        pinned = pinned_encoder(encoder_name)
         emb = embed_passages(
             encoder,
             corpus.passages,
-            cache=None if shared else out / "corpus_embeddings.npy",
-            shared_dir=shared,
-            encoder_name=encoder_name,
+            cache=None if pinned else out / "corpus_embeddings.npy",
+            shared_dir=embeddings_dir() if pinned else None,
+            encoder_name=pinned or encoder_name,
             show_progress=show_progress,
         )
         candidates = retrieve_candidates(

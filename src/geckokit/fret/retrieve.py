@@ -46,15 +46,23 @@ def cached_encode(
     encoder: Any,
     texts: list[str],
     *,
-    cache: Path | None,
+    cache: Path | None = None,
+    folder: Path | None = None,
+    label: str = "",
     key: dict[str, Any],
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> np.ndarray:
     """Normalised embeddings of ``texts``, shape (n, dim), loaded from ``cache`` (a ``.npy``
     path) when its sidecar JSON equals ``key`` (plus a hash of the texts), else computed and
-    saved there (atomically)."""
-    meta = {**key, "count": len(texts), "texts_sha256": _fingerprint(texts)}
+    saved there (atomically). ``folder`` and ``label`` instead name the file after the label
+    and that hash (``{label}-{hash}.npy`` in ``folder``), so a folder shared by many runs
+    keeps one file per set of texts rather than overwriting one per label."""
+    fingerprint = _fingerprint(texts)
+    if folder is not None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        cache = folder / f"{safe}-{fingerprint[:16]}.npy"
+    meta = {**key, "count": len(texts), "texts_sha256": fingerprint}
     meta_path = cache.with_suffix(".json") if cache is not None else None
     if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()) == meta:
@@ -95,20 +103,19 @@ def embed_passages(
 ) -> np.ndarray:
     """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim),
     cached at ``cache`` for the same encoder and texts. ``shared_dir`` instead keeps them in
-    that folder under a name made of the encoder's and a hash of the texts, so that every run
+    that folder as ``{encoder_name}-passages-{hash of the texts}.npy``, so that every run
     over the same passages reuses them; only for an encoder whose name fixes its weights
     (:func:`geckokit.registry.pinned_encoder`)."""
     texts = [
         document_text(t, x)
         for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
     ]
-    if shared_dir is not None:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_name)
-        cache = shared_dir / f"{safe}-passages-{_fingerprint(texts)[:16]}.npy"
     return cached_encode(
         encoder,
         texts,
         cache=cache,
+        folder=shared_dir,
+        label=f"{encoder_name}-passages",
         key={"encoder": encoder_name},
         batch_size=batch_size,
         show_progress=show_progress,
