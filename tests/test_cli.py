@@ -94,9 +94,7 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     print_summary(Console(file=buf, width=400), manifest, tmp_path)
     text = buf.getvalue()
     assert "FRet: 954 examples, relabel rate 6.4%, positive already first for the base " in text
-    assert (
-        "encoder for 77.5%. Such examples teach it little: `geckokit distill --drop-solved`" in text
-    )
+    assert "encoder for 77.5%. Such examples teach the encoder little: --drop-solved" in text
     # with --drop-solved, or when few are solved, no hint
     for extra in ({"solved_dropped": 699, "positive_first_for_encoder": 0.0},
                   {"positive_first_for_encoder": 0.3}):  # fmt: skip

@@ -329,6 +329,8 @@ def test_the_mine_command_reports_how_many_positives_the_encoder_ranks_first(
     printed = " ".join(result.output.split())  # rich wraps long lines
     assert share in printed and "no LLM scores (seed fusion)" in printed, printed
     assert "left out" not in printed
+    assert summary["positive_first_for_encoder"] == 1.0  # every seed first: the hint follows
+    assert "Such examples teach the encoder little: --drop-solved" in printed
     result = CliRunner().invoke(
         cli, [*args[:-1], str(tmp_path / "d"), "--top-n", "4", "--fusion", "seed", "--drop-solved"]
     )
@@ -341,6 +343,7 @@ def test_the_mine_command_reports_how_many_positives_the_encoder_ranks_first(
     assert result.exit_code == 0, result.output
     printed = " ".join(result.output.split())
     assert "1 FRet examples" in printed and "3 queries left out" in printed, printed
+    assert "teach the encoder little" not in printed  # --drop-solved already acted on it
 
 
 def test_a_registry_encoders_passage_embeddings_serve_every_run(

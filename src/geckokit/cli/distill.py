@@ -205,19 +205,14 @@ def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
 
 
 def _fret_line(summary: dict[str, Any]) -> str:
-    """What FRet step 2 kept, and a hint when most of it is already solved by the encoder
-    being trained: on SciFact such examples trained MiniLM to no gain (docs/scifact.md)."""
+    """What FRet step 2 kept, with :func:`~geckokit.cli.options.solved_hint`."""
+    from geckokit.cli.options import solved_hint
+
     first = summary.get("positive_first_for_encoder")
     if summary.get("examples") is None or first is None:
         return ""
     line = (
         f"FRet: {summary['examples']} examples, relabel rate {summary.get('relabel_rate') or 0:.1%}"
-        f", positive already first for the base encoder for {first:.1%}"
+        f", positive already first for the base encoder for {first:.1%}."
     )
-    if first >= 0.5 and summary.get("solved_dropped") is None:
-        line += (
-            ". Such examples teach it little: `geckokit distill --drop-solved` keeps only the "
-            "others, and a prompt written for the corpus's domain (--prompt FILE, or the "
-            "bundled science-claims for scientific abstracts) writes harder queries."
-        )
-    return line
+    return f"{line} {hint}" if (hint := solved_hint(summary)) else line

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geckokit.cli.options import encoder_option, llm_option
+from geckokit.cli.options import encoder_option, llm_option, llm_usage_line, solved_hint
 
 
 @click.command()
@@ -174,11 +174,11 @@ def mine(
                 else "; no LLM scores (seed fusion)"
             )
         )
+        if hint := solved_hint(s):
+            console.print(hint)
     dropped = s.get("solved_dropped")
     if dropped is not None:
         console.print(f"{dropped} queries left out: the encoder already ranks their seed first")
     if "llm_this_run" in manifest:
-        from geckokit.cli.options import llm_usage_line
-
         console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")

@@ -45,6 +45,20 @@ generate_prompt_option = click.option(
 )
 
 
+def solved_hint(summary: dict[str, Any]) -> str:
+    """A hint when half or more of a mine summary's examples have a positive the encoder
+    already ranks first (on SciFact such examples trained MiniLM to no gain:
+    docs/scifact.md), unless ``--drop-solved`` already left those out; else ""."""
+    first = summary.get("positive_first_for_encoder")
+    if first is None or first < 0.5 or summary.get("solved_dropped") is not None:
+        return ""
+    return (
+        "Such examples teach the encoder little: --drop-solved (geckokit mine or distill) "
+        "keeps only the others, and a prompt written for the corpus's domain (--prompt FILE, "
+        "or the bundled science-claims for scientific abstracts) writes harder queries."
+    )
+
+
 def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> str:
     """One line for a stage manifest's ``llm_this_run`` (what a sitting cost the LLM)."""
     written = f", {spent['completion_tokens']:,} written" if spent.get("completion_tokens") else ""
