@@ -22,8 +22,12 @@ def test_bundled_prompts_load_by_name() -> None:
     assert science.version == "science-claims-v1"
     assert [t.name for t in science.task_types] == ["fact checking"]
     assert len(science.examples) == 4 and science.sha256 != default.sha256
-    for name in BUNDLED_PROMPTS:
-        load_generate_prompt(name).messages(load_generate_prompt(name).task_types[0].name, "t", "p")
+    for name in BUNDLED_PROMPTS:  # each renders a chat: its examples' task types exist
+        prompt = load_generate_prompt(name)
+        chat = prompt.messages(prompt.task_types[0].name, "t", "p")
+        assert chat[-1]["content"].endswith("Passage: p") and len(chat) == 2 + 2 * len(
+            prompt.examples
+        )
 
 
 def test_a_file_is_read_and_wins_over_a_bundled_name(
