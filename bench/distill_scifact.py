@@ -82,12 +82,14 @@ def train_and_score(
     per_query: bool = False,
     seed: int = 0,
     gecko_format: bool = True,
+    prefinetune: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the base on ``out/mix`` into ``out/train`` (kept when its model exists),
     then score it on the SciFact test claims and STS-Benchmark test, both in the unified
     format (in plain text with ``gecko_format=False``, for a mixture written in plain text);
     ``seconds`` covers both. ``per_query`` keeps each claim's nDCG@10; ``seed`` sets the
-    training's batch order and dropout."""
+    training's batch order and dropout; ``prefinetune`` (pairs, as ``geckokit train
+    --prefinetune`` takes them) pre-finetunes the base on them first."""
     from geckokit.encoder import load_encoder
     from geckokit.train.trainer import TrainConfig, train
 
@@ -100,7 +102,7 @@ def train_and_score(
             logging_steps=10,
             seed=seed,
         )
-        train(out / "mix", out / "train", config=config)
+        train(out / "mix", out / "train", config=config, prefinetune=prefinetune)
     model = load_encoder(str(out / "train" / "model"))
     scores = score_model(model, shared, gecko_format=gecko_format, per_query=per_query)
     return {**scores, "seconds": round(time.perf_counter() - t0)}
@@ -108,8 +110,9 @@ def train_and_score(
 
 def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``train_and_score`` with a bench script's ``--epochs``, ``--learning-rate``,
-    ``--seed``, ``--shared`` and ``--plain`` (where it has one), keeping each claim's
-    nDCG@10 for paired tests."""
+    ``--seed``, ``--shared``, and ``--plain`` and ``--prefinetune`` where it has them
+    (``--prefinetune`` pre-finetunes on SciFact's title-abstract pairs), keeping each
+    claim's nDCG@10 for paired tests."""
     return train_and_score(
         out,
         args.shared,
@@ -118,6 +121,9 @@ def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         per_query=True,
         seed=args.seed,
         gecko_format=not getattr(args, "plain", False),
+        prefinetune=(
+            args.shared / "beir" / "scifact" if getattr(args, "prefinetune", False) else None
+        ),
     )
 
 

@@ -34,6 +34,13 @@ without its task prefix, the abstract as title and text joined), as the base was
     python bench/hard_fret.py runs/scifact-science-seed --all --no-negative --plain \
       --out runs/scifact-science-seed-noneg-plain
 
+``--prefinetune`` first pre-finetunes the base on SciFact's own 5,183 (title, abstract)
+pairs, Gecko's optional first stage (in-batch negatives only, one epoch, unified format),
+then trains on the examples as above: the whole recipe, still without queries or labels:
+
+    python bench/hard_fret.py runs/scifact-science-seed --all --no-negative --prefinetune \
+      --out runs/scifact-science-seed-noneg-pre
+
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
 
@@ -84,8 +91,16 @@ def main() -> None:
         "as the base was trained, instead of Gecko's unified format: how much the format "
         "itself costs",
     )
+    parser.add_argument(
+        "--prefinetune",
+        action="store_true",
+        help="pre-finetune the base on SciFact's (title, abstract) pairs first (Gecko's "
+        "optional first stage; unified format, so not with --plain)",
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
+    if args.prefinetune and args.plain:
+        parser.error("--prefinetune writes its pairs in the unified format; drop --plain")
 
     from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.io import read_shards, write_table
@@ -140,6 +155,7 @@ def main() -> None:
         "learning_rate": args.learning_rate,
         "seed": args.seed,
         "format": "plain" if args.plain else "unified",
+        "prefinetune": args.prefinetune,
         **scores,
         "base_ndcg@10": base["ndcg@10"],
         "p_vs_base": p_base,
