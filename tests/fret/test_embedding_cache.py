@@ -72,3 +72,23 @@ def test_a_shared_folder_keeps_one_file_per_set_of_texts(tmp_path: Path) -> None
     assert len(enc.calls) == 2
     names = sorted(p.name for p in tmp_path.glob("*.npy"))
     assert len(names) == 2 and all(n.startswith("m_x-passages-") for n in names), names
+
+
+def test_reuse_marks_last_use_and_listing_reads_the_sidecar(tmp_path: Path) -> None:
+    """A reused array's modification time moves to now (what ``geckokit cache prune
+    --older-than`` reads), and ``cached_embeddings`` reads the sidecar cached_encode wrote."""
+    import os
+    import time
+
+    from geckokit.cache import cached_embeddings
+
+    enc = Recorder()
+    cached_encode(enc, ["one", "three"], folder=tmp_path, label="m-passages", key={"encoder": "m"})
+    (path,) = tmp_path.glob("*.npy")
+    week_ago = time.time() - 7 * 86400
+    os.utime(path, (week_ago, week_ago))
+    cached_encode(enc, ["one", "three"], folder=tmp_path, label="m-passages", key={"encoder": "m"})
+    assert len(enc.calls) == 1  # reused, not encoded again
+    assert path.stat().st_mtime > time.time() - 60
+    (entry,) = cached_embeddings(tmp_path)
+    assert (entry.path, entry.encoder, entry.count, entry.complete) == (path, "m", 2, True)

@@ -57,6 +57,7 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     from geckokit.cli import (
+        cache,
         check,
         distill,
         evaluate,
@@ -72,6 +73,7 @@ def _register() -> None:
     )
 
     cli.add_command(models.models)
+    cli.add_command(cache.cache)
     cli.add_command(check.check)
     cli.add_command(generate.generate)
     cli.add_command(mine.mine)

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from geckokit._deps import require
+from geckokit.cache import touch
 from geckokit.format import document_text, query_text
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def cached_encode(
     if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()) == meta:
             log.info("embeddings: reusing %s", cache)
-            return np.load(cache)
+            emb = np.load(cache)
+            touch(cache)  # its last use, for `geckokit cache prune --older-than`
+            return emb
     emb = encoder.encode(
         texts,
         batch_size=batch_size,
