@@ -1,23 +1,79 @@
-"""What the embeddings cache holds, and pruning it.
+"""Embeddings kept on disk: writing and reusing them, listing them, pruning them.
 
 Corpus embeddings of registry encoders are kept in ``$GECKOKIT_HOME/embeddings``
 (:func:`geckokit.registry.embeddings_dir`) as ``{label}-{hash of the texts}.npy`` with a JSON
-sidecar (the encoder, the number of texts and their hash; written by
-:func:`geckokit.fret.retrieve.cached_encode`), so that every run over the same passages embeds
-them once. Nothing else removes them: each corpus an encoder has seen stays (384-d float32:
+sidecar (the encoder, the number of texts and their hash; :func:`load_or_compute`, used by
+mining's :func:`geckokit.fret.retrieve.cached_encode` and by the evaluation), so that every
+run over the same texts embeds them once. Nothing else removes them: each corpus an encoder has seen stays (384-d float32:
 1.5 KiB a passage, about 1.5 GB for a million). A file's modification time is its last use:
 ``cached_encode`` touches it when it reuses it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
 
 _TMP = ".tmp."
+
+
+def texts_sha256(texts: list[str]) -> str:
+    """The hash that names and checks a cached array: sha256 of the texts joined by U+001F."""
+    return hashlib.sha256("\x1f".join(texts).encode()).hexdigest()
+
+
+def load_or_compute(
+    texts: list[str],
+    compute: Callable[[list[str]], Any],
+    *,
+    cache: Path | None = None,
+    folder: Path | None = None,
+    label: str = "",
+    key: dict[str, Any],
+) -> np.ndarray:
+    """``compute(texts)`` as float32, shape (n, dim), loaded from ``cache`` (a ``.npy``
+    path) when its sidecar JSON equals ``key`` plus the texts' count and hash, else computed
+    and saved there. ``folder`` and ``label`` instead name the file ``{label}-{hash}.npy`` in
+    ``folder``, so a folder shared by many runs keeps one file per set of texts. Neither:
+    computed, not saved. A reused file is touched (its time is its last use); writes are
+    atomic and safe for several processes sharing the folder."""
+    fingerprint = texts_sha256(texts)
+    if folder is not None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        cache = folder / f"{safe}-{fingerprint[:16]}.npy"
+    meta = {**key, "count": len(texts), "texts_sha256": fingerprint}
+    meta_path = cache.with_suffix(".json") if cache is not None else None
+    if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
+        if json.loads(meta_path.read_text()) == meta:
+            log.info("embeddings: reusing %s", cache)
+            emb = np.load(cache)
+            touch(cache)  # its last use, for `geckokit cache prune --older-than`
+            return emb
+    emb = np.ascontiguousarray(compute(texts), dtype=np.float32)  # (n, dim)
+    if cache is not None and meta_path is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        # unique temporary names (runs may share the folder), and the old sidecar removed
+        # before the array is replaced: a stop in between leaves no sidecar, so nothing
+        # can pair these embeddings with another set of texts
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}{_TMP}npy")
+        np.save(tmp, emb)
+        meta_path.unlink(missing_ok=True)
+        tmp.replace(cache)
+        tmp_meta = meta_path.with_name(f"{meta_path.stem}.{os.getpid()}{_TMP}json")
+        tmp_meta.write_text(json.dumps(meta))
+        tmp_meta.replace(meta_path)
+    return emb
 
 
 @dataclass(frozen=True)

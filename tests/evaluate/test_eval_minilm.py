@@ -205,12 +205,56 @@ def test_named_encoder_reuses_its_cached_corpus_embeddings(
     first = run()
     [cached] = (tmp_path / "embeddings").glob("*.npy")
     assert np.load(cached).shape[0] == 79  # one row per demo passage
-    mtime = cached.stat().st_mtime_ns
+    inode = cached.stat().st_ino  # a write replaces the file: a new inode
     calls = []
     original = encoder.encode
     monkeypatch.setattr(
         encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or original(texts, **kw)
     )
     assert run() == first
-    assert cached.stat().st_mtime_ns == mtime
+    assert cached.stat().st_ino == inode  # read, not written again (only touched)
     assert calls == [first["queries"]]  # only the queries were encoded again
+
+
+def test_a_registry_encoders_evaluation_embeddings_are_kept_and_reused(
+    slices: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evaluate` with the registry MiniLM keeps its embeddings of each text list under the
+    embeddings cache (lists of DISK_MIN_TEXTS or more; lowered here to cover the slice), and
+    a second evaluation, as a new distill run's base row, encodes nothing and scores the
+    same; a model folder's embeddings are not kept."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    import geckokit.evaluate.mteb_model
+    import geckokit.registry
+    from geckokit.evaluate import evaluate
+
+    monkeypatch.setattr(geckokit.registry, "cache_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr(geckokit.evaluate.mteb_model, "DISK_MIN_TEXTS", 1)
+    calls: list[int] = []
+    original = SentenceTransformer.encode
+
+    def counting(self: Any, texts: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(len(texts))
+        return original(self, texts, *args, **kw)
+
+    monkeypatch.setattr(SentenceTransformer, "encode", counting)
+
+    def run(model: str = "all-minilm-l6-v2") -> float:
+        table = evaluate(model, str(slices["scifact"]), dims=[384], formats=["gecko"])
+        return float(table.column("score")[0].as_py())
+
+    first = run()
+    kept = sorted((tmp_path / "embeddings").glob("*.npy"))
+    corpus = len((slices["scifact"] / "corpus.jsonl").read_text().splitlines())
+    assert sorted(np.load(p).shape[0] for p in kept) == [30, corpus]  # queries, corpus
+    assert all(p.name.startswith("all-minilm-l6-v2-eval-gecko-") for p in kept)
+    assert calls == [corpus, 30] or calls == [30, corpus], calls
+    calls.clear()
+    assert run() == first
+    assert calls == []  # both lists read back
+    calls.clear()
+    folder = geckokit.registry.resolve("all-minilm-l6-v2", kind=geckokit.registry.ModelKind.ENCODER)
+    run(folder)  # a model folder, whose weights may change: not kept
+    assert calls and sorted((tmp_path / "embeddings").glob("*.npy")) == kept

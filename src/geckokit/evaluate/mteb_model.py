@@ -16,7 +16,7 @@ Import this module only after ``require("mteb", ...)``: it imports mteb at the t
 
 from __future__ import annotations
 
-import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,23 +24,47 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
+from geckokit.cache import load_or_compute, texts_sha256
 from geckokit.encoder import embedding_width
 from geckokit.evaluate.models import ModelInfo, PromptFormat, truncate
 from geckokit.evaluate.mteb_tasks import mteb_kind
 from geckokit.evaluate.task_strings import task_string
 from geckokit.format import document_text, query_text
 
+DISK_MIN_TEXTS = 256
+"""Shorter text lists (a benchmark's queries, a small STS set) are not worth a file."""
+
 
 class EmbeddingCache:
-    """Full-width embeddings by text list, shared by the encoders of one model and format."""
+    """Full-width embeddings by text list, shared by the encoders of one model and format.
 
-    def __init__(self) -> None:
+    With ``folder`` (for a registry encoder, whose name pins its weights) lists of at least
+    ``min_texts`` texts (default :data:`DISK_MIN_TEXTS`) are also kept on disk as ``{label}-{hash}.npy``
+    (:func:`geckokit.cache.load_or_compute`), so a later evaluation of the same model on the
+    same benchmark (every ``geckokit distill`` run's base row, say) reads them back instead
+    of encoding the corpus again. ``key`` goes into each file's sidecar."""
+
+    def __init__(
+        self,
+        *,
+        folder: Path | None = None,
+        label: str = "",
+        key: dict[str, Any] | None = None,
+        min_texts: int | None = None,
+    ) -> None:
         self._store: dict[str, np.ndarray] = {}
+        self.folder, self.label, self.key = folder, label, key or {}
+        self.min_texts = DISK_MIN_TEXTS if min_texts is None else min_texts
 
     def get(self, texts: list[str], compute: Any) -> np.ndarray:
-        key = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()
+        key = texts_sha256(texts)
         if key not in self._store:
-            self._store[key] = np.asarray(compute(texts), dtype=np.float32)
+            if self.folder is not None and len(texts) >= self.min_texts:
+                self._store[key] = load_or_compute(
+                    texts, compute, folder=self.folder, label=self.label, key=self.key
+                )
+            else:
+                self._store[key] = np.asarray(compute(texts), dtype=np.float32)
         return self._store[key]
 
     def clear(self) -> None:

@@ -99,6 +99,7 @@ def evaluate(
     from geckokit.encoder import embedding_width, load_encoder
     from geckokit.evaluate.mteb_model import EmbeddingCache, EvalEncoder
     from geckokit.evaluate.mteb_tasks import build_task
+    from geckokit.registry import embeddings_dir, pinned_encoder
 
     model_specs, task_specs = _as_list(models), _as_list(tasks)
     if not model_specs or not task_specs:
@@ -138,8 +139,13 @@ def evaluate(
                 "geckokit_json": bool(info.geckokit),
             }
         )
+        pinned = pinned_encoder(spec)  # its name fixes its weights: embeddings kept on disk
         for fmt in model_formats:
-            embeddings = EmbeddingCache()
+            embeddings = EmbeddingCache(
+                folder=embeddings_dir() if pinned else None,
+                label=f"{pinned}-eval-{fmt.value}",
+                key={"encoder": pinned, "normalized": False},
+            )
             for task, task_info in built:
                 for dim in model_dims:
                     encoder = EvalEncoder(model, info=info, dim=dim, fmt=fmt, cache=embeddings)

@@ -9,10 +9,7 @@ Corpus embeddings are computed once per run and cached next to it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from geckokit._deps import require
-from geckokit.cache import touch
+from geckokit.cache import load_or_compute
 from geckokit.format import document_text, query_text
 
 log = logging.getLogger(__name__)
@@ -39,10 +36,6 @@ CANDIDATE_SCHEMA = pa.schema(
 )
 
 
-def _fingerprint(ids: list[str]) -> str:
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()
-
-
 def cached_encode(
     encoder: Any,
     texts: list[str],
@@ -58,40 +51,19 @@ def cached_encode(
     path) when its sidecar JSON equals ``key`` (plus a hash of the texts), else computed and
     saved there (atomically). ``folder`` and ``label`` instead name the file after the label
     and that hash (``{label}-{hash}.npy`` in ``folder``), so a folder shared by many runs
-    keeps one file per set of texts rather than overwriting one per label."""
-    fingerprint = _fingerprint(texts)
-    if folder is not None:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        cache = folder / f"{safe}-{fingerprint[:16]}.npy"
-    meta = {**key, "count": len(texts), "texts_sha256": fingerprint}
-    meta_path = cache.with_suffix(".json") if cache is not None else None
-    if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
-        if json.loads(meta_path.read_text()) == meta:
-            log.info("embeddings: reusing %s", cache)
-            emb = np.load(cache)
-            touch(cache)  # its last use, for `geckokit cache prune --older-than`
-            return emb
-    emb = encoder.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=show_progress,
-    )
-    emb = np.ascontiguousarray(emb, dtype=np.float32)  # (n, dim)
-    if cache is not None and meta_path is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        # unique temporary names (runs may share the folder), and the old sidecar removed
-        # before the array is replaced: a stop in between leaves no sidecar, so nothing
-        # can pair these embeddings with another set of texts
-        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, emb)
-        meta_path.unlink(missing_ok=True)
-        tmp.replace(cache)
-        tmp_meta = meta_path.with_name(f"{meta_path.stem}.{os.getpid()}.tmp.json")
-        tmp_meta.write_text(json.dumps(meta))
-        tmp_meta.replace(meta_path)
-    return emb
+    keeps one file per set of texts rather than overwriting one per label
+    (:func:`geckokit.cache.load_or_compute`)."""
+
+    def compute(batch: list[str]) -> Any:
+        return encoder.encode(
+            batch,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+
+    return load_or_compute(texts, compute, cache=cache, folder=folder, label=label, key=key)
 
 
 def embed_passages(
