@@ -8,11 +8,13 @@ import click
 
 
 def _human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+    if size < 1000:
+        return f"{size:,.0f} B"
+    for unit in ("KB", "MB"):
         size /= 1000
-    raise AssertionError("unreachable")
+        if round(size, 1) < 1000:
+            return f"{size:,.1f} {unit}"
+    return f"{size / 1000:,.1f} GB"
 
 
 def _age(seconds: float) -> str:

@@ -39,10 +39,11 @@ class EmbeddingCache:
     """Full-width embeddings by text list, shared by the encoders of one model and format.
 
     With ``folder`` (for a registry encoder, whose name pins its weights) lists of at least
-    ``min_texts`` texts (default :data:`DISK_MIN_TEXTS`) are also kept on disk as ``{label}-{hash}.npy``
-    (:func:`geckokit.cache.load_or_compute`), so a later evaluation of the same model on the
-    same benchmark (every ``geckokit distill`` run's base row, say) reads them back instead
-    of encoding the corpus again. ``key`` goes into each file's sidecar."""
+    ``min_texts`` texts (default :data:`DISK_MIN_TEXTS`) are also kept on disk as
+    ``{label}-{hash}.npy`` (:func:`geckokit.cache.load_or_compute`), so a later evaluation of
+    the same model on the same benchmark (every ``geckokit distill`` run's base row, say)
+    reads them back instead of encoding the corpus again. ``key`` goes into each file's
+    sidecar."""
 
     def __init__(
         self,
