@@ -33,6 +33,11 @@ def _array(folder: Path, stem: str, *, count: int, age_days: float, sidecar: boo
     return path
 
 
+def _size(folder: Path) -> str:
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    return f"{total / 1000:,.1f} KB"
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -99,7 +104,8 @@ def test_cli_lists_and_prunes_the_home_folder(
 
     listed = runner.invoke(cli, ["cache", "list"])
     assert listed.exit_code == 0, listed.output
-    assert "2 arrays" in listed.output and "1,234" in listed.output
+    assert f"2 cached arrays, {_size(folder)}, in {folder}" in listed.output
+    assert "1,234" in listed.output
     assert listed.output.index(new.name) < listed.output.index(old.name)
 
     refused = runner.invoke(cli, ["cache", "prune"])
@@ -116,3 +122,5 @@ def test_cli_lists_and_prunes_the_home_folder(
     assert "would remove 2 files (1 array," in dry.output and new.exists()
     assert runner.invoke(cli, ["cache", "prune", "--all"]).exit_code == 0
     assert list(folder.iterdir()) == []
+    emptied = runner.invoke(cli, ["cache", "list"])
+    assert emptied.exit_code == 0 and f"0 cached arrays, 0 B, in {folder}" in emptied.output

@@ -45,7 +45,7 @@ def list_cache() -> None:
     folder = embeddings_dir()
     entries = cached_embeddings(folder)
     total = sum(e.size_bytes for e in entries)
-    table = Table(title=f"cached embeddings: {folder} ({len(entries)} arrays, {_human(total)})")
+    table = Table()
     for col in ("file", "encoder", "texts", "size", "last used"):
         table.add_column(col, overflow="fold")
     now = time.time()
@@ -57,7 +57,10 @@ def list_cache() -> None:
             _human(e.size_bytes),
             _age(now - e.last_used),
         )
-    Console(width=max(Console().width, 120)).print(table)
+    if entries:
+        Console(width=max(Console().width, 120)).print(table)
+    n = len(entries)
+    click.echo(f"{n} cached array{'s' * (n != 1)}, {_human(total)}, in {folder}")
 
 
 @cache.command()
