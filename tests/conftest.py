@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _embeddings_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Embeddings cached by tests go to a temporary folder, not the user's
+    $GECKOKIT_HOME/embeddings (models still come from the user's cache)."""
+    before = os.environ.get("GECKOKIT_EMBEDDINGS")
+    os.environ["GECKOKIT_EMBEDDINGS"] = str(tmp_path_factory.mktemp("embeddings"))
+    yield
+    if before is None:
+        os.environ.pop("GECKOKIT_EMBEDDINGS", None)
+    else:
+        os.environ["GECKOKIT_EMBEDDINGS"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

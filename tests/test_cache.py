@@ -97,6 +97,7 @@ def test_cli_lists_and_prunes_the_home_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GECKOKIT_HOME", str(tmp_path))
+    monkeypatch.delenv("GECKOKIT_EMBEDDINGS", raising=False)  # the home's own folder
     folder = tmp_path / "embeddings"
     old = _array(folder, "all-minilm-l6-v2-passages-1111", count=3, age_days=30)
     new = _array(folder, "all-minilm-l6-v2-passages-2222", count=1234, age_days=0)
@@ -124,3 +125,15 @@ def test_cli_lists_and_prunes_the_home_folder(
     assert list(folder.iterdir()) == []
     emptied = runner.invoke(cli, ["cache", "list"])
     assert emptied.exit_code == 0 and f"0 cached arrays, 0 B, in {folder}" in emptied.output
+
+
+def test_the_folder_is_the_homes_unless_geckokit_embeddings_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geckokit.registry import embeddings_dir
+
+    monkeypatch.setenv("GECKOKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GECKOKIT_EMBEDDINGS", raising=False)
+    assert embeddings_dir() == tmp_path / "home" / "embeddings"
+    monkeypatch.setenv("GECKOKIT_EMBEDDINGS", str(tmp_path / "big-disk"))
+    assert embeddings_dir() == tmp_path / "big-disk"

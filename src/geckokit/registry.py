@@ -236,9 +236,11 @@ def cache_dir() -> Path:
 
 
 def embeddings_dir() -> Path:
-    """Cached corpus embeddings of named encoders: ``$GECKOKIT_HOME/embeddings`` (beside the
-    model cache; safe to delete, they are computed again when missing)."""
-    return cache_dir().parent / "embeddings"
+    """Cached corpus embeddings of named encoders: ``$GECKOKIT_EMBEDDINGS`` when set, else
+    ``$GECKOKIT_HOME/embeddings`` (beside the model cache; safe to delete, they are computed
+    again when missing)."""
+    folder = os.environ.get("GECKOKIT_EMBEDDINGS")
+    return Path(folder).expanduser() if folder else cache_dir().parent / "embeddings"
 
 
 def pinned_encoder(name: str) -> str | None:

@@ -190,6 +190,7 @@ def test_named_encoder_reuses_its_cached_corpus_embeddings(
     from geckokit.pipeline.demo import demo_dir
 
     monkeypatch.setattr(geckokit.registry, "cache_dir", lambda: tmp_path / "models")
+    monkeypatch.delenv("GECKOKIT_EMBEDDINGS", raising=False)
     encoder = load_encoder("all-minilm-l6-v2")
 
     def run() -> dict[str, Any]:
@@ -231,6 +232,7 @@ def test_a_registry_encoders_evaluation_embeddings_are_kept_and_reused(
     from geckokit.evaluate import evaluate
 
     monkeypatch.setattr(geckokit.registry, "cache_dir", lambda: tmp_path / "models")
+    monkeypatch.delenv("GECKOKIT_EMBEDDINGS", raising=False)
     monkeypatch.setattr(geckokit.evaluate.mteb_model, "DISK_MIN_TEXTS", 1)
     calls: list[int] = []
     original = SentenceTransformer.encode

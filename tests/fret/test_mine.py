@@ -356,6 +356,7 @@ def test_a_registry_encoders_passage_embeddings_serve_every_run(
     from geckokit.fret.fusion import Fusion
 
     monkeypatch.setenv("GECKOKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GECKOKIT_EMBEDDINGS", raising=False)  # the home's own folder
     corpus, queries = setup
     encoded: list[int] = []
     original = encoder.encode

@@ -27,10 +27,10 @@ def _age(seconds: float) -> str:
 
 @click.group()
 def cache() -> None:
-    """Corpus embeddings kept by mining and evaluation ($GECKOKIT_HOME/embeddings, default
-    ~/.cache/geckokit/embeddings): every run over the same passages with a registry encoder
-    reuses them, and nothing removes them but `geckokit cache prune`. Deleting them is
-    always safe: they are computed again when missing."""
+    """Corpus embeddings kept by mining and evaluation ($GECKOKIT_EMBEDDINGS, else
+    $GECKOKIT_HOME/embeddings, default ~/.cache/geckokit/embeddings): every run over the same
+    passages with a registry encoder reuses them, and nothing removes them but `geckokit
+    cache prune`. Deleting them is always safe: they are computed again when missing."""
 
 
 @cache.command("list")
