@@ -76,13 +76,14 @@ def test_prune_by_age_keeps_recent_and_removes_leftovers(tmp_path: Path) -> None
 
     planned = prune_embeddings(tmp_path, older_than_days=7, dry_run=True)
     expected = sorted([old, old.with_suffix(".json"), broken, orphan, dead])
-    assert planned == expected
+    assert list(planned) == expected
+    assert planned == {p: p.stat().st_size for p in expected}  # sizes before removal
     assert all(p.exists() for p in planned)  # a dry run removes nothing
 
-    assert prune_embeddings(tmp_path, older_than_days=7) == expected
+    assert list(prune_embeddings(tmp_path, older_than_days=7)) == expected
     assert sorted(tmp_path.iterdir()) == sorted([new, new.with_suffix(".json"), live])
 
-    assert prune_embeddings(tmp_path, older_than_days=None) == sorted(
+    assert list(prune_embeddings(tmp_path, older_than_days=None)) == sorted(
         [new, new.with_suffix(".json")]
     )
     assert sorted(tmp_path.iterdir()) == [live]

@@ -1,13 +1,13 @@
 """Embeddings kept on disk: writing and reusing them, listing them, pruning them.
 
-Corpus embeddings of registry encoders are kept in ``$GECKOKIT_HOME/embeddings``
-(:func:`geckokit.registry.embeddings_dir`) as ``{label}-{hash of the texts}.npy`` with a JSON
-sidecar (the encoder, the number of texts and their hash; :func:`load_or_compute`, used by
-mining's :func:`geckokit.fret.retrieve.cached_encode` and by the evaluation), so that every
-run over the same texts embeds them once. Nothing else removes them: each corpus an encoder has seen stays (384-d float32:
-1.5 KiB a passage, about 1.5 GB for a million). A file's modification time is its last use:
-``cached_encode`` touches it when it reuses it.
-"""
+Embeddings of registry encoders are kept in one folder (:func:`geckokit.registry.embeddings_dir`:
+``$GECKOKIT_EMBEDDINGS``, else ``$GECKOKIT_HOME/embeddings``) as ``{label}-{hash of the
+texts}.npy`` with a JSON sidecar (the encoder, the number of texts and their hash), written
+and read by :func:`load_or_compute` for mining's :func:`geckokit.fret.retrieve.cached_encode`
+and for the evaluation, so that every run over the same texts embeds them once. Only
+:func:`prune_embeddings` removes them: each corpus an encoder has seen stays (384-d float32: 1.5 KB a passage, about
+1.5 GB for a million). A file's modification time is its last use: ``load_or_compute``
+touches it when it reuses it."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def cached_embeddings(folder: str | Path) -> list[CachedEmbeddings]:
         return []
     out = []
     for path in folder.glob("*.npy"):
-        if _TMP in path.name:
+        if not is_array(path):
             continue
         meta_path = path.with_suffix(".json")
         encoder, count, size = None, None, _size(path)
@@ -118,17 +118,17 @@ def cached_embeddings(folder: str | Path) -> list[CachedEmbeddings]:
 
 def prune_embeddings(
     folder: str | Path, *, older_than_days: float | None, dry_run: bool = False
-) -> list[Path]:
+) -> dict[Path, int]:
     """Remove from ``folder`` the arrays (with their sidecars) last used more than
     ``older_than_days`` ago, every one when it is None; also, whatever their age, arrays
     without a sidecar (never reusable), sidecars without an array and temporary files left by
     a process that no longer runs. Returns the paths removed (that would be, with
-    ``dry_run``), sorted."""
+    ``dry_run``), sorted, with their sizes in bytes."""
     if older_than_days is not None and older_than_days < 0:
         raise ValueError(f"older_than_days must be 0 or more, got {older_than_days}")
     folder = Path(folder)
     if not folder.is_dir():
-        return []
+        return {}
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
     doomed: list[Path] = []
     for entry in cached_embeddings(folder):
@@ -140,11 +140,16 @@ def prune_embeddings(
     for tmp in folder.glob(f"*{_TMP}*"):
         if not _writer_alive(tmp):
             doomed.append(tmp)
-    removed = sorted({p for p in doomed if p.exists()})
+    removed = {p: _size(p) for p in sorted(set(doomed)) if p.exists()}
     if not dry_run:
         for path in removed:
             path.unlink(missing_ok=True)
     return removed
+
+
+def is_array(path: Path) -> bool:
+    """Whether ``path`` is a cached array (not a sidecar, not a write's temporary file)."""
+    return path.suffix == ".npy" and _TMP not in path.name
 
 
 def touch(path: Path) -> None:

@@ -77,21 +77,18 @@ def prune(older_than: float | None, everything: bool, dry_run: bool) -> None:
     """Remove cached embeddings: those unused for --older-than DAYS, or --all. Leftovers of
     a stopped write (an array without its sidecar, a temporary file of a process that has
     ended) go either way."""
-    from geckokit.cache import prune_embeddings
+    from geckokit.cache import is_array, prune_embeddings
     from geckokit.registry import embeddings_dir
 
     if (older_than is None) == (not everything):
         raise click.UsageError("give one of --older-than DAYS and --all")
     folder = embeddings_dir()
-    sizes = {}
-    for path in folder.glob("*") if folder.is_dir() else ():
-        sizes[path] = path.stat().st_size
     removed = prune_embeddings(folder, older_than_days=older_than, dry_run=dry_run)
-    freed = sum(sizes.get(p, 0) for p in removed)
+    freed = sum(removed.values())
     verb = "would remove" if dry_run else "removed"
     for path in removed:
         click.echo(f"{verb} {path}")
-    arrays = sum(p.suffix == ".npy" and ".tmp." not in p.name for p in removed)
+    arrays = sum(map(is_array, removed))
     click.echo(
         f"{verb} {len(removed)} file{'s' * (len(removed) != 1)} ({arrays} "
         f"array{'s' * (arrays != 1)}, {_human(freed)}) from {folder}"
