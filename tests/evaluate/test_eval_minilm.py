@@ -205,7 +205,7 @@ def test_named_encoder_reuses_its_cached_corpus_embeddings(
 
     first = run()
     [cached] = (tmp_path / "embeddings").glob("*.npy")
-    assert np.load(cached).shape[0] == 79  # one row per demo passage
+    assert np.load(cached).shape[0] == 350  # one row per demo passage
     inode = cached.stat().st_ino  # a write replaces the file: a new inode
     calls = []
     original = encoder.encode

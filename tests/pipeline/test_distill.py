@@ -14,7 +14,14 @@ from geckokit.pipeline.runs import RunMismatchError
 
 pytestmark = pytest.mark.slow
 
-PASSAGES = ["os.getcwd", "os.remove", "json.dumps", "json.loads", "re.sub", "time.sleep"]
+PASSAGES = [
+    "DNSPort",
+    "HashedControlPassword",
+    "SIGHUP",
+    "AvoidDiskWrites",
+    "DirPortFrontPage",
+    "--dump-config",
+]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +137,7 @@ def test_distill_runs_every_stage_and_resumes_after_a_stop(
     assert saved["mine"]["top_n"] == 3 and saved["llm"] == "qwen2.5-coder-0.5b-instruct"
     assert saved["mine"]["fusion"] == "ql"  # the 0.5B model's measured default
     model = SentenceTransformer(again["model"])
-    assert model.encode(["task: search result | query: delete a file"]).shape == (1, 384)
+    assert model.encode(["task: search result | query: reload torrc"]).shape == (1, 384)
     rows = again["stages"]["eval"]["results"]
     assert [r["model"] for r in rows] == ["base", "base (unified format)", "distilled"]
     for r in rows:

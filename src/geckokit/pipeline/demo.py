@@ -15,9 +15,9 @@ def demo_dir() -> Path:
 
 
 def demo_config(*, llm: str | None = None) -> DistillConfig:
-    """One query for each of 48 of the 79 passages (drawn at random), 5 neighbours each from
-    all 79, then 3 epochs of fine-tuning on the FRet examples; evaluated on the 52 held-out
-    test questions. (All 79 passages with 10 neighbours took 17 minutes on 2 cores.)"""
+    """One query for each of 48 of the 350 passages (drawn at random), 5 neighbours each from
+    all 350, then 3 epochs of fine-tuning on the FRet examples; evaluated on the 60 held-out
+    test questions."""
     folder = demo_dir()
     return DistillConfig.model_validate(
         {
