@@ -113,8 +113,10 @@ def main() -> None:
             raise SystemExit(f"{run}: no mine/fret shards; pass a finished distill run folder")
         rows = fret.to_pylist()
         examples += len(rows)
+        # the encoder's own first (runs mined before the column came from the encoder alone)
+        first = [r.get("encoder_first_id") or r["candidate_ids"][0] for r in rows]
         hard = fret.take(
-            [i for i, r in enumerate(rows) if args.all or r["positive_id"] != r["candidate_ids"][0]]
+            [i for i, r in enumerate(rows) if args.all or r["positive_id"] != first[i]]
         )
         if len(args.runs) > 1:
             ids = [f"{n}:{q}" for q in hard["query_id"].to_pylist()]

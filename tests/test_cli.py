@@ -272,6 +272,13 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert seen["config"].mine.drop_solved is False  # off unless asked for
     result = CliRunner().invoke(cli, [*args, "--drop-solved"])
     assert result.exit_code == 0 and seen["config"].mine.drop_solved is True, result.output
+    assert seen["config"].mine.retriever == "encoder"  # the paper's, unless asked for
+    result = CliRunner().invoke(cli, [*args, "--retriever", "hybrid"])
+    assert result.exit_code == 0 and seen["config"].mine.retriever == "hybrid", result.output
+    result = CliRunner().invoke(cli, [*args, "--retriever", "dense"])
+    assert result.exit_code == 2 and "'dense' is not one of 'encoder', 'bm25', 'hybrid'" in (
+        result.output
+    )
     result = CliRunner().invoke(cli, [*args, "--prompt", "science-claims"])
     assert result.exit_code == 0 and seen["config"].prompt == "science-claims", result.output
     result = CliRunner().invoke(cli, [*args, "--prompt", str(tmp_path / "missing.toml")])

@@ -269,6 +269,11 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
     # candidates come in the encoder's order: its first is the best-scored one
     rows = fret.to_pylist()
     assert all(r["encoder_scores"][0] == max(r["encoder_scores"]) for r in rows)
+    assert all(r["retriever_scores"] == r["encoder_scores"] for r in rows)
+    assert all(r["encoder_first_id"] == r["candidate_ids"][0] for r in rows)
+    assert all(r["bm25_scores"] is None for r in rows) and manifest["config"]["retriever"] == (
+        "encoder"
+    )
     seed_first = sum(r["seed_id"] == r["candidate_ids"][0] for r in rows) / len(rows)
     assert manifest["summary"]["positive_first_for_encoder"] == round(seed_first, 4)
     # no pair scored: an LLM fusion later has every (query, candidate) pair left to score
@@ -397,3 +402,74 @@ def test_a_registry_encoders_passage_embeddings_serve_every_run(
     assert passages in encoded and (tmp_path / "c" / "corpus_embeddings.npy").exists()
     assert [r["candidate_ids"] for r in third] == [r["candidate_ids"] for r in first]
     assert len(list((tmp_path / "home" / "embeddings").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "hybrid"])
+def test_bm25_and_hybrid_candidates_keep_the_seed_and_the_encoders_scores(
+    retriever: str, encoder, setup, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """BM25 (InPars) or its fusion with MiniLM proposes the candidates; the encoder's
+    cosine of each is kept, and "first for the encoder" stays the encoder's own first."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from geckokit.format import document_text, query_text
+    from geckokit.fret.fusion import Fusion
+    from geckokit.retrieval.bm25 import BM25Index, passage_text
+
+    corpus, queries = setup
+    _add_a_miss(queries)  # 7912:q1 asks 4983's white-matter question
+
+    def run(out: str, config: MineConfig) -> dict[str, Any]:
+        return mine(
+            queries, corpus, tmp_path / out, llm=None, encoder=encoder,
+            encoder_name="all-minilm-l6-v2", config=config, show_progress=False,
+        )  # fmt: skip
+
+    config = MineConfig(top_n=4, fusion=Fusion.SEED, retriever=retriever)
+    manifest = run("m", config)
+    assert manifest["status"] == "finished" and manifest["config"]["retriever"] == retriever
+    fret = read_shards(tmp_path / "m" / "fret")
+    candidates = read_shards(tmp_path / "m" / "candidates")
+    assert fret is not None and candidates is not None and fret.num_rows == 4
+    # the fourth query asks about 4983: neither retriever finds its seed 7912 in the top 4
+    assert candidates.filter(pc.invert(candidates["seed_retrieved"]))["query_id"].to_pylist() == [
+        "7912:q1"
+    ]
+    passages = {r["passage_id"]: r for r in load_corpus(corpus).passages.to_pylist()}
+    ids = list(passages)
+    bm25 = BM25Index([passage_text(p["title"], p["text"]) for p in passages.values()])
+    for row, cand in zip(fret.to_pylist(), candidates.to_pylist(), strict=True):
+        for key in ("candidate_ids", "encoder_scores", "bm25_scores", "retriever_scores"):
+            assert row[key] == cand[key], key  # carried into fret/
+        assert row["seed_id"] in row["candidate_ids"] and len(row["candidate_ids"]) == 4
+        if not cand["seed_retrieved"]:
+            assert row["candidate_ids"][-1] == row["seed_id"]  # put in at rank N
+        scores = row["retriever_scores"]
+        assert scores == sorted(scores, reverse=True)  # the retriever's order, best first
+        # the encoder's cosine of every candidate, BM25's score from the raw query
+        q = encoder.encode([query_text(row["task"], row["query"])], normalize_embeddings=True)
+        docs = [
+            document_text(passages[p]["title"], passages[p]["text"]) for p in row["candidate_ids"]
+        ]
+        d = encoder.encode(docs, normalize_embeddings=True)  # (4, 384)
+        assert row["encoder_scores"] == pytest.approx((d @ q[0]).tolist(), abs=1e-4)
+        full = next(bm25.scores([row["query"]]))  # (passages,)
+        rows = [ids.index(p) for p in row["candidate_ids"]]
+        assert row["bm25_scores"] == pytest.approx(full[rows].tolist(), rel=1e-5)
+        if retriever == "bm25":
+            assert row["retriever_scores"] == row["bm25_scores"]
+            top = [ids[int(r)] for r in np.argsort(-full, kind="stable")[:4]]
+            if cand["seed_retrieved"]:
+                assert row["candidate_ids"] == top
+    # MiniLM ranks the three hand-written queries' seeds first, not the fourth's, whichever
+    # retriever proposed the candidates
+    assert manifest["summary"]["positive_first_for_encoder"] == 0.75
+    missed = next(r for r in fret.to_pylist() if r["query_id"] == "7912:q1")
+    assert missed["encoder_first_id"] == "4983"  # its question is 4983's
+    dropped = run("d", config.model_copy(update={"drop_solved": True}))
+    assert dropped["summary"]["solved_dropped"] == 3
+    # the retriever is part of what was mined: another is refused, the same resumes
+    assert run("m", config)["status"] == "finished"
+    with pytest.raises(RunMismatchError, match="different config"):
+        run("m", MineConfig(top_n=4, fusion=Fusion.SEED))

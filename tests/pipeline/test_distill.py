@@ -11,6 +11,7 @@ from geckokit.fret.fusion import Fusion, NegativeChoice
 from geckokit.pipeline.demo import demo_dir
 from geckokit.pipeline.distill import DistillConfig, distill, load_config
 from geckokit.pipeline.runs import RunMismatchError
+from geckokit.retrieval.hybrid import Retriever
 
 pytestmark = pytest.mark.slow
 
@@ -189,6 +190,11 @@ def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path
         _save_config(other, out)
     with pytest.raises(RunMismatchError, match=r"its mine/, mix/ already ran"):
         _save_config(_config(tmp_path, top_n=4, epochs=5), out)
+    # so is another retriever: it proposes other candidates
+    bm25 = _config(tmp_path, epochs=5)
+    bm25.mine.retriever = Retriever.BM25
+    with pytest.raises(RunMismatchError, match=r"\(mine\) and its mine/, mix/ already ran"):
+        _save_config(bm25, out)
 
 
 def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
@@ -521,3 +527,18 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     limited.generate.validation.max_word_overlap = 0.6
     with pytest.raises(RunMismatchError, match=r"\(generate\) and its queries/"):
         _save_config(limited, out)
+
+
+def test_a_missing_bm25_stops_the_run_before_any_query_is_written(
+    small_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from geckokit._deps import MissingDependencyError
+
+    config = _config(small_set)
+    config.mine.retriever = Retriever.HYBRID
+    monkeypatch.setitem(sys.modules, "bm25s", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"geckokit\[bm25\]"):
+        distill(config, tmp_path / "run", llm=object(), show_progress=False)
+    assert not (tmp_path / "run" / "queries").exists()

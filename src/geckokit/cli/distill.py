@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geckokit.cli.options import generate_prompt_option, llm_option
+from geckokit.cli.options import generate_prompt_option, llm_option, retriever_option
 
 
 @click.command()
@@ -49,6 +49,7 @@ from geckokit.cli.options import generate_prompt_option, llm_option
 )
 @generate_prompt_option
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
+@retriever_option(default=None)
 @click.option(
     "--fusion",
     type=click.Choice(["rrf", "ql", "rc", "seed"]),
@@ -91,6 +92,7 @@ def distill(
     sample: int | None,
     prompt: str | None,
     top_n: int | None,
+    retriever: str | None,
     fusion: str | None,
     drop_solved: bool | None,
     max_steps: int | None,
@@ -113,6 +115,7 @@ def distill(
         "prompt": prompt,
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
+        "mine.retriever": retriever,
         "mine.fusion": fusion,
         "mine.drop_solved": drop_solved or None,  # unset: the config file's, else off
         "train.max_steps": max_steps,

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from geckokit.cli.options import encoder_option, llm_option, llm_usage_line, solved_hint
+from geckokit.cli.options import (
+    encoder_option,
+    llm_option,
+    llm_usage_line,
+    retriever_option,
+    solved_hint,
+)
+from geckokit.retrieval.hybrid import RRF_K
 
 
 @click.command()
@@ -34,6 +41,14 @@ from geckokit.cli.options import encoder_option, llm_option, llm_usage_line, sol
 @click.option(
     "--top-n", type=int, default=20, show_default=True, help="Neighbours per query (the paper's N)."
 )
+@retriever_option(default="encoder")
+@click.option(
+    "--hybrid-k",
+    type=int,
+    default=RRF_K,
+    show_default=True,
+    help="k of --retriever hybrid's 1/(k + rank) (Cormack et al. 2009).",
+)
 @click.option(
     "--fusion",
     type=click.Choice(["rrf", "ql", "rc", "weighted", "seed"]),
@@ -46,7 +61,8 @@ from geckokit.cli.options import encoder_option, llm_option, llm_usage_line, sol
     "--weights",
     default="1,1,0",
     show_default=True,
-    help="w_ql,w_rc,w_encoder for --fusion weighted.",
+    help="w_ql,w_rc,w_encoder for --fusion weighted (w_encoder weighs the rank in the "
+    "retriever's order).",
 )
 @click.option(
     "--negative",
@@ -96,6 +112,8 @@ def mine(
     encoder: str | None,
     llm_spec: str | None,
     top_n: int,
+    retriever: str,
+    hybrid_k: int,
     fusion: str | None,
     weights: str,
     negative: str,
@@ -107,7 +125,7 @@ def mine(
     drop_solved: bool,
     seed: int,
 ) -> None:
-    """FRet step 2: retrieve top-N neighbours per query, score each with the LLM (query
+    """FRet step 2: retrieve top-N candidates per query, score each with the LLM (query
     likelihood and relevance label, one pass), fuse the rankings and pick the positive and
     hard negative. Rerun the same command to resume; rerun with another --fusion,
     --weights, --negative or --negatives-k to choose again from the stored scores, with no
@@ -121,6 +139,7 @@ def mine(
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.llm import load_llm
     from geckokit.registry import DEFAULT_ENCODER, default_fusion
+    from geckokit.retrieval.hybrid import Retriever
 
     try:
         w = tuple(float(x) for x in weights.split(","))
@@ -134,6 +153,8 @@ def mine(
         )
     config = MineConfig(
         top_n=top_n,
+        retriever=Retriever.parse(retriever),
+        hybrid_k=hybrid_k,
         fusion=Fusion.parse(fusion or default_fusion(llm_spec)),
         weights=w,
         negative=NegativeChoice.parse(negative),

@@ -45,6 +45,21 @@ generate_prompt_option = click.option(
 )
 
 
+def retriever_option(*, default: str | None) -> Any:
+    """``--retriever``: what proposes FRet step 2's candidates (``mine.retriever``)."""
+    from geckokit.retrieval.hybrid import Retriever
+
+    return click.option(
+        "--retriever",
+        type=click.Choice([r.value for r in Retriever]),
+        default=default,
+        show_default=default is not None,
+        help="What proposes the N candidates of FRet step 2: the initial encoder (the "
+        "paper), bm25 (lexical, as InPars; needs geckokit[bm25]) or hybrid (reciprocal rank "
+        "fusion of the two rankings)." + ("" if default else " Default: encoder."),
+    )
+
+
 def solved_hint(summary: dict[str, Any]) -> str:
     """A hint when half or more of a mine summary's examples have a positive the encoder
     already ranks first (on SciFact such examples trained MiniLM to no gain:

@@ -1,7 +1,8 @@
-"""Dense retrieval on a BEIR folder with one encoder: rankings and nDCG@10 / Recall@10.
+"""Retrieval on a BEIR folder with one encoder, or BM25: rankings and nDCG@10 / Recall@10.
 
 The light evaluation that ``geckokit distill`` and ``geckokit rerank-eval`` run on their
-held-out queries; ``geckokit eval`` gives mteb's full set of scores.
+held-out queries; ``geckokit eval`` gives mteb's full set of scores. :func:`evaluate_bm25`
+gives the lexical baseline row the benchmarks print beside the encoders.
 """
 
 from __future__ import annotations
@@ -107,6 +108,36 @@ def evaluate_retrieval(
         top_k=10,
         encoder_name=encoder_name,
     )
+    out = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
+    if per_query:
+        out["ndcg@10_per_query"] = [ndcg_at_k(rankings[q], data.qrels[q], 10) for q in qids]
+    return out
+
+
+def rank_with_bm25(data: BeirData, query_ids: list[str], *, top_k: int) -> dict[str, list[str]]:
+    """BM25's top ``top_k`` passage ids per query over the whole corpus (title and text
+    joined; raw query text), with :mod:`geckokit.retrieval.bm25`'s settings."""
+    from geckokit.retrieval.bm25 import BM25Index, passage_text
+
+    pids = list(data.corpus)
+    index = BM25Index([passage_text(data.corpus[p]["title"], data.corpus[p]["text"]) for p in pids])
+    rows, _ = index.search([data.queries[q] for q in query_ids], k=top_k)  # (queries, top_k)
+    return {q: [pids[int(r)] for r in rows[i]] for i, q in enumerate(query_ids)}
+
+
+def evaluate_bm25(
+    beir_dir: str | Path,
+    *,
+    split: str = "test",
+    n_queries: int | None = None,
+    per_query: bool = False,
+) -> dict[str, Any]:
+    """nDCG@10 and Recall@10 of BM25 on the judged ``split`` queries of a BEIR folder, in
+    the shape :func:`evaluate_retrieval` returns (``per_query`` adds ``ndcg@10_per_query``
+    in query-id order, for paired tests against an encoder's)."""
+    data = load_beir(beir_dir, split=split)
+    qids = sort_ids(list(data.queries))[: n_queries or None]
+    rankings = rank_with_bm25(data, qids, top_k=10)
     out = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
     if per_query:
         out["ndcg@10_per_query"] = [ndcg_at_k(rankings[q], data.qrels[q], 10) for q in qids]

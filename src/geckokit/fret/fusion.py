@@ -1,7 +1,9 @@
 """Rank fusion and positive/negative selection for FRet step 2 (Gecko, Appendix A). Pure maths.
 
-Candidates are given in the encoder's order (index 0 = the encoder's best). Ranks are
-1-based; ties are broken by the encoder's order, so equal scores never reorder candidates.
+Candidates are given in the first-stage retriever's order (index 0 = its best; the
+retriever is the initial encoder unless mining chose BM25 or the hybrid). Ranks are 1-based;
+ties are broken by that order, so equal scores never reorder candidates, and "rank_encoder"
+below is the rank in it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ class Fusion(ClosedSet):
     RRF = "rrf"  # R = 1/rank_QL + 1/rank_RC (the paper)
     QL = "ql"  # query likelihood only
     RC = "rc"  # relevance classification only
-    WEIGHTED = "weighted"  # w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder
+    WEIGHTED = "weighted"  # w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder (retriever's)
     SEED = "seed"  # no LLM: the seed passage stays the positive (the paper's baseline)
 
 
@@ -28,7 +30,7 @@ class NegativeChoice(ClosedSet):
 
 
 def ranks(scores: Sequence[float]) -> list[int]:
-    """1-based ranks, higher score first; ties keep the given (encoder) order.
+    """1-based ranks, higher score first; ties keep the given (retriever's) order.
     NaN scores rank last."""
     order = sorted(range(len(scores)), key=lambda i: (-_finite(scores[i]), i))
     out = [0] * len(scores)
@@ -53,7 +55,7 @@ def fuse(
 
     ``rrf``: 1/rank_QL + 1/rank_RC; ``ql``/``rc``: 1/rank of that score alone;
     ``weighted``: w_ql/rank_QL + w_rc/rank_RC + w_enc/rank_encoder with ``weights``;
-    ``seed``: the candidate at ``seed_index`` first, the others in the encoder's order
+    ``seed``: the candidate at ``seed_index`` first, the others in the retriever's order
     (QL and RC are not used).
     """
     if method is Fusion.SEED:

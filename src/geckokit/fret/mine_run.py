@@ -13,9 +13,14 @@ Output folder::
 A rerun with other selection settings (fusion among the LLM ones, weights, negative choice)
 rebuilds fret/ from the stored scores with no LLM work; other changed settings are refused.
 
+``retriever`` chooses what proposes the candidates: the initial encoder (the paper), BM25
+(InPars) or their reciprocal rank fusion (:mod:`geckokit.fret.retrieve`).
+
 ``drop_solved`` (off by default; not in the paper) leaves out the queries whose seed passage
 the initial encoder already ranks first, before any of their pairs are scored: on SciFact such
-queries trained the encoder to no gain (README, "Distil end to end").
+queries trained the encoder to no gain (README, "Distil end to end"). "First" is the encoder's
+own first in the whole corpus whichever retriever proposed the candidates: it is what the
+encoder being trained already knows.
 """
 
 from __future__ import annotations
@@ -30,18 +35,19 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.generate_run import model_fingerprint
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
-from geckokit.fret.retrieve import embed_passages, retrieve_candidates
+from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
 from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
 from geckokit.pipeline.shards import run_sharded, unfinished_rows
 from geckokit.registry import embeddings_dir, pinned_encoder
+from geckokit.retrieval.hybrid import RRF_K, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,14 @@ class MineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     top_n: int = Field(20, ge=2, le=200, description="neighbours per query (the paper's N)")
+    retriever: Retriever = Field(
+        Retriever.ENCODER,
+        description="what proposes the N candidates: the initial encoder (the paper), bm25 "
+        "(InPars) or hybrid (reciprocal rank fusion of the two)",
+    )
+    hybrid_k: int = Field(
+        RRF_K, ge=1, description="k of the hybrid's 1/(k + rank) (Cormack et al. 2009: 60)"
+    )
     fusion: Fusion = Fusion.RRF
     weights: tuple[float, float, float] = Field(
         (1.0, 1.0, 0.0), description="w_ql, w_rc, w_encoder for weighted fusion"
@@ -92,6 +106,16 @@ class MineConfig(BaseModel):
     )
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _warn_unused_hybrid_k(self) -> MineConfig:
+        if self.hybrid_k != RRF_K and self.retriever is not Retriever.HYBRID:
+            log.warning(
+                "mine.hybrid_k = %d has no effect with retriever %r (only with 'hybrid')",
+                self.hybrid_k,
+                self.retriever.value,
+            )
+        return self
+
 
 def _identity_config(config: MineConfig) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude=set(SELECTION))
@@ -99,10 +123,10 @@ def _identity_config(config: MineConfig) -> dict[str, Any]:
 
 def unsolved(candidates: pa.Table) -> pa.Table:
     """The rows of a candidates table whose seed passage the initial encoder does not rank
-    first (candidates come in its order)."""
+    first in the whole corpus (whichever retriever proposed the candidates)."""
     if candidates.num_rows == 0:
         return candidates
-    first = pc.list_element(candidates["candidate_ids"], 0)
+    first = with_candidate_columns(candidates)["encoder_first_id"]
     return candidates.filter(pc.not_equal(first, candidates["seed_id"]))
 
 
@@ -200,21 +224,28 @@ def build_fret(
         out["negative_texts"].append([passages[n]["text"] for n in negs])
         out["candidate_ids"].append(cands)
         out["encoder_scores"].append(row["encoder_scores"])
+        out["bm25_scores"].append(row["bm25_scores"])
+        out["retriever_scores"].append(row["retriever_scores"])
+        out["encoder_first_id"].append(row["encoder_first_id"])
         out["ql_scores"].append(ql)
         out["rc_scores"].append(rc)
         out["fused_scores"].append(fused)
         out["seed_rank"].append(sel.order.index(cands.index(row["seed_id"])) + 1)
         out["relabelled"].append(pos != row["seed_id"])
-    return pa.table(dict(out))
+    table = dict(out)
+    if table:  # null for the encoder alone: typed, so that every fret table reads alike
+        table["bm25_scores"] = pa.array(table["bm25_scores"], type=pa.list_(pa.float32()))
+    return pa.table(table)
 
 
 def summarize(fret: pa.Table) -> dict[str, Any]:
     """Relabel rate (paper: about 15%), where the seed ends up, and score spreads.
 
     ``positive_first_for_encoder``: the share of examples whose positive the initial encoder
-    already ranks first in the corpus (candidates come in its order). Such an example
-    teaches that encoder little: on SciFact, real train claims of that kind trained MiniLM
-    to no gain and the others to +4 nDCG@10 (README, "Distil end to end")."""
+    already ranks first in the corpus (its own first, also when BM25 or the hybrid proposed
+    the candidates). Such an example teaches that encoder little: on SciFact, real train
+    claims of that kind trained MiniLM to no gain and the others to +4 nDCG@10 (README,
+    "Distil end to end")."""
     rows = fret.to_pylist()
     if not rows:
         return {"examples": 0}
@@ -237,7 +268,7 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
         "seed_rank_mean": round(statistics.fmean(seed_ranks), 2),
         "seed_at_rank_1": round(sum(1 for s in seed_ranks if s == 1) / len(rows), 4),
         "positive_first_for_encoder": round(
-            sum(r["positive_id"] == r["candidate_ids"][0] for r in rows) / len(rows), 4
+            sum(r["positive_id"] == r["encoder_first_id"] for r in rows) / len(rows), 4
         ),
         "ql": spread("ql_scores"),
         "rc": spread("rc_scores"),
@@ -355,7 +386,12 @@ def mine(
     if cand_path.exists():
         candidates = read_shards(out / "candidates")
         assert candidates is not None
+        candidates = with_candidate_columns(candidates)  # written before the retriever choice
     else:
+        if config.retriever is not Retriever.ENCODER:
+            from geckokit.retrieval.bm25 import require_bm25
+
+            require_bm25()  # before the corpus is embedded, not after
         if config.warmup_encoder:
             encoder, encoder_name = _warmed_up(
                 encoder, encoder_name, queries, passages, out, config, show_progress
@@ -377,6 +413,8 @@ def mine(
             encoder=encoder,
             passage_embeddings=emb,
             top_n=config.top_n,
+            retriever=config.retriever,
+            hybrid_k=config.hybrid_k,
             exact_max=config.exact_max,
             show_progress=show_progress,
         )

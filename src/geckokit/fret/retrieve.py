@@ -1,10 +1,15 @@
-"""FRet step 2a: an initial embedder retrieves the top-N neighbours of each generated query.
+"""FRet step 2a: a first-stage retriever proposes the top-N candidates of each generated query.
 
-Queries are embedded as ``task: {task} | query: {query}`` and passages as
-``title: {title} | text: {text}`` (Gecko, Appendix B). Search is exact (FAISS inner product
-over normalised vectors) up to ``exact_max`` passages and HNSW above. The seed passage is
-always among the candidates: when retrieval misses it, it replaces the N-th candidate.
-Corpus embeddings are computed once per run and cached next to it.
+The retriever (:class:`~geckokit.retrieval.hybrid.Retriever`) is the initial encoder by
+default, as in the paper: queries are embedded as ``task: {task} | query: {query}`` and
+passages as ``title: {title} | text: {text}`` (Gecko, Appendix B), and search is exact (FAISS
+inner product over normalised vectors) up to ``exact_max`` passages and HNSW above. ``bm25``
+ranks by BM25 over the passages' words instead (the raw query text, no task; InPars), and
+``hybrid`` by reciprocal rank fusion of the encoder's and BM25's rankings, each taken
+:func:`~geckokit.retrieval.hybrid.hybrid_depth` deep. Candidates come in the retriever's
+order, best first. The seed passage is always among them: when retrieval misses it, it
+replaces the N-th candidate. Corpus embeddings are computed once per run and cached next to
+it; every retriever needs them, for the encoder's score of each candidate.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from geckokit._deps import require
 from geckokit.cache import load_or_compute
 from geckokit.format import document_text, query_text
+from geckokit.retrieval.hybrid import RRF_K, Retriever, hybrid_depth, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +36,11 @@ CANDIDATE_SCHEMA = pa.schema(
         ("task_type", pa.string()),
         ("task", pa.string()),
         ("query", pa.string()),
-        ("candidate_ids", pa.list_(pa.string())),
-        ("encoder_scores", pa.list_(pa.float32())),
+        ("candidate_ids", pa.list_(pa.string())),  # in the retriever's order, best first
+        ("encoder_scores", pa.list_(pa.float32())),  # the initial encoder's cosine, each
+        ("bm25_scores", pa.list_(pa.float32())),  # each one's BM25 score; null: not computed
+        ("retriever_scores", pa.list_(pa.float32())),  # the scores that ordered them
+        ("encoder_first_id", pa.string()),  # the encoder's first in the whole corpus
         ("seed_retrieved", pa.bool_()),  # False: the seed was missed and put in at rank N
     ]
 )
@@ -119,14 +129,23 @@ def retrieve_candidates(
     encoder: Any,
     passage_embeddings: np.ndarray,
     top_n: int = 20,
+    retriever: Retriever | str = Retriever.ENCODER,
+    hybrid_k: int = RRF_K,
     exact_max: int = 200_000,
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> pa.Table:
     """Top-``top_n`` candidates per query (rows of ``queries``: query_id, passage_id, task,
-    query, task_type), seed passage guaranteed, as a table in :data:`CANDIDATE_SCHEMA`."""
+    query, task_type) from ``retriever``, seed passage guaranteed, as a table in
+    :data:`CANDIDATE_SCHEMA`. ``encoder_scores`` holds the encoder's cosine of every
+    candidate whichever retriever chose them; ``bm25_scores`` is null for the encoder
+    alone; ``retriever_scores`` is the cosine, the BM25 score or the RRF score (``hybrid_k``
+    is RRF's k), and for a seed put in at rank N its own score (0 for a hybrid seed that
+    neither ranking held)."""
     if top_n < 2:
         raise ValueError(f"top_n must be at least 2 (a positive and a negative), got {top_n}")
+    if not isinstance(retriever, Retriever):
+        retriever = Retriever.parse(retriever)
     ids = passages["passage_id"].to_pylist()
     row_of = {pid: i for i, pid in enumerate(ids)}
     missing = [p for p in queries["passage_id"].to_pylist() if p not in row_of]
@@ -148,25 +167,103 @@ def retrieve_candidates(
         show_progress_bar=show_progress,
     )
     q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)  # (q, dim)
+    # the encoder ranks the candidates itself, the fusion's share, or (for BM25) only its
+    # first, which drop_solved and the summary compare against
+    depth = {
+        Retriever.ENCODER: top_n,
+        Retriever.HYBRID: min(len(ids), hybrid_depth(top_n)),
+        Retriever.BM25: 1,
+    }[retriever]
     index = build_index(passage_embeddings, exact_max=exact_max)
-    scores, rows = index.search(q_emb, top_n)  # (q, top_n) each
+    enc_scores, enc_rows = index.search(q_emb, depth)  # (q, depth) each
+    bm25_scores = _bm25_scores(retriever, passages, queries["query"].to_pylist())
     out: dict[str, list[Any]] = {name: [] for name in CANDIDATE_SCHEMA.names}
-    for qi, record in enumerate(
-        queries.select(["query_id", "passage_id", "task_type", "task", "query"]).to_pylist()
-    ):
+    records = queries.select(["query_id", "passage_id", "task_type", "task", "query"])
+    for qi, record in enumerate(records.to_pylist()):
         seed_row = row_of[record["passage_id"]]
-        cand = [int(r) for r in rows[qi] if r >= 0]
-        score = [float(s) for s, r in zip(scores[qi], rows[qi], strict=True) if r >= 0]
+        enc = {
+            int(r): float(s) for r, s in zip(enc_rows[qi], enc_scores[qi], strict=True) if r >= 0
+        }
+        bm = next(bm25_scores) if bm25_scores is not None else None  # (n,) or None
+        ranked = _ranked(retriever, enc, bm, top_n=top_n, depth=depth, hybrid_k=hybrid_k)
+        cand = list(ranked)[:top_n]
         found = seed_row in cand
         if not found:
             cand[-1] = seed_row
-            score[-1] = float(passage_embeddings[seed_row] @ q_emb[qi])
-        out["query_id"].append(record["query_id"])
+        if retriever is Retriever.ENCODER:
+            # FAISS's cosines, as before; a seed put in at rank N gets its own
+            cosine = [
+                enc[r] if r in enc else float(passage_embeddings[r] @ q_emb[qi]) for r in cand
+            ]
+        else:
+            cosine = [float(s) for s in passage_embeddings[cand] @ q_emb[qi]]  # (top_n,)
+        lexical = None if bm is None else [float(bm[r]) for r in cand]
+        if retriever is Retriever.HYBRID:
+            ordering = [ranked.get(r, 0.0) for r in cand]  # 0: a seed neither ranking held
+        else:  # BM25's scores, or the encoder's alone
+            ordering = lexical if lexical is not None else cosine
+        for key in ("query_id", "task_type", "task", "query"):
+            out[key].append(record[key])
         out["seed_id"].append(record["passage_id"])
-        out["task_type"].append(record["task_type"])
-        out["task"].append(record["task"])
-        out["query"].append(record["query"])
         out["candidate_ids"].append([ids[r] for r in cand])
-        out["encoder_scores"].append(score)
+        out["encoder_scores"].append(cosine)
+        out["bm25_scores"].append(lexical)
+        out["retriever_scores"].append(ordering)
+        out["encoder_first_id"].append(ids[next(iter(enc))] if enc else None)
         out["seed_retrieved"].append(found)
     return pa.table(out, schema=CANDIDATE_SCHEMA)
+
+
+def _bm25_scores(retriever: Retriever, passages: pa.Table, queries: list[str]) -> Any:
+    """Each query's BM25 score of every passage, one (n,) array at a time; None for the
+    encoder alone. BM25 reads the raw query: the task line is the encoder's format."""
+    if retriever is Retriever.ENCODER:
+        return None
+    from geckokit.retrieval.bm25 import BM25Index, passage_text
+
+    texts = [
+        passage_text(t, x)
+        for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
+    ]
+    return BM25Index(texts).scores(queries)
+
+
+def _ranked(
+    retriever: Retriever,
+    encoder: dict[int, float],
+    bm25: np.ndarray | None,
+    *,
+    top_n: int,
+    depth: int,
+    hybrid_k: int,
+) -> dict[int, float]:
+    """The passage rows ``retriever`` ranks for one query, best first, with the score that
+    ranks them. ``encoder`` holds the encoder's best rows and cosines in its order,
+    ``bm25`` every passage's BM25 score; the hybrid fuses the two ``depth`` deep."""
+    if retriever is Retriever.ENCODER:
+        return encoder
+    from geckokit.retrieval.bm25 import top_k
+
+    assert bm25 is not None  # computed for every retriever but the encoder
+    if retriever is Retriever.BM25:
+        return {int(r): float(bm25[r]) for r in top_k(bm25, top_n)}
+    # a passage that shares no word with the query is not in BM25's ranking at all: its
+    # place among the zeros would only be its row
+    words = [int(r) for r in top_k(bm25, depth) if bm25[r] > 0]
+    return dict(reciprocal_rank_fusion([list(encoder), words], k=hybrid_k))
+
+
+def with_candidate_columns(candidates: pa.Table) -> pa.Table:
+    """A candidates table written before the retriever could be chosen, with the columns
+    added since: its candidates came from the encoder, so the retriever's scores are the
+    encoder's and the encoder's first is the first candidate (no BM25 scores)."""
+    if "retriever_scores" in candidates.column_names:
+        return candidates
+    n = candidates.num_rows
+    add = {
+        "bm25_scores": pa.nulls(n, CANDIDATE_SCHEMA.field("bm25_scores").type),
+        "retriever_scores": candidates["encoder_scores"],
+        "encoder_first_id": pc.list_element(candidates["candidate_ids"], 0),
+    }
+    columns = [add[name] if name in add else candidates[name] for name in CANDIDATE_SCHEMA.names]
+    return pa.table(columns, schema=CANDIDATE_SCHEMA)

@@ -32,6 +32,7 @@ from geckokit.fret.mine_run import MineConfig
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.io import MANIFEST, environment, read_json, write_json
 from geckokit.pipeline.runs import RunMismatchError, run_lock
+from geckokit.retrieval.hybrid import Retriever
 from geckokit.train.trainer import TrainConfig
 from geckokit.types import ClosedSet
 
@@ -364,6 +365,11 @@ def _run(
     corpus = load_corpus(config.corpus, max_tokens=config.passage_tokens, limit=config.limit)
     seeds = sample_passages(corpus, config.sample, seed=config.generate.seed)
     queries_dir, mine_dir, mix_dir, train_dir, eval_dir = (out / n for n in FOLDERS)
+    bm25 = config.mine.retriever is not Retriever.ENCODER and last >= STAGES.index(Stage.MINE)
+    if bm25 and not (mine_dir / "candidates").is_dir():
+        from geckokit.retrieval.bm25 import require_bm25
+
+        require_bm25()  # BM25 is missing: say so before the queries are written, not after
     reselect = _finished(mine_dir) and _selection_changed(mine_dir, config.mine)
     left = llm_stages_left(queries_dir, mine_dir, config.mine)
     # mining with the seed fusion asks nothing of the LLM; choosing again from stored scores
