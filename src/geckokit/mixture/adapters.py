@@ -117,10 +117,10 @@ def from_fret(fret: pa.Table, *, source: str = "fret") -> pa.Table:
             "candidate_ids": r.get("candidate_ids"),
             **{c: r.get(c) for c in _FRET_SCORES},
         }
-        if has_texts:
+        titles, texts = r.get("candidate_titles"), r.get("candidate_texts")
+        if titles is not None and texts is not None:  # null in rows pooled from older tables
             row["candidate_texts"] = [
-                document_text(t, x)
-                for t, x in zip(r["candidate_titles"], r["candidate_texts"], strict=True)
+                document_text(t, x) for t, x in zip(titles, texts, strict=True)
             ]
         rows.append(row)
     return _table(rows)
