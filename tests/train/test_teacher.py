@@ -60,7 +60,7 @@ def _mixture_rows(*, scored: bool = True) -> dict[str, list[Any]]:
 
 def test_teacher_scores_line_up_with_positive_negative_and_the_others() -> None:
     rows = _mixture_rows()
-    cols = teacher_columns(rows, teacher=Teacher.RC, k=4, seed=0)
+    cols = teacher_columns(rows, teacher=Teacher.RC, k=4)
     assert cols.fret_rows == 2 and cols.with_teacher == 2
     assert len(cols.texts) == len(cols.scores) == 4  # two FRet rows, two STS rows
     for i in range(2):
@@ -77,7 +77,7 @@ def test_teacher_scores_line_up_with_positive_negative_and_the_others() -> None:
 
 def test_missing_scores_and_padding_are_nan() -> None:
     rows = _mixture_rows()
-    cols = teacher_columns(rows, teacher=Teacher.QL, k=10, seed=0)  # more than the 6 there are
+    cols = teacher_columns(rows, teacher=Teacher.QL, k=10)  # more than the 6 there are
     for i in range(2):
         ids = rows["candidate_ids"][i]
         head = (ids.index(rows["positive_id"][i]), ids.index(rows["negative_id"][i]))
@@ -98,3 +98,18 @@ def test_rows_that_cannot_teach() -> None:
     rows["candidate_texts"] = [None] * len(rows["candidate_texts"])  # an older fret table
     cols = teacher_columns(rows, teacher=Teacher.QL, k=4)
     assert cols.with_teacher == 0 and cols.fret_rows == 2
+
+
+def test_chunks_drawn_with_one_generator_draw_as_the_whole() -> None:
+    passages = {f"p{i}": {"title": "", "text": f"body {i}"} for i in range(40)}
+    queries = [("t", f"query {i}") for i in range(4)]
+    rows = from_fret(fret_table(passages, queries, per_query=10))
+    whole = teacher_columns(rows.to_pydict(), teacher=Teacher.RC, k=4, rng=random.Random(3))
+    rng = random.Random(3)
+    parts = [
+        teacher_columns(b.to_pydict(), teacher=Teacher.RC, k=4, rng=rng)
+        for b in rows.to_batches(max_chunksize=3)
+    ]
+    assert [t for p in parts for t in p.texts] == whole.texts
+    other = teacher_columns(rows.to_pydict(), teacher=Teacher.RC, k=4, rng=random.Random(4))
+    assert other.texts != whole.texts  # the seed matters

@@ -80,16 +80,21 @@ class TeacherColumns:
 
 
 def teacher_columns(
-    rows: Mapping[str, Sequence[Any]], *, teacher: Teacher, k: int, seed: int = 0
+    rows: Mapping[str, Sequence[Any]],
+    *,
+    teacher: Teacher,
+    k: int,
+    rng: random.Random | None = None,
 ) -> TeacherColumns:
     """The distillation inputs of mixture ``rows`` (columns as lists: ``positive``,
     ``negative`` and :data:`CANDIDATE_COLUMNS`). Rows without candidates (the human-labelled
     sources), without a usable score, or whose passage texts the mixture lacks get "" and NaN
     throughout, which leaves them out of the term. The ``fused`` teacher is not used where
     the LLM scored nothing (the ``seed`` fusion: its fused order is the encoder's own with
-    the seed on top). Candidates are drawn with a generator seeded by ``seed``."""
+    the seed on top). Candidates are drawn with ``rng`` (default: seeded with 0); pass the
+    same generator to successive chunks of a mixture to draw as over the whole."""
     nan = float("nan")
-    rng = random.Random(seed)
+    rng = rng or random.Random(0)
     column = TEACHER_COLUMNS[teacher]
     texts: list[list[str]] = []
     scores: list[list[float]] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -260,7 +261,10 @@ def train(
     run again."""
     config = config or TrainConfig()
     mixture_dir, out = Path(mixture_dir), Path(out)
-    table = read_shards(mixture_dir / "mixture")
+    # eq. 3 alone reads the text columns, not the FRet rows' candidates
+    contrastive = config.objective is Objective.CONTRASTIVE
+    columns = ["query", "positive", "negative", "source"] if contrastive else None
+    table = read_shards(mixture_dir / "mixture", columns=columns)
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
@@ -381,11 +385,20 @@ def _distillation_columns(
             f"built before mixtures carried the LLM's ranking; rebuild it with `geckokit mix` "
             f"to train with {what}"
         )
-    from geckokit.train.teacher import teacher_columns
+    from geckokit.train.teacher import TeacherColumns, teacher_columns
 
     k = config.distill_candidates
-    rows = table.select(["positive", "negative", *CANDIDATE_COLUMNS]).to_pydict()
-    columns = teacher_columns(rows, teacher=config.teacher, k=k, seed=config.seed)
+    rng = random.Random(config.seed)
+    parts = [  # in chunks: a row's N candidate texts are Python strings only while it is read
+        teacher_columns(batch.to_pydict(), teacher=config.teacher, k=k, rng=rng)
+        for batch in table.select(["positive", "negative", *CANDIDATE_COLUMNS]).to_batches(4096)
+    ]
+    columns = TeacherColumns(
+        texts=[t for part in parts for t in part.texts],
+        scores=[v for part in parts for v in part.scores],
+        with_teacher=sum(part.with_teacher for part in parts),
+        fret_rows=sum(part.fret_rows for part in parts),
+    )
     if columns.with_teacher == 0:
         raise ValueError(
             f"{what}: none of the mixture's {table.num_rows} rows ({columns.fret_rows} from "
