@@ -87,12 +87,17 @@ class TrainConfig(BaseModel):
     )
     teacher: Teacher = Field(
         Teacher.QL,
-        description="the stored LLM score to distil: ql (query likelihood, ART's teacher), "
-        "rc (relevance log-probability) or fused (the reciprocal-rank fusion that chose the "
-        "positive)",
+        description="the stored LLM score to distil: ql (query likelihood, a mean "
+        "log-probability per query token: ART's teacher, on the scale of logits, and every "
+        "LLM fusion scores it), rc (relevance classification: log P(relevant), or the "
+        "expected grade with a graded prompt) or fused (the reciprocal-rank fusion that "
+        "chose the positive: ranks only)",
     )
     teacher_temperature: float = Field(
-        1.0, gt=0, description="the teacher's scores are divided by this before the softmax"
+        1.0,
+        gt=0,
+        description="the teacher's scores are divided by this (kl: before the softmax; "
+        "margin-mse: its margins); the student's are cosine / temperature",
     )
     distill_candidates: int = Field(
         8,
