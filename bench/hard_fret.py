@@ -188,6 +188,16 @@ def to_plain(folder: Path) -> None:
             table = table.set_column(
                 table.schema.get_field_index(column), column, pa.array(values, pa.string())
             )
+        if "candidate_texts" in table.column_names:  # FRet rows' ranking, for distillation
+            lists = [
+                None if texts is None else [document(t) if t else t for t in texts]
+                for texts in table["candidate_texts"].to_pylist()
+            ]
+            table = table.set_column(
+                table.schema.get_field_index("candidate_texts"),
+                "candidate_texts",
+                pa.array(lists, pa.list_(pa.string())),
+            )
         pq.write_table(table, shard)
 
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,3 +101,56 @@ def start_server(args: list[str], probe_path: str) -> Iterator[str]:
     finally:
         stop_process(proc)
         log.unlink(missing_ok=True)
+
+
+def fret_table(
+    passages: dict[str, dict[str, str]],
+    queries: list[tuple[str, str]],
+    *,
+    per_query: int,
+    scored: bool = True,
+) -> Any:
+    """A fret/ table as FRet step 2 writes it (``build_fret``) for ``queries`` (task, query)
+    over ``passages``, with made-up but deterministic LLM scores: query i's candidates are
+    the next ``per_query`` passages (disjoint between queries), its seed the first of them,
+    and the QL of its third candidate is missing (NaN). ``scored=False``: the ``seed``
+    fusion, no LLM scores at all."""
+    import random
+
+    import pyarrow as pa
+
+    from geckokit.fret.fusion import Fusion
+    from geckokit.fret.mine_run import MineConfig, build_fret
+
+    ids = list(passages)
+    if len(ids) < per_query * len(queries):
+        raise ValueError(f"{len(ids)} passages for {len(queries)} x {per_query} candidates")
+    rng = random.Random(7)
+    candidates: dict[str, list[Any]] = {
+        k: [] for k in ("query_id", "task_type", "task", "query", "seed_id", "candidate_ids")
+    }
+    candidates["encoder_scores"] = []
+    scores: dict[str, list[Any]] = {k: [] for k in ("query_id", "passage_id", "ql", "rc")}
+    for i, (task, query) in enumerate(queries):
+        cands = ids[i * per_query : (i + 1) * per_query]
+        for key, value in zip(
+            candidates,
+            (
+                f"q{i}",
+                "retrieval",
+                task,
+                query,
+                cands[0],
+                cands,
+                [0.9 - 0.05 * j for j in range(per_query)],
+            ),
+            strict=True,
+        ):
+            candidates[key].append(value)
+        for j, pid in enumerate(cands):
+            scores["query_id"].append(f"q{i}")
+            scores["passage_id"].append(pid)
+            scores["ql"].append(float("nan") if j == 2 else -rng.uniform(0.5, 3.0))
+            scores["rc"].append(-rng.uniform(0.0, 4.0))
+    config = MineConfig(top_n=max(2, per_query), fusion=Fusion.RRF if scored else Fusion.SEED)
+    return build_fret(pa.table(candidates), pa.table(scores) if scored else None, passages, config)

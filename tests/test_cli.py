@@ -279,6 +279,16 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 2 and "'dense' is not one of 'encoder', 'bm25', 'hybrid'" in (
         result.output
     )
+    assert seen["config"].train.objective.value == "contrastive"  # unset: the default
+    distilling = ["--objective", "margin-mse", "--distill-weight", "0.3", "--teacher", "rc"]
+    distilling += ["--teacher-temperature", "2", "--distill-candidates", "5"]
+    result = CliRunner().invoke(cli, [*args, *distilling])
+    train = seen["config"].train
+    assert result.exit_code == 0 and train.objective.value == "margin-mse", result.output
+    assert (train.distill_weight, train.teacher.value) == (0.3, "rc")
+    assert (train.teacher_temperature, train.distill_candidates) == (2.0, 5)
+    result = CliRunner().invoke(cli, [*args, "--objective", "kld"])
+    assert result.exit_code == 2 and "'contrastive', 'kl', 'margin-mse'" in result.output
     result = CliRunner().invoke(cli, [*args, "--prompt", "science-claims"])
     assert result.exit_code == 0 and seen["config"].prompt == "science-claims", result.output
     result = CliRunner().invoke(cli, [*args, "--prompt", str(tmp_path / "missing.toml")])
@@ -286,3 +296,32 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     prompt.write_text("")  # a template that does not parse stops the command too
     result = CliRunner().invoke(cli, [*args, "--prompt", str(prompt)])
     assert result.exit_code == 2 and "not a valid generate prompt template" in result.output
+
+
+def test_train_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geckokit.train.trainer as trainer
+
+    seen = {}
+
+    def fake_train(mixture_dir, out, *, config, prefinetune):  # type: ignore[no-untyped-def]
+        seen["config"] = config
+        return {"steps": 0, "seconds": 0.0, "loss_curve": [], "matryoshka_dims": [], "model": "m"}
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    args = ["train", "--mixture", str(tmp_path), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen["config"] == trainer.TrainConfig()  # the flags default to the config
+    distilling = ["--objective", "kl", "--distill-weight", "2", "--teacher", "fused"]
+    distilling += ["--teacher-temperature", "0.1", "--distill-candidates", "12"]
+    result = CliRunner().invoke(cli, [*args, *distilling])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.objective.value, config.distill_weight, config.teacher.value) == (
+        "kl",
+        2.0,
+        "fused",
+    )
+    assert (config.teacher_temperature, config.distill_candidates) == (0.1, 12)
+    result = CliRunner().invoke(cli, [*args, "--distill-candidates", "1"])
+    assert result.exit_code == 2 and "2<=x<=200" in result.output

@@ -54,12 +54,15 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def read_shards(folder: Path) -> pa.Table | None:
-    """All finished shards of ``folder`` as one table (None when there are none)."""
+def read_shards(folder: Path, *, columns: list[str] | None = None) -> pa.Table | None:
+    """All finished shards of ``folder`` as one table (None when there are none); only
+    ``columns`` when given (every shard must have them)."""
     files = sorted(folder.glob("part-*.parquet"))
     if not files:
         return None
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return pa.concat_tables(
+        [pq.read_table(f, columns=columns) for f in files], promote_options="default"
+    )
 
 
 def environment() -> dict[str, str]:

@@ -155,6 +155,14 @@ def test_a_mixture_rewritten_to_plain_text_reads_as_the_base_sees_text(
         ],
         "negative": [document_text("Other", "Unrelated."), "", ""],
         "source": ["fret:mine", "fret:mine", "sts"],
+        "candidate_texts": [
+            [
+                document_text("Aspirin trial", "We randomised 100 patients."),
+                document_text(None, "x"),
+            ],
+            [document_text(None, "No title here.")],
+            None,
+        ],
     }
     write_table(pa.table(rows), tmp_path / "mixture" / "part-00000.parquet")
     to_plain(tmp_path / "mixture")
@@ -166,4 +174,9 @@ def test_a_mixture_rewritten_to_plain_text_reads_as_the_base_sees_text(
         "Someone plays.",
     ]
     assert got["negative"] == ["Other Unrelated.", "", ""]
+    assert got["candidate_texts"] == [
+        ["Aspirin trial We randomised 100 patients.", "x"],
+        ["No title here."],
+        None,
+    ]
     assert got["task"] == rows["task"] and got["source"] == rows["source"]

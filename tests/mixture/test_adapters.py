@@ -20,6 +20,11 @@ from geckokit.mixture import (
 )
 
 
+def base(table: pa.Table) -> list[dict[str, object]]:
+    """The rows' text columns (the FRet-only ranking columns left aside)."""
+    return table.select(["task", "query", "positive", "negative", "source"]).to_pylist()
+
+
 def jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -49,7 +54,7 @@ def test_nli_entailment_positive_contradiction_negative(tmp_path: Path) -> None:
             {"premise": "Only neutral.", "hypothesis": "x", "label": "neutral"},
         ],
     )
-    rows = from_nli(f, task="nli").to_pylist()
+    rows = base(from_nli(f, task="nli"))
     assert rows == [
         {
             "task": "nli",
@@ -67,7 +72,7 @@ def test_classification_same_label_positive_and_unique_id(tmp_path: Path) -> Non
         [{"text": f"pay {i}", "label": 0} for i in range(3)]
         + [{"text": f"card {i}", "label": 1} for i in range(3)],
     )
-    rows = from_classification(f, task="intent", source="bank").to_pylist()
+    rows = base(from_classification(f, task="intent", source="bank"))
     assert len(rows) == 6
     for r in rows:
         uid = r["query"].rsplit("[", 1)[1]
@@ -93,7 +98,7 @@ def test_sts_threshold_and_both_directions(tmp_path: Path) -> None:
             {"sentence1": "c", "sentence2": "d", "score": 2.0},
         ],
     )
-    rows = from_sts(f, min_score=4.0, task="sim").to_pylist()
+    rows = base(from_sts(f, min_score=4.0, task="sim"))
     assert [(r["query"], r["positive"], r["negative"]) for r in rows] == [
         (query_text("sim", "a"), query_text("sim", "b"), ""),
         (query_text("sim", "b"), query_text("sim", "a"), ""),
@@ -108,7 +113,7 @@ def test_qa_pairs_and_missing_fields(tmp_path: Path) -> None:
             {"question": "who?", "answer_sentence": "It rained.", "label": 0},
         ],
     )
-    (row,) = from_qa_pairs(f, task="qa").to_pylist()
+    (row,) = base(from_qa_pairs(f, task="qa"))
     assert row["positive"] == document_text(None, "Ann did.") and row["negative"] == document_text(
         None, "It rained."
     )
@@ -138,7 +143,7 @@ def test_claims_relevant_evidence_positive_nei_negative(tmp_path: Path) -> None:
             },
         ],
     )
-    rows = from_claims(f, task="fc").to_pylist()
+    rows = base(from_claims(f, task="fc"))
     assert [(r["positive"], r["negative"]) for r in rows] == [
         (document_text("Ice", "Ice cover fell."), document_text("Seal", "Seals swim.")),
         (document_text("Ice", "Ice grew."), document_text("Seal", "Seals swim.")),
@@ -175,13 +180,64 @@ def test_fret_rows_use_the_chosen_positive_and_negative() -> None:
         }
     )
     (row,) = from_fret(fret).to_pylist()
-    assert row == {
+    assert {k: row[k] for k in ("task", "query", "positive", "negative", "source")} == {
         "task": "t",
         "query": query_text("t", "q"),
         "positive": document_text("P", "pos"),
         "negative": document_text("", "neg"),
         "source": "fret",
     }
+    # a fret table of the oldest layout (no candidates) still mixes, without a ranking
+    assert row["negative_id"] == "n1" and row["candidate_ids"] is None
+    assert row["candidate_texts"] is None and row["ql_scores"] is None
+
+
+def test_fret_rows_carry_every_candidate_with_its_text_and_scores(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import math
+
+    from tests.conftest import fret_table
+
+    passages = {f"p{i}": {"title": f"Title {i}", "text": f"text of passage {i}"} for i in range(10)}
+    fret = fret_table(
+        passages, [("find it", "first query"), ("find it", "second query")], per_query=5
+    )
+    assert fret["candidate_titles"].to_pylist()[0] == [f"Title {i}" for i in range(5)]
+    assert fret["candidate_texts"].to_pylist()[1] == [f"text of passage {i}" for i in range(5, 10)]
+    table = from_fret(fret, source="fret:run")
+    for f, m in zip(fret.to_pylist(), table.to_pylist(), strict=True):
+        assert m["positive_id"] == f["positive_id"] and m["negative_id"] == f["negative_ids"][0]
+        assert m["candidate_ids"] == f["candidate_ids"]
+        assert m["candidate_texts"] == [
+            document_text(passages[c]["title"], passages[c]["text"]) for c in f["candidate_ids"]
+        ]
+        # the positive's and the negative's texts are those of their candidates
+        assert m["positive"] == m["candidate_texts"][m["candidate_ids"].index(m["positive_id"])]
+        assert m["negative"] == m["candidate_texts"][m["candidate_ids"].index(m["negative_id"])]
+        for column in ("encoder_scores", "rc_scores", "fused_scores"):
+            assert m[column] == f[column]
+        assert math.isnan(m["ql_scores"][2])  # a missing score stays missing
+        assert m["ql_scores"][:2] == f["ql_scores"][:2]
+    assert "no candidate texts" not in caplog.text
+
+    # a fret table written before the candidates' texts were stored: ids and scores, no texts
+    old = fret.drop_columns(["candidate_titles", "candidate_texts"])
+    with caplog.at_level("WARNING"):
+        rows = from_fret(old).to_pylist()
+    assert "no candidate texts" in caplog.text and "rerun `geckokit mine`" in caplog.text
+    assert rows[0]["candidate_ids"] == fret["candidate_ids"].to_pylist()[0]
+    assert rows[0]["candidate_texts"] is None
+
+
+def test_other_sources_leave_the_ranking_columns_null(tmp_path: Path) -> None:
+    f = jsonl(
+        tmp_path / "sts.jsonl",
+        [{"sentence1": "a cat sits", "sentence2": "a cat is sitting", "score": 4.5}],
+    )
+    table = from_sts(f)
+    for column in ("positive_id", "negative_id", "candidate_ids", "candidate_texts", "ql_scores"):
+        assert table[column].null_count == table.num_rows
 
 
 def test_beir_train_qrels(shared_data: Path) -> None:

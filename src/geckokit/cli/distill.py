@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from geckokit.cli.options import generate_prompt_option, llm_option, retriever_option
+from geckokit.cli.options import (
+    distillation_options,
+    generate_prompt_option,
+    llm_option,
+    retriever_option,
+)
 
 
 @click.command()
@@ -68,6 +73,7 @@ from geckokit.cli.options import generate_prompt_option, llm_option, retriever_o
 @click.option("--max-steps", type=int, default=None, help="Training steps (default: 1 epoch).")
 @click.option("--epochs", type=float, default=None, help="Training epochs (default 1).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (default 32).")
+@distillation_options(show_defaults=False)
 @click.option(
     "--prefinetune",
     type=click.Path(exists=True),
@@ -98,6 +104,11 @@ def distill(
     max_steps: int | None,
     epochs: float | None,
     batch_size: int | None,
+    objective: str | None,
+    distill_weight: float | None,
+    teacher: str | None,
+    teacher_temperature: float | None,
+    distill_candidates: int | None,
     prefinetune: str | None,
     until: str,
 ) -> None:
@@ -121,6 +132,11 @@ def distill(
         "train.max_steps": max_steps,
         "train.epochs": epochs,
         "train.batch_size": batch_size,
+        "train.objective": objective,
+        "train.distill_weight": distill_weight,
+        "train.teacher": teacher,
+        "train.teacher_temperature": teacher_temperature,
+        "train.distill_candidates": distill_candidates,
     }
     if corpus is None and config_path is None:
         raise click.UsageError("give --corpus or a --config file that names the corpus")

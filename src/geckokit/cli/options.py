@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 llm_option = click.option(
     "--llm",
@@ -81,3 +84,65 @@ def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> st
         f"{label}: {spent['prompt_tokens_evaluated']:,} prompt tokens evaluated, "
         f"{spent['prompt_tokens_cached']:,} reused from cache{written}, {spent['seconds']:g} s"
     )
+
+
+def distillation_options(*, show_defaults: bool) -> Callable[[F], F]:
+    """The score-distillation flags (``TrainConfig.objective`` ... ``distill_candidates``).
+    ``geckokit train`` gives them their defaults; ``geckokit distill`` leaves them None, so
+    that its config file's value or the setting's default applies."""
+    from geckokit.train.losses import Objective
+    from geckokit.train.teacher import Teacher
+
+    specs: list[tuple[str, Any, Any, str]] = [
+        (
+            "--objective",
+            click.Choice([o.value for o in Objective]),
+            Objective.CONTRASTIVE.value,
+            "Training objective: contrastive (eq. 3 alone), kl (eq. 3 + the listwise KL "
+            "divergence from the LLM's softmax over each FRet query's candidates to the "
+            "encoder's, as in ART) or margin-mse (eq. 3 + the MSE between the encoder's and "
+            "the LLM's positive-minus-candidate score margins, as in GPL). Distillation "
+            "reuses the scores the mine stored: no LLM work.",
+        ),
+        (
+            "--distill-weight",
+            click.FloatRange(min=0),
+            1.0,
+            "Weight of the kl / margin-mse term added to eq. 3.",
+        ),
+        (
+            "--teacher",
+            click.Choice([t.value for t in Teacher]),
+            Teacher.QL.value,
+            "Which stored LLM score the encoder learns: ql (query likelihood, ART's teacher), "
+            "rc (relevance classification) or fused (the fusion that chose the positive).",
+        ),
+        (
+            "--teacher-temperature",
+            click.FloatRange(min=0, min_open=True),
+            1.0,
+            "The teacher's scores are divided by this (kl: before its softmax; margin-mse: "
+            "its margins). The encoder's scores are cosine / the temperature of eq. 3.",
+        ),
+        (
+            "--distill-candidates",
+            click.IntRange(2, 200),
+            8,
+            "Candidates per query in the distillation term: the positive, the hard negative "
+            "and the rest drawn spread over the teacher's ranking. Each is one more passage "
+            "embedded per FRet example and step.",
+        ),
+    ]
+
+    def decorate(f: F) -> F:
+        for flag, kind, default, text in reversed(specs):
+            f = click.option(
+                flag,
+                type=kind,
+                default=default if show_defaults else None,
+                show_default=show_defaults,
+                help=text if show_defaults else f"{text} (default: {default})",
+            )(f)
+        return f
+
+    return decorate

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geckokit.cli.options import distillation_options
+
 
 @click.command()
 @click.option(
@@ -76,6 +78,7 @@ import click
     help="Pre-finetuning steps (-1: --prefinetune-epochs).",
 )
 @click.option("--prefinetune-epochs", type=float, default=1.0, show_default=True)
+@distillation_options(show_defaults=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(
     mixture_dir: Path,
@@ -93,10 +96,17 @@ def train(
     prefinetune: Path | None,
     prefinetune_steps: int,
     prefinetune_epochs: float,
+    objective: str,
+    distill_weight: float,
+    teacher: str,
+    teacher_temperature: float,
+    distill_candidates: int,
     seed: int,
 ) -> None:
     """Fine-tune an encoder with in-batch, same-tower and hard negatives over Matryoshka
-    dimensions, optionally after pre-finetuning on text pairs (--prefinetune). Rerun the same command to continue from the newest checkpoint. The result
+    dimensions, optionally after pre-finetuning on text pairs (--prefinetune) and with the
+    LLM's scores of each FRet query's candidates distilled in (--objective kl or
+    margin-mse). Rerun the same command to continue from the newest checkpoint. The result
     loads with SentenceTransformer(OUT/model)."""
     from geckokit.train.trainer import TrainConfig
     from geckokit.train.trainer import train as run
@@ -120,6 +130,11 @@ def train(
         save_steps=save_steps,
         prefinetune_steps=prefinetune_steps,
         prefinetune_epochs=prefinetune_epochs,
+        objective=objective,
+        distill_weight=distill_weight,
+        teacher=teacher,
+        teacher_temperature=teacher_temperature,
+        distill_candidates=distill_candidates,
         seed=seed,
     )
     manifest = run(mixture_dir, out, config=config, prefinetune=prefinetune)

@@ -7,7 +7,8 @@ Output folder::
                                   shared by every run over the same passages)
     candidates/part-00000.parquet top-N neighbours per query, seed guaranteed
     scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
-    fret/part-00000.parquet       positive, negatives, all candidate scores, relabelled flag
+    fret/part-00000.parquet       positive, negatives, every candidate's title, text and
+                                  scores (self-contained for score distillation), relabelled flag
     manifest.json                 config, selection, prompt hash, model ids, counts, summary
 
 A rerun with other selection settings (fusion among the LLM ones, weights, negative choice)
@@ -184,7 +185,10 @@ def build_fret(
     config: MineConfig,
 ) -> pa.Table:
     """Fuse each query's candidate scores, select positive and negatives: the fret/ table.
-    ``scores`` is None for the ``seed`` fusion, which uses no LLM scores (QL and RC NaN)."""
+    ``scores`` is None for the ``seed`` fusion, which uses no LLM scores (QL and RC NaN).
+    Besides the positive's and negatives' titles and texts, every candidate's are stored
+    (``candidate_titles``, ``candidate_texts``, in ``candidate_ids`` order) so that a
+    mixture can carry the LLM's whole ranking without the corpus."""
     by_pair: dict[tuple[str, str], tuple[float, float]] = defaultdict(
         lambda: (float("nan"), float("nan"))
     )
@@ -223,6 +227,8 @@ def build_fret(
         out["negative_titles"].append([passages[n]["title"] for n in negs])
         out["negative_texts"].append([passages[n]["text"] for n in negs])
         out["candidate_ids"].append(cands)
+        out["candidate_titles"].append([passages[c]["title"] for c in cands])
+        out["candidate_texts"].append([passages[c]["text"] for c in cands])
         out["encoder_scores"].append(row["encoder_scores"])
         out["bm25_scores"].append(row["bm25_scores"])
         out["retriever_scores"].append(row["retriever_scores"])

@@ -4,11 +4,18 @@ Every row holds already-formatted texts (see :mod:`geckokit.format`): ``query``,
 ``positive`` and ``negative`` (empty when the set has none), plus ``task`` and ``source``.
 Asymmetric sets (FRet, QA, BEIR qrels) pair a task/query text with title/text documents;
 symmetric sets (NLI, STS, classification) use the task/query form on both sides.
+
+FRet rows also carry the LLM's whole ranking, for score distillation
+(:mod:`geckokit.train.teacher`): ``positive_id`` and ``negative_id``, the query's N
+``candidate_ids`` with their formatted ``candidate_texts``, and per candidate the
+retriever's ``encoder_scores`` and the LLM's ``ql_scores``, ``rc_scores`` and
+``fused_scores`` (NaN where a pair was not scored). Other sources leave these null.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,6 +26,8 @@ import pyarrow as pa
 
 from geckokit.format import document_text, query_text
 
+log = logging.getLogger(__name__)
+
 MIXTURE_SCHEMA = pa.schema(
     [
         ("task", pa.string()),
@@ -26,8 +35,20 @@ MIXTURE_SCHEMA = pa.schema(
         ("positive", pa.string()),
         ("negative", pa.string()),
         ("source", pa.string()),
+        # FRet only (null elsewhere): the candidates and the scores of every one of them
+        ("positive_id", pa.string()),
+        ("negative_id", pa.string()),
+        ("candidate_ids", pa.list_(pa.string())),
+        ("candidate_texts", pa.list_(pa.string())),
+        ("encoder_scores", pa.list_(pa.float64())),
+        ("ql_scores", pa.list_(pa.float64())),
+        ("rc_scores", pa.list_(pa.float64())),
+        ("fused_scores", pa.list_(pa.float64())),
     ]
 )
+
+#: The fret/ columns a mixture row's candidates and scores come from.
+_FRET_SCORES = ("encoder_scores", "ql_scores", "rc_scores", "fused_scores")
 
 NLI_TASK = "Given a premise, retrieve a hypothesis that is entailed by the premise"
 STS_TASK = "Retrieve semantically similar text"
@@ -62,7 +83,22 @@ def _table(rows: list[dict[str, str]]) -> pa.Table:
 
 
 def from_fret(fret: pa.Table, *, source: str = "fret") -> pa.Table:
-    """FRet examples: the task/query against the LLM-chosen positive and hard negative."""
+    """FRet examples: the task/query against the LLM-chosen positive and hard negative,
+    with the query's candidates, their formatted texts and all their scores.
+
+    A fret/ table written before it stored the candidates' texts (``candidate_texts``) gives
+    rows without them (and a warning): they train with eq. 3 but cannot teach a distillation
+    objective until ``geckokit mine`` is rerun on the folder (it rebuilds fret/ from the
+    stored scores, with no LLM work)."""
+    names = set(fret.column_names)
+    has_texts = {"candidate_ids", "candidate_titles", "candidate_texts"} <= names
+    if not has_texts and fret.num_rows:
+        log.warning(
+            "%s: the fret table has no candidate texts (written by an older geckokit): its "
+            "rows cannot teach --objective kl or margin-mse; rerun `geckokit mine` on the "
+            "folder with the same settings to add them (no LLM work)",
+            source,
+        )
     rows = []
     for r in fret.to_pylist():
         neg = (
@@ -70,15 +106,23 @@ def from_fret(fret: pa.Table, *, source: str = "fret") -> pa.Table:
             if r["negative_ids"]
             else ""
         )
-        rows.append(
-            {
-                "task": r["task"],
-                "query": query_text(r["task"], r["query"]),
-                "positive": document_text(r["positive_title"], r["positive_text"]),
-                "negative": neg,
-                "source": source,
-            }
-        )
+        row = {
+            "task": r["task"],
+            "query": query_text(r["task"], r["query"]),
+            "positive": document_text(r["positive_title"], r["positive_text"]),
+            "negative": neg,
+            "source": source,
+            "positive_id": r.get("positive_id"),
+            "negative_id": r["negative_ids"][0] if r["negative_ids"] else None,
+            "candidate_ids": r.get("candidate_ids"),
+            **{c: r.get(c) for c in _FRET_SCORES},
+        }
+        titles, texts = r.get("candidate_titles"), r.get("candidate_texts")
+        if titles is not None and texts is not None:  # null in rows pooled from older tables
+            row["candidate_texts"] = [
+                document_text(t, x) for t, x in zip(titles, texts, strict=True)
+            ]
+        rows.append(row)
     return _table(rows)
 
 

@@ -1,7 +1,8 @@
 """``geckokit mix``: the sources of a training mixture into one folder.
 
-Output: ``mixture/part-00000.parquet`` (task, query, positive, negative, source) and
-``manifest.json`` with the rows per source and the sampling weights training should use.
+Output: ``mixture/part-00000.parquet`` (task, query, positive, negative, source; FRet rows
+also their candidates, candidate texts and LLM scores, see :mod:`geckokit.mixture.adapters`)
+and ``manifest.json`` with the rows per source and the sampling weights training should use.
 """
 
 from __future__ import annotations

@@ -6,12 +6,21 @@ Matryoshka dimensions. Batches come from :func:`geckokit.train.batching.plan_bat
 source per batch, no repeated text, per-source weights). Checkpoints, resumption and
 logging are the trainer's; the saved folder loads with ``SentenceTransformer(path)``,
 carries the unified-format prompts and records the Matryoshka dimensions.
+
+``objective`` ``kl`` or ``margin-mse`` adds score distillation to eq. 3
+(:func:`geckokit.train.losses.distill_loss`, weighted by ``distill_weight``): FRet rows
+teach the encoder the LLM's scores of ``distill_candidates`` of their query's candidates
+(:mod:`geckokit.train.teacher`). The dataset then gets one text column per candidate
+beyond the positive and the hard negative (whose embeddings are reused) and a ``label``
+column with the teacher scores; a batch without teacher scores (another source) embeds no
+candidates.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit._deps import require
 from geckokit.encoder import embedding_width
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.train.losses import Objective
+from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,37 @@ class TrainConfig(BaseModel):
     prefinetune_learning_rate: float | None = Field(
         None, gt=0, description="pre-finetuning learning rate (None: learning_rate)"
     )
+    objective: Objective = Field(
+        Objective.CONTRASTIVE,
+        description="contrastive: eq. 3 alone; kl: + listwise KL to the LLM's softmax over a "
+        "query's candidates (ART); margin-mse: + MSE of positive-minus-candidate score "
+        "margins (GPL)",
+    )
+    distill_weight: float = Field(
+        1.0, ge=0, description="weight of the distillation term added to eq. 3"
+    )
+    teacher: Teacher = Field(
+        Teacher.QL,
+        description="the stored LLM score to distil: ql (query likelihood, a mean "
+        "log-probability per query token: ART's teacher, on the scale of logits, and every "
+        "LLM fusion scores it), rc (relevance classification: log P(relevant), or the "
+        "expected grade with a graded prompt) or fused (the reciprocal-rank fusion that "
+        "chose the positive: ranks only)",
+    )
+    teacher_temperature: float = Field(
+        1.0,
+        gt=0,
+        description="the teacher's scores are divided by this (kl: before the softmax; "
+        "margin-mse: its margins); the student's are cosine / temperature",
+    )
+    distill_candidates: int = Field(
+        8,
+        ge=2,
+        le=200,
+        description="candidates per query in the distillation term (K): the positive, the "
+        "hard negative and K-2 others spread over the teacher's ranking; each is one more "
+        "passage embedded per example",
+    )
 
 
 def default_dims(width: int) -> list[int]:
@@ -80,21 +122,36 @@ def build_loss(
     temperature: float = 0.05,
     same_tower: bool = True,
     mini_batch_size: int = 0,
+    objective: Objective | str = Objective.CONTRASTIVE,
+    distill_weight: float = 1.0,
+    teacher_temperature: float = 1.0,
 ) -> Any:
     """The training loss as a sentence-transformers loss module: paper eq. 3 over Matryoshka
     ``dims``; rows whose negative text is empty have no hard negative.
+
+    With ``objective`` ``kl`` or ``margin-mse``, ``distill_weight`` times the distillation
+    term (:func:`geckokit.train.losses.distill_loss`, over the same ``dims``) is added. Its
+    inputs are the columns query, positive, negative, then the other candidates, and the
+    labels: (B, K) teacher scores for positive, negative and those candidates, NaN where
+    there is none. The student's logits are cos / ``temperature``, those of eq. 3. A batch
+    whose labels are all NaN (a source without candidates) skips the term and does not
+    embed its candidate columns.
 
     ``mini_batch_size > 0`` turns on gradient caching (GradCache, through
     sentence-transformers' ``CachedLossMixin``): embeddings are computed in mini-batches
     without a graph, the loss of the whole batch is back-propagated to them, and each
     mini-batch is embedded again with its cached gradient, so memory follows the mini-batch
-    while the loss sees the full batch.
+    while the loss sees the full batch. It works with every objective: the distillation term
+    is a function of the embeddings like eq. 3.
     """
     torch = require("torch", extra="train", purpose="training")
     from sentence_transformers.base.losses.gradcache import CachedLossMixin
     from sentence_transformers.base.losses.merged_forward import embed_columns
 
-    from geckokit.train.losses import matryoshka_loss
+    from geckokit.train.losses import distill_loss, matryoshka_loss
+
+    objective = Objective.parse(objective) if isinstance(objective, str) else objective
+    distilling = objective is not Objective.CONTRASTIVE
 
     class GeckoLoss(CachedLossMixin, torch.nn.Module):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -102,10 +159,11 @@ def build_loss(
             self.model = model
             self.mini_batch_size = mini_batch_size
             self._neg_mask: Any = None
+            self._teacher: Any = None
 
         def _loss(self, embeddings: list[Any]) -> Any:
             neg = embeddings[2] if len(embeddings) > 2 else None
-            return matryoshka_loss(
+            loss = matryoshka_loss(
                 embeddings[0],
                 embeddings[1],
                 neg,
@@ -114,9 +172,31 @@ def build_loss(
                 same_tower=same_tower,
                 neg_mask=self._neg_mask,
             )
+            if self._teacher is None:
+                return loss
+            candidates = torch.stack(embeddings[1:], dim=1)  # (B, K, dim): pos, neg, others
+            return loss + distill_weight * distill_loss(
+                embeddings[0],
+                candidates,
+                self._teacher,
+                objective=objective,
+                dims=dims,
+                temperature=temperature,
+                teacher_temperature=teacher_temperature,
+            )
 
         def forward(self, sentence_features: list[dict[str, Any]], labels: Any = None) -> Any:
             features = list(sentence_features)
+            self._teacher = None
+            if distilling and labels is not None and bool(torch.isfinite(labels).any()):
+                if labels.shape != (labels.shape[0], len(features) - 1):
+                    raise ValueError(
+                        f"teacher scores of shape {tuple(labels.shape)} for {len(features) - 1} "
+                        "candidate columns (positive, negative and the others)"
+                    )
+                self._teacher = labels.float()  # (B, K)
+            else:
+                features = features[:3]  # no teacher in this batch: its candidates stay unembedded
             # an empty negative tokenizes to [CLS] [SEP] only
             self._neg_mask = (
                 features[2]["attention_mask"].sum(dim=1) > 2 if len(features) > 2 else None
@@ -186,11 +266,15 @@ def train(
     run again."""
     config = config or TrainConfig()
     mixture_dir, out = Path(mixture_dir), Path(out)
-    table = read_shards(mixture_dir / "mixture")
+    # eq. 3 alone reads the text columns, not the FRet rows' candidates
+    contrastive = config.objective is Objective.CONTRASTIVE
+    columns = ["query", "positive", "negative", "source"] if contrastive else None
+    table = read_shards(mixture_dir / "mixture", columns=columns)
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
     weights = config.weights if config.weights is not None else mix_manifest.get("weights")
+    extra, distillation = _distillation_columns(table, config, mixture_dir)
 
     pre_manifest = None
     base = config.base
@@ -211,6 +295,9 @@ def train(
         temperature=config.temperature,
         same_tower=config.same_tower,
         mini_batch_size=config.gradcache_mini_batch,
+        objective=config.objective,
+        distill_weight=config.distill_weight,
+        teacher_temperature=config.teacher_temperature,
     )
     rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
     fit = _fit(
@@ -224,6 +311,7 @@ def train(
         epochs=config.epochs,
         learning_rate=config.learning_rate,
         resume=resume,
+        extra=extra,
     )
     model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
     model.default_prompt_name = None
@@ -236,6 +324,8 @@ def train(
         "loss": "Gecko eq. 3: in-batch positives + same-tower query negatives + own hard negative, Matryoshka",
         "temperature": config.temperature,
         "same_tower": config.same_tower,
+        "objective": config.objective.value,
+        "distillation": distillation,
         "prefinetune": _pre_info(pre_manifest),
         "mixture": {
             "source": str(mixture_dir),
@@ -249,15 +339,104 @@ def train(
     _append_card(target / "README.md", info, config, fit["steps"])
     manifest = {
         "stage": "train",
-        "config": config.model_dump(),
+        "config": config.model_dump(mode="json"),
         "model": str(target),
         **fit,
         "matryoshka_dims": dims,
+        "distillation": distillation,
         "prefinetune": pre_manifest,
         "environment": environment(),
     }
     write_json(manifest, out / MANIFEST)
     return manifest
+
+
+#: The TrainConfig settings that only a distillation objective reads.
+_DISTILL_SETTINGS = ("distill_weight", "teacher", "teacher_temperature", "distill_candidates")
+
+#: What each distillation objective adds to eq. 3, for the model card.
+_OBJECTIVES = {
+    Objective.KL: "listwise KL divergence from the LLM's softmax over a query's candidates to "
+    "the encoder's (ART)",
+    Objective.MARGIN_MSE: "MSE between the encoder's and the LLM's positive-minus-candidate "
+    "score margins (Margin-MSE, as in GPL)",
+}
+
+
+def _distillation_columns(
+    table: Any, config: TrainConfig, mixture_dir: Path
+) -> tuple[dict[str, list[Any]], dict[str, Any] | None]:
+    """The extra dataset columns of a distillation objective (``candidate_1`` ... text
+    columns, then ``label`` with the teacher scores) and its summary for the manifest; no
+    columns and None for the contrastive objective.
+
+    FRet rows without a usable teacher score (a ``seed``-fusion mine, a fret table from
+    before the candidates' texts were stored) train with eq. 3 alone, with a warning; a
+    mixture where no row can teach is an error, as the objective would change nothing."""
+    if config.objective is Objective.CONTRASTIVE:
+        unused = sorted(set(_DISTILL_SETTINGS) & config.model_fields_set)
+        if unused:
+            log.warning("%s: no effect with the contrastive objective", ", ".join(unused))
+        return {}, None
+    if config.distill_weight == 0:
+        log.warning(
+            "distill_weight is 0: the %s term is computed but adds nothing", config.objective.value
+        )
+    what = f"--objective {config.objective.value} with --teacher {config.teacher.value}"
+    missing = [c for c in CANDIDATE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{mixture_dir}: the mixture has no candidate columns ({', '.join(missing)}): it was "
+            f"built before mixtures carried the LLM's ranking; rebuild it with `geckokit mix` "
+            f"to train with {what}"
+        )
+    from geckokit.train.teacher import TeacherColumns, teacher_columns
+
+    k = config.distill_candidates
+    rng = random.Random(config.seed)
+    parts = [  # in chunks: a row's N candidate texts are Python strings only while it is read
+        teacher_columns(batch.to_pydict(), teacher=config.teacher, k=k, rng=rng)
+        for batch in table.select(["positive", "negative", *CANDIDATE_COLUMNS]).to_batches(4096)
+    ]
+    columns = TeacherColumns(
+        texts=[t for part in parts for t in part.texts],
+        scores=[v for part in parts for v in part.scores],
+        with_teacher=sum(part.with_teacher for part in parts),
+        fret_rows=sum(part.fret_rows for part in parts),
+    )
+    if columns.with_teacher == 0:
+        raise ValueError(
+            f"{what}: none of the mixture's {table.num_rows} rows ({columns.fret_rows} from "
+            f"FRet) has two or more {config.teacher.value} scores with candidate texts. A mine "
+            "with the seed fusion scores nothing (mine with an LLM fusion); a fret table "
+            "written before it stored the candidates' texts needs `geckokit mine` rerun on "
+            "its folder (no LLM work) and `geckokit mix` again. Or train with --objective "
+            "contrastive."
+        )
+    if columns.with_teacher < columns.fret_rows:
+        log.warning(
+            "%d of %d FRet rows have no usable %s scores: they train with eq. 3 alone",
+            columns.fret_rows - columns.with_teacher,
+            columns.fret_rows,
+            config.teacher.value,
+        )
+    extra: dict[str, list[Any]] = {
+        f"candidate_{j + 1}": [texts[j] for texts in columns.texts] for j in range(k - 2)
+    }
+    extra["label"] = columns.scores
+    summary = {
+        "objective": config.objective.value,
+        "term": _OBJECTIVES[config.objective],
+        "weight": config.distill_weight,
+        "teacher": config.teacher.value,
+        "teacher_temperature": config.teacher_temperature,
+        "candidates": k,
+        "student_scores": f"cosine / temperature ({config.temperature})",
+        "dims": "the Matryoshka dims of eq. 3",
+        "rows_with_teacher": columns.with_teacher,
+        "fret_rows": columns.fret_rows,
+    }
+    return extra, summary
 
 
 def prefinetune_encoder(
@@ -347,7 +526,7 @@ def _pre_info(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _fit(
     model: Any,
-    rows: dict[str, list[str]],
+    rows: dict[str, list[Any]],
     out: Path,
     *,
     loss: Any,
@@ -358,9 +537,11 @@ def _fit(
     learning_rate: float,
     resume: bool,
     with_negatives: bool = True,
+    extra: dict[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Run sentence-transformers' trainer over ``rows`` (query, positive, negative, source)
-    with planned batches; checkpoints under ``out/checkpoints`` (the newest is resumed)."""
+    with planned batches; checkpoints under ``out/checkpoints`` (the newest is resumed).
+    ``extra`` columns (distillation candidates and labels) follow the three text columns."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformerTrainer,
@@ -370,7 +551,7 @@ def _fit(
     sources = rows["source"]
     texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
     columns = ["query", "positive", "negative"] if with_negatives else ["query", "positive"]
-    dataset = Dataset.from_dict({c: rows[c] for c in columns})
+    dataset = Dataset.from_dict({**{c: rows[c] for c in columns}, **(extra or {})})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
@@ -434,6 +615,19 @@ def _fit(
     }
 
 
+def _distill_card(distillation: dict[str, Any] | None) -> list[str]:
+    if not distillation:
+        return []
+    d = distillation
+    return [
+        f"- Score distillation (`{d['objective']}`): plus {d['weight']} x the {d['term']}, "
+        f"over {d['candidates']} of each query's candidates (the positive, the hard negative "
+        f"and others spread over the ranking); teacher: the LLM's `{d['teacher']}` scores / "
+        f"{d['teacher_temperature']}; student: {d['student_scores']}, over {d['dims']}; "
+        f"{d['rows_with_teacher']} of {d['fret_rows']} FRet rows had teacher scores."
+    ]
+
+
 def _append_card(card: Path, info: dict[str, Any], config: TrainConfig, steps: int) -> None:
     text = card.read_text() if card.exists() else ""
     sources = info["mixture"]["sources"] or {}
@@ -443,6 +637,7 @@ def _append_card(card: Path, info: dict[str, Any], config: TrainConfig, steps: i
         "",
         f"- Base model: `{config.base}`; {steps} steps, batch size {config.batch_size}, learning rate {config.learning_rate}.",
         f"- Loss: {info['loss']}, temperature {config.temperature}.",
+        *_distill_card(info.get("distillation")),
         f"- Matryoshka dimensions: {', '.join(map(str, info['matryoshka_dims']))} (truncate with `truncate_dim=`).",
         "- Data: "
         + (
