@@ -279,3 +279,22 @@ def test_distill_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monk
     prompt.write_text("")  # a template that does not parse stops the command too
     result = CliRunner().invoke(cli, [*args, "--prompt", str(prompt)])
     assert result.exit_code == 2 and "not a valid generate prompt template" in result.output
+
+
+def test_mine_needs_queries_and_refuses_the_seed_fusion_for_the_users(tmp_path: Path) -> None:
+    corpus, log = tmp_path / "c.jsonl", tmp_path / "log.txt"
+    corpus.write_text("")
+    log.write_text("how do I delete a file\n")
+    args = ["mine", "--corpus", str(corpus), "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(cli, args)
+    assert (
+        result.exit_code == 2 and "give --queries (a generate run), --queries-file" in result.output
+    )
+    result = CliRunner().invoke(cli, [*args, "--queries", str(tmp_path), "--task", "code search"])
+    assert result.exit_code == 2, result.output
+    assert "--task is the task of the --queries-file queries" in result.output
+    # refused before any model is loaded, in one line
+    result = CliRunner().invoke(cli, [*args, "--queries-file", str(log), "--fusion", "seed"])
+    assert result.exit_code == 2 and "choose an LLM fusion" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()

@@ -3,7 +3,9 @@
 Queries are embedded as ``task: {task} | query: {query}`` and passages as
 ``title: {title} | text: {text}`` (Gecko, Appendix B). Search is exact (FAISS inner product
 over normalised vectors) up to ``exact_max`` passages and HNSW above. The seed passage is
-always among the candidates: when retrieval misses it, it replaces the N-th candidate.
+always among the candidates: when retrieval misses it, it replaces the N-th candidate. A
+query without one (the user's own, :mod:`geckokit.fret.user_queries`) keeps the top N as
+they are.
 Corpus embeddings are computed once per run and cached next to it.
 """
 
@@ -31,7 +33,8 @@ CANDIDATE_SCHEMA = pa.schema(
         ("query", pa.string()),
         ("candidate_ids", pa.list_(pa.string())),
         ("encoder_scores", pa.list_(pa.float32())),
-        ("seed_retrieved", pa.bool_()),  # False: the seed was missed and put in at rank N
+        # False: the seed was missed and put in at rank N; null: the query has no seed
+        ("seed_retrieved", pa.bool_()),
     ]
 )
 
@@ -124,12 +127,14 @@ def retrieve_candidates(
     show_progress: bool = True,
 ) -> pa.Table:
     """Top-``top_n`` candidates per query (rows of ``queries``: query_id, passage_id, task,
-    query, task_type), seed passage guaranteed, as a table in :data:`CANDIDATE_SCHEMA`."""
+    query, task_type), seed passage guaranteed, as a table in :data:`CANDIDATE_SCHEMA`. A
+    query whose ``passage_id`` is null has no seed: its candidates are the top ``top_n``,
+    and its ``seed_id`` and ``seed_retrieved`` are null."""
     if top_n < 2:
         raise ValueError(f"top_n must be at least 2 (a positive and a negative), got {top_n}")
     ids = passages["passage_id"].to_pylist()
     row_of = {pid: i for i, pid in enumerate(ids)}
-    missing = [p for p in queries["passage_id"].to_pylist() if p not in row_of]
+    missing = [p for p in queries["passage_id"].to_pylist() if p is not None and p not in row_of]
     if missing:
         raise ValueError(
             f"{len(missing)} queries refer to passages not in the corpus (e.g. {missing[0]!r}); "
@@ -154,13 +159,15 @@ def retrieve_candidates(
     for qi, record in enumerate(
         queries.select(["query_id", "passage_id", "task_type", "task", "query"]).to_pylist()
     ):
-        seed_row = row_of[record["passage_id"]]
         cand = [int(r) for r in rows[qi] if r >= 0]
         score = [float(s) for s, r in zip(scores[qi], rows[qi], strict=True) if r >= 0]
-        found = seed_row in cand
-        if not found:
-            cand[-1] = seed_row
-            score[-1] = float(passage_embeddings[seed_row] @ q_emb[qi])
+        found: bool | None = None  # no seed
+        if record["passage_id"] is not None:
+            seed_row = row_of[record["passage_id"]]
+            found = seed_row in cand
+            if not found:
+                cand[-1] = seed_row
+                score[-1] = float(passage_embeddings[seed_row] @ q_emb[qi])
         out["query_id"].append(record["query_id"])
         out["seed_id"].append(record["passage_id"])
         out["task_type"].append(record["task_type"])
