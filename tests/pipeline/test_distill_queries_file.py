@@ -11,6 +11,7 @@ import pytest
 
 from geckokit.fret.fusion import Fusion
 from geckokit.fret.mine_run import MineConfig
+from geckokit.pipeline import distill as distill_module
 from geckokit.pipeline.demo import demo_dir
 from geckokit.pipeline.distill import (
     DistillConfig,
@@ -124,8 +125,10 @@ def test_the_queries_file_is_part_of_the_runs_identity(tmp_path: Path) -> None:
 def test_distill_mines_the_user_queries_in_place_of_generated_ones(
     small: tuple[Path, Path],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     llm,  # type: ignore[no-untyped-def]
 ) -> None:
+    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []
@@ -162,10 +165,12 @@ def test_distill_mines_the_user_queries_in_place_of_generated_ones(
 def test_distill_mines_the_user_queries_beside_generated_ones(
     small: tuple[Path, Path],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     llm,  # type: ignore[no-untyped-def]
 ) -> None:
     from geckokit.io import read_shards
 
+    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []
