@@ -45,6 +45,8 @@ def main() -> None:
     fret = read_shards(args.mine_dir / "fret")
     if first is None or first.get("status") != "finished" or fret is None:
         raise SystemExit(f"{args.mine_dir}: not a finished mine folder")
+    if first.get("queries") is None:
+        raise SystemExit(f"{args.mine_dir}: mined a queries file alone; this needs a generate run")
     kept = fret.slice(0, args.queries)
     ids = set(kept["query_id"].to_pylist())
     source = Path(first["queries"]["source"])

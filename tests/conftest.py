@@ -121,6 +121,7 @@ def fret_table(
 
     from geckokit.fret.fusion import Fusion
     from geckokit.fret.mine_run import MineConfig, build_fret
+    from geckokit.fret.retrieve import CANDIDATE_SCHEMA
 
     ids = list(passages)
     if len(ids) < per_query * len(queries):
@@ -152,5 +153,11 @@ def fret_table(
             scores["passage_id"].append(pid)
             scores["ql"].append(float("nan") if j == 2 else -rng.uniform(0.5, 3.0))
             scores["rc"].append(-rng.uniform(0.0, 4.0))
+    # the encoder proposed them: its scores ordered them, its first is the seed
+    candidates["bm25_scores"] = [None] * len(queries)
+    candidates["retriever_scores"] = candidates["encoder_scores"]
+    candidates["encoder_first_id"] = [c[0] for c in candidates["candidate_ids"]]
+    candidates["seed_retrieved"] = [True] * len(queries)
+    table = pa.table({n: candidates[n] for n in CANDIDATE_SCHEMA.names}, schema=CANDIDATE_SCHEMA)
     config = MineConfig(top_n=max(2, per_query), fusion=Fusion.RRF if scored else Fusion.SEED)
-    return build_fret(pa.table(candidates), pa.table(scores) if scored else None, passages, config)
+    return build_fret(table, pa.table(scores) if scored else None, passages, config)

@@ -325,3 +325,54 @@ def test_train_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (config.teacher_temperature, config.distill_candidates) == (0.1, 12)
     result = CliRunner().invoke(cli, [*args, "--distill-candidates", "1"])
     assert result.exit_code == 2 and "2<=x<=200" in result.output
+
+
+def test_distill_queries_file_flags_reach_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geckokit.cli.distill as command
+
+    seen = {}
+    monkeypatch.setattr(
+        command,
+        "run_and_print",
+        lambda config, out, until: seen.update(config=config, out=out, until=until),
+    )
+    corpus, log = tmp_path / "c.jsonl", tmp_path / "log.txt"
+    corpus.write_text("")
+    log.write_text("how do I delete a file\n")
+    args = ["distill", "--corpus", str(corpus), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, [*args, "--queries-file", str(log), "--until", "mine"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.queries_file == str(log) and config.queries_task == "search result"
+    assert not config.also_generate and not config.generates
+    result = CliRunner().invoke(
+        cli, [*args, "--queries-file", str(log), "--task", "code search", "--also-generate"]
+    )
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.queries_task == "code search" and config.also_generate and config.generates
+    result = CliRunner().invoke(cli, [*args, "--queries-file", str(log), "--fusion", "seed"])
+    assert result.exit_code == 2 and "choose an LLM fusion" in result.output, result.output
+    result = CliRunner().invoke(cli, [*args, "--queries-file", str(tmp_path / "nope.txt")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_mine_needs_queries_and_refuses_the_seed_fusion_for_the_users(tmp_path: Path) -> None:
+    corpus, log = tmp_path / "c.jsonl", tmp_path / "log.txt"
+    corpus.write_text("")
+    log.write_text("how do I delete a file\n")
+    args = ["mine", "--corpus", str(corpus), "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(cli, args)
+    assert (
+        result.exit_code == 2 and "give --queries (a generate run), --queries-file" in result.output
+    )
+    result = CliRunner().invoke(cli, [*args, "--queries", str(tmp_path), "--task", "code search"])
+    assert result.exit_code == 2, result.output
+    assert "--task is the task of the --queries-file queries" in result.output
+    # refused before any model is loaded, in one line
+    result = CliRunner().invoke(cli, [*args, "--queries-file", str(log), "--fusion", "seed"])
+    assert result.exit_code == 2 and "choose an LLM fusion" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()

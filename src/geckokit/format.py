@@ -8,6 +8,9 @@ all call these functions.
 
 from __future__ import annotations
 
+#: The task of a retrieval query that names none: the generic one (users' own queries).
+DEFAULT_QUERY_TASK = "search result"
+
 
 def query_text(task: str, query: str) -> str:
     """``task: {task} | query: {query}``."""

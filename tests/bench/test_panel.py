@@ -52,8 +52,20 @@ def test_selection_and_training_settings_share_the_llm_run(panel) -> None:  # ty
 
 def test_over_seeds_averages_each_query(panel) -> None:  # type: ignore[no-untyped-def]
     rows = [
-        {"ndcg@10": 50.0, "recall@10": 60.0, "stsb": 80.0, "stsb_plain": 81.0, "per_query": [0.2, 0.8]},
-        {"ndcg@10": 54.0, "recall@10": 62.0, "stsb": 82.0, "stsb_plain": 83.0, "per_query": [0.4, 0.6]},
+        {
+            "ndcg@10": 50.0,
+            "recall@10": 60.0,
+            "stsb": 80.0,
+            "stsb_plain": 81.0,
+            "per_query": [0.2, 0.8],
+        },
+        {
+            "ndcg@10": 54.0,
+            "recall@10": 62.0,
+            "stsb": 82.0,
+            "stsb_plain": 83.0,
+            "per_query": [0.4, 0.6],
+        },
     ]
     s = panel.over_seeds(rows)
     assert s["ndcg@10"] == 52.0 and s["ndcg@10_range"] == [50.0, 54.0]

@@ -473,3 +473,79 @@ def test_bm25_and_hybrid_candidates_keep_the_seed_and_the_encoders_scores(
     assert run("m", config)["status"] == "finished"
     with pytest.raises(RunMismatchError, match="different config"):
         run("m", MineConfig(top_n=4, fusion=Fusion.SEED))
+
+
+def test_user_queries_are_mined_without_a_seed(
+    llm, encoder, setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two queries of the user's own, no seed passage: the candidates are MiniLM's top 3 as
+    retrieved and the LLM's top choice among them is the positive."""
+    from geckokit.fret.fusion import Fusion
+
+    corpus, _ = setup
+    log = tmp_path / "log.txt"
+    log.write_text(f"{QUERIES[0][2]}\n\n{QUERIES[2][2]}\n{QUERIES[0][2]}\n")
+    config = MineConfig(top_n=3, fusion=Fusion.QL)
+
+    def run(config: MineConfig = config, task: str = "search result") -> dict[str, Any]:
+        return mine(
+            None, corpus, tmp_path / "m", llm=llm, encoder=encoder,
+            encoder_name="all-minilm-l6-v2", config=config, queries_file=log,
+            queries_task=task, show_progress=False,
+        )  # fmt: skip
+
+    manifest = run()
+    assert manifest["status"] == "finished" and manifest["counts"] == {"examples": 2, "pairs": 6}
+    assert manifest["queries"] is None
+    record = manifest["queries_file"]
+    assert record["source"] == str(log) and record["task"] == "search result"
+    assert (record["read"], record["empty"], record["duplicates"], record["queries"]) == (
+        4,
+        1,
+        1,
+        2,
+    )
+    summary = manifest["summary"]
+    assert (summary["user_queries"], summary["generated_queries"]) == (2, 0)
+    assert summary["relabel_rate"] is None and summary["seed_rank_mean"] is None
+    candidates = read_shards(tmp_path / "m" / "candidates")
+    fret = read_shards(tmp_path / "m" / "fret")
+    assert candidates is not None and fret is not None
+    for cand, row in zip(candidates.to_pylist(), fret.to_pylist(), strict=True):
+        assert cand["seed_id"] is None and cand["seed_retrieved"] is None
+        # nothing forced in: the encoder's own top 3, best first
+        assert cand["encoder_scores"] == sorted(cand["encoder_scores"], reverse=True)
+        assert row["source"] == "user" and row["seed_rank"] is None and row["relabelled"] is None
+        assert row["query"].startswith(("how does", "can BC1")) and row["task"] == "search result"
+        best = max(range(3), key=lambda i: (row["ql_scores"][i], -i))
+        assert row["positive_id"] == row["candidate_ids"][best]  # the LLM's top choice (QL)
+        assert row["negative_ids"] == [
+            row["candidate_ids"][row["fused_scores"].index(min(row["fused_scores"]))]
+        ]
+    # the question about 4983's content finds 4983, as the LLM reads it
+    assert fret["positive_id"].to_pylist()[0] == "4983"
+
+    spent = llm.usage.prompt_tokens_evaluated
+    assert run()["status"] == "finished"  # resumed: nothing left to score
+    assert llm.usage.prompt_tokens_evaluated == spent
+    # the command on the same folder: resumed too, and its summary has no seed to speak of
+    from click.testing import CliRunner
+
+    import geckokit.llm
+    from geckokit.cli.main import cli
+
+    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: llm)
+    args = ["mine", "--queries-file", str(log), "--corpus", str(corpus), "--top-n", "3"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert "2 FRet examples (0 generated queries, 2 of yours); positive already" in printed
+    assert "relabelled" not in printed and "teach the encoder little" not in printed
+    assert llm.usage.prompt_tokens_evaluated == spent
+    with pytest.raises(RunMismatchError, match="different queries_file"):
+        run(task="Given a question, retrieve passages that answer it.")
+    log.write_text(f"{QUERIES[0][2]}\n")  # other content under the same path
+    with pytest.raises(RunMismatchError, match="different queries_file"):
+        run()
+    with pytest.raises(ValueError, match=r"seed fusion .* have none"):
+        run(MineConfig(top_n=3, fusion=Fusion.SEED))

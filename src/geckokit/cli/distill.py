@@ -11,6 +11,8 @@ from geckokit.cli.options import (
     distillation_options,
     generate_prompt_option,
     llm_option,
+    queries_file_option,
+    queries_task_option,
     retriever_option,
 )
 
@@ -53,6 +55,15 @@ from geckokit.cli.options import (
     "whole corpus.",
 )
 @generate_prompt_option
+@queries_file_option
+@queries_task_option
+@click.option(
+    "--also-generate",
+    is_flag=True,
+    default=None,
+    help="With --queries-file: also write queries for the corpus (FRet step 1) and mine both "
+    "together. Without it, --queries-file takes FRet step 1's place (no queries/).",
+)
 @click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
 @retriever_option(default=None)
 @click.option(
@@ -97,6 +108,9 @@ def distill(
     limit: int | None,
     sample: int | None,
     prompt: str | None,
+    queries_file: Path | None,
+    task: str | None,
+    also_generate: bool | None,
     top_n: int | None,
     retriever: str | None,
     fusion: str | None,
@@ -113,7 +127,9 @@ def distill(
     until: str,
 ) -> None:
     """Distil an embedding model from a corpus and an LLM: generate -> mine -> mix -> train
-    -> eval -> report, in one run folder. Rerun the same command to resume after a stop."""
+    -> eval -> report, in one run folder. Rerun the same command to resume after a stop.
+    With --queries-file your own queries are mined in place of generated ones (or beside
+    them, with --also-generate)."""
     from geckokit.pipeline.distill import load_config
 
     overrides: dict[str, Any] = {
@@ -124,6 +140,9 @@ def distill(
         "limit": limit,
         "sample": sample,
         "prompt": prompt,
+        "queries_file": str(queries_file) if queries_file else None,
+        "queries_task": task,
+        "also_generate": also_generate or None,  # unset: the config file's, else off
         "prefinetune": prefinetune,
         "mine.top_n": top_n,
         "mine.retriever": retriever,
@@ -230,8 +249,12 @@ def _fret_line(summary: dict[str, Any]) -> str:
     first = summary.get("positive_first_for_encoder")
     if summary.get("examples") is None or first is None:
         return ""
+    user = summary.get("user_queries") or 0
+    mined = f" ({summary.get('generated_queries', 0)} generated queries, {user} of yours)"
+    relabel = summary.get("relabel_rate", 0)  # None: no generated query, so no seed
     line = (
-        f"FRet: {summary['examples']} examples, relabel rate {summary.get('relabel_rate') or 0:.1%}"
-        f", positive already first for the base encoder for {first:.1%}."
+        f"FRet: {summary['examples']} examples{mined if user else ''}"
+        + (f", relabel rate {relabel or 0:.1%}" if relabel is not None else "")
+        + f", positive already first for the base encoder for {first:.1%}."
     )
     return f"{line} {hint}" if (hint := solved_hint(summary)) else line

@@ -10,6 +10,8 @@ from geckokit.cli.options import (
     encoder_option,
     llm_option,
     llm_usage_line,
+    queries_file_option,
+    queries_task_option,
     retriever_option,
     solved_hint,
 )
@@ -20,15 +22,18 @@ from geckokit.retrieval.hybrid import RRF_K
 @click.option(
     "--queries",
     "queries_dir",
-    required=True,
+    default=None,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A `geckokit generate` output folder.",
+    help="A `geckokit generate` output folder (and/or --queries-file).",
 )
+@queries_file_option
+@queries_task_option
 @click.option(
     "--corpus",
     required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="The corpus the queries were generated from.",
+    help="The corpus to mine: the one the generated queries were written for, in which the "
+    "positives and negatives of every query are found.",
 )
 @click.option(
     "--out",
@@ -106,7 +111,9 @@ from geckokit.retrieval.hybrid import RRF_K
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 def mine(
-    queries_dir: Path,
+    queries_dir: Path | None,
+    queries_file: Path | None,
+    task: str | None,
     corpus: Path,
     out: Path,
     encoder: str | None,
@@ -127,20 +134,27 @@ def mine(
 ) -> None:
     """FRet step 2: retrieve top-N candidates per query, score each with the LLM (query
     likelihood and relevance label, one pass), fuse the rankings and pick the positive and
-    hard negative. Rerun the same command to resume; rerun with another --fusion,
+    hard negative. The queries come from a generate run (--queries), a file of your own
+    (--queries-file; they have no seed passage, so the LLM's top choice among the top N is
+    the positive), or both. Rerun the same command to resume; rerun with another --fusion,
     --weights, --negative or --negatives-k to choose again from the stored scores, with no
     LLM work."""
     from rich.console import Console
 
     from geckokit.encoder import load_encoder
+    from geckokit.format import DEFAULT_QUERY_TASK
     from geckokit.fret.fusion import Fusion, NegativeChoice
-    from geckokit.fret.mine_run import MineConfig
+    from geckokit.fret.mine_run import MineConfig, check_seedless
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.llm import load_llm
     from geckokit.registry import DEFAULT_ENCODER, default_fusion
     from geckokit.retrieval.hybrid import Retriever
 
+    if queries_dir is None and queries_file is None:
+        raise click.UsageError("give --queries (a generate run), --queries-file, or both")
+    if task is not None and queries_file is None:
+        raise click.UsageError("--task is the task of the --queries-file queries; give that file")
     try:
         w = tuple(float(x) for x in weights.split(","))
     except ValueError:
@@ -164,6 +178,7 @@ def mine(
         drop_solved=drop_solved,
         seed=seed,
     )
+    check_seedless(config, queries_file, generated=queries_dir is not None)  # before loading
     prompt = load_rerank_prompt(prompt_spec)
     encoder_name = encoder or DEFAULT_ENCODER
     manifest = run_mine(
@@ -175,14 +190,23 @@ def mine(
         encoder_name=encoder_name,
         config=config,
         prompt=prompt,
+        queries_file=queries_file,
+        queries_task=task or DEFAULT_QUERY_TASK,
         shard_size=shard_size,
     )
     console = Console()
     s = manifest.get("summary", {})
     if manifest["status"] == "finished":
+        user = s.get("user_queries") or 0
         console.print(
-            f"{s['examples']} FRet examples; relabelled (positive != seed): {s['relabel_rate']:.1%}; "
-            f"seed ranked first {s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}"
+            f"{s['examples']} FRet examples"
+            + (f" ({s['generated_queries']} generated queries, {user} of yours)" if user else "")
+            + (
+                f"; relabelled (positive != seed): {s['relabel_rate']:.1%}; seed ranked first "
+                f"{s['seed_at_rank_1']:.1%}, mean seed rank {s['seed_rank_mean']}"
+                if s["relabel_rate"] is not None  # None: no generated query, no seed
+                else ""
+            )
             + (
                 f"; positive already first for the encoder {s['positive_first_for_encoder']:.1%}"
                 if "positive_first_for_encoder" in s  # not in runs mined before it was kept

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from geckokit.format import DEFAULT_QUERY_TASK
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,6 +23,27 @@ encoder_option = click.option(
     "--encoder",
     default=None,
     help="Registry name, sentence-transformers folder or hub id (default: all-minilm-l6-v2).",
+)
+
+
+queries_file_option = click.option(
+    "--queries-file",
+    "queries_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your own queries (a query log without labels), mined like generated ones: JSONL "
+    "with a `query` or `text` field (`_id`, `id` or `query_id` as the id), CSV/TSV with a "
+    "`query` or `text` column, or plain text with one query per line. They have no seed "
+    "passage: the LLM's top choice among each one's top N is its positive.",
+)
+
+
+queries_task_option = click.option(
+    "--task",
+    "task",
+    default=None,
+    help="The task of the --queries-file queries, as in `task: TASK | query: ...` "
+    f"(default: {DEFAULT_QUERY_TASK!r}).",
 )
 
 
@@ -69,6 +93,8 @@ def solved_hint(summary: dict[str, Any]) -> str:
     docs/scifact.md), unless ``--drop-solved`` already left those out; else ""."""
     first = summary.get("positive_first_for_encoder")
     if first is None or first < 0.5 or summary.get("solved_dropped") is not None:
+        return ""
+    if summary.get("generated_queries") == 0:  # the user's own queries: neither hint applies
         return ""
     return (
         "Such examples teach the encoder little: --drop-solved (geckokit mine or distill) "

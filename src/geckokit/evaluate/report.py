@@ -275,6 +275,11 @@ def _mine_section(stage: Stage, root: Path) -> str:
     relabel = summary.get("relabel_rate")
     parts.append(
         _stat(str(summary.get("examples", "?")), "examples")
+        + (
+            _stat(str(user), "of them from your queries (no seed passage)")
+            if (user := summary.get("user_queries"))
+            else ""
+        )
         + _stat(_pct(relabel), "relabelled (paper: about 15%)")
         + _stat(_pct(summary.get("seed_at_rank_1")), "seed passage ranked first")
         + _stat(str(summary.get("seed_rank_mean", "n/a")), "mean rank of the seed")

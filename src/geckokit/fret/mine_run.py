@@ -1,14 +1,18 @@
 """``geckokit mine``: FRet step 2 over a generate run, resumable, with a manifest.
 
+The queries come from a generate run (each with its seed passage), from a file of the
+user's own (:mod:`geckokit.fret.user_queries`; no seed passage), or from both together.
+
 Output folder::
 
     corpus_embeddings.npy/.json   the initial encoder's passage embeddings (cached; for a
                                   registry encoder under $GECKOKIT_HOME/embeddings instead,
                                   shared by every run over the same passages)
-    candidates/part-00000.parquet top-N neighbours per query, seed guaranteed
+    candidates/part-00000.parquet top-N neighbours per query, seed guaranteed (if it has one)
     scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
     fret/part-00000.parquet       positive, negatives, every candidate's title, text and
-                                  scores (self-contained for score distillation), relabelled flag
+                                  scores (self-contained for score distillation), relabelled
+                                  flag, source (generated or user)
     manifest.json                 config, selection, prompt hash, model ids, counts, summary
 
 A rerun with other selection settings (fusion among the LLM ones, weights, negative choice)
@@ -21,7 +25,7 @@ rebuilds fret/ from the stored scores with no LLM work; other changed settings a
 the initial encoder already ranks first, before any of their pairs are scored: on SciFact such
 queries trained the encoder to no gain (README, "Distil end to end"). "First" is the encoder's
 own first in the whole corpus whichever retriever proposed the candidates: it is what the
-encoder being trained already knows.
+encoder being trained already knows. A user query has no seed passage, so it always stays.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.corpus import Corpus, load_corpus
+from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.generate_run import model_fingerprint
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
+from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
 from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
@@ -68,6 +74,39 @@ SCORE_SCHEMA = pa.schema(
 
 #: MineConfig fields that choose the positive and negatives from the scores (not the scores)
 SELECTION = ("fusion", "weights", "negative", "negatives_k")
+
+_IDS = pa.list_(pa.string())
+_SCORES = pa.list_(pa.float64())
+#: The fret/ table: one row per query. ``seed_id``, ``seed_rank`` and ``relabelled`` are
+#: null for a user query (it has no seed passage).
+FRET_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("task_type", pa.string()),
+        ("task", pa.string()),
+        ("query", pa.string()),
+        ("seed_id", pa.string()),
+        ("positive_id", pa.string()),
+        ("positive_title", pa.string()),
+        ("positive_text", pa.string()),
+        ("negative_ids", _IDS),
+        ("negative_titles", _IDS),
+        ("negative_texts", _IDS),
+        ("candidate_ids", _IDS),
+        ("candidate_titles", _IDS),
+        ("candidate_texts", _IDS),
+        ("encoder_scores", _SCORES),
+        ("bm25_scores", _SCORES),  # null for the encoder alone
+        ("retriever_scores", _SCORES),  # the scores that ordered the candidates
+        ("encoder_first_id", pa.string()),  # the encoder's first in the whole corpus
+        ("ql_scores", _SCORES),
+        ("rc_scores", _SCORES),
+        ("fused_scores", _SCORES),
+        ("seed_rank", pa.int64()),  # the seed's place in the fused ranking, 1-based
+        ("relabelled", pa.bool_()),  # the positive is not the seed
+        ("source", pa.string()),  # generated or user (QuerySource)
+    ]
+)
 
 
 class MineConfig(BaseModel):
@@ -124,11 +163,13 @@ def _identity_config(config: MineConfig) -> dict[str, Any]:
 
 def unsolved(candidates: pa.Table) -> pa.Table:
     """The rows of a candidates table whose seed passage the initial encoder does not rank
-    first in the whole corpus (whichever retriever proposed the candidates)."""
+    first in the whole corpus (whichever retriever proposed the candidates), and those of the
+    queries without a seed."""
     if candidates.num_rows == 0:
         return candidates
     first = with_candidate_columns(candidates)["encoder_first_id"]
-    return candidates.filter(pc.not_equal(first, candidates["seed_id"]))
+    seed = candidates["seed_id"]
+    return candidates.filter(pc.or_kleene(pc.is_null(seed), pc.not_equal(first, seed)))
 
 
 def _kept(candidates: pa.Table, drop_solved: bool) -> pa.Table:
@@ -184,8 +225,10 @@ def build_fret(
     passages: dict[str, dict[str, str]],
     config: MineConfig,
 ) -> pa.Table:
-    """Fuse each query's candidate scores, select positive and negatives: the fret/ table.
-    ``scores`` is None for the ``seed`` fusion, which uses no LLM scores (QL and RC NaN).
+    """Fuse each query's candidate scores, select positive and negatives: the fret/ table
+    (:data:`FRET_SCHEMA`). ``scores`` is None for the ``seed`` fusion, which uses no LLM
+    scores (QL and RC NaN) and needs every query to have a seed passage. A query without one
+    (``seed_id`` null) takes the top of the fused ranking as its positive, like any other.
     Besides the positive's and negatives' titles and texts, every candidate's are stored
     (``candidate_titles``, ``candidate_texts``, in ``candidate_ids`` order) so that a
     mixture can carry the LLM's whole ranking without the corpus."""
@@ -206,15 +249,10 @@ def build_fret(
     out: dict[str, list[Any]] = defaultdict(list)
     for row in candidates.to_pylist():
         cands = row["candidate_ids"]
+        seed = None if row["seed_id"] is None else cands.index(row["seed_id"])
         ql = [by_pair[(row["query_id"], c)][0] for c in cands]
         rc = [by_pair[(row["query_id"], c)][1] for c in cands]
-        fused = fuse(
-            ql,
-            rc,
-            method=config.fusion,
-            weights=config.weights,
-            seed_index=cands.index(row["seed_id"]),
-        )
+        fused = fuse(ql, rc, method=config.fusion, weights=config.weights, seed_index=seed)
         sel = select(fused, negative=config.negative, k=config.negatives_k, rng=rng)
         pos = cands[sel.positive]
         negs = [cands[i] for i in sel.negatives]
@@ -236,16 +274,18 @@ def build_fret(
         out["ql_scores"].append(ql)
         out["rc_scores"].append(rc)
         out["fused_scores"].append(fused)
-        out["seed_rank"].append(sel.order.index(cands.index(row["seed_id"])) + 1)
-        out["relabelled"].append(pos != row["seed_id"])
-    table = dict(out)
-    if table:  # null for the encoder alone: typed, so that every fret table reads alike
-        table["bm25_scores"] = pa.array(table["bm25_scores"], type=pa.list_(pa.float32()))
-    return pa.table(table)
+        out["seed_rank"].append(None if seed is None else sel.order.index(seed) + 1)
+        out["relabelled"].append(None if seed is None else pos != row["seed_id"])
+        out["source"].append((QuerySource.USER if seed is None else QuerySource.GENERATED).value)
+    return pa.table({n: out[n] for n in FRET_SCHEMA.names}, schema=FRET_SCHEMA)
 
 
 def summarize(fret: pa.Table) -> dict[str, Any]:
     """Relabel rate (paper: about 15%), where the seed ends up, and score spreads.
+
+    The examples of generated and of user queries are counted apart; the relabel rate and
+    the seed's rank are over the generated ones (a user query has no seed), None when
+    there are none.
 
     ``positive_first_for_encoder``: the share of examples whose positive the initial encoder
     already ranks first in the corpus (its own first, also when BM25 or the hybrid proposed
@@ -267,12 +307,19 @@ def summarize(fret: pa.Table) -> dict[str, Any]:
             "mean_range_per_query": round(statistics.fmean(per_query), 4),
         }
 
-    seed_ranks = [r["seed_rank"] for r in rows]
+    seeded = [r for r in rows if r["seed_id"] is not None]
+    seed_ranks = [r["seed_rank"] for r in seeded]
+
+    def share(n: int) -> float | None:
+        return round(n / len(seeded), 4) if seeded else None
+
     return {
         "examples": len(rows),
-        "relabel_rate": round(sum(r["relabelled"] for r in rows) / len(rows), 4),
-        "seed_rank_mean": round(statistics.fmean(seed_ranks), 2),
-        "seed_at_rank_1": round(sum(1 for s in seed_ranks if s == 1) / len(rows), 4),
+        "generated_queries": len(seeded),
+        "user_queries": len(rows) - len(seeded),
+        "relabel_rate": share(sum(r["relabelled"] for r in seeded)),
+        "seed_rank_mean": round(statistics.fmean(seed_ranks), 2) if seeded else None,
+        "seed_at_rank_1": share(sum(1 for s in seed_ranks if s == 1)),
         "positive_first_for_encoder": round(
             sum(r["positive_id"] == r["encoder_first_id"] for r in rows) / len(rows), 4
         ),
@@ -307,7 +354,8 @@ def _warmed_up(
     config: MineConfig,
     show_progress: bool,
 ) -> tuple[Any, str]:
-    """The encoder fine-tuned on (query, seed passage) pairs, saved in the run (and reused)."""
+    """The encoder fine-tuned on (query, seed passage) pairs, saved in the run (and reused);
+    the queries without a seed passage (the user's) take no part."""
     import shutil
 
     from geckokit.encoder import load_encoder
@@ -318,6 +366,7 @@ def _warmed_up(
     name = f"{encoder_name}+warmup{config.warmup_epochs}"
     if (folder / "modules.json").exists():
         return load_encoder(str(folder)), name
+    queries = queries.filter(pc.is_valid(queries["passage_id"]))
     pairs = [
         (query_text(t, q), document_text(passages[p]["title"], passages[p]["text"]))
         for t, q, p in zip(
@@ -338,9 +387,67 @@ def _warmed_up(
     return encoder, name
 
 
+def check_seedless(config: MineConfig, queries_file: str | Path | None, *, generated: bool) -> None:
+    """Refuse the settings that need every query's seed passage when the user's queries
+    (``queries_file``, which have none) are mined: the ``seed`` fusion, which keeps the seed
+    as the positive, and a warm-up with no generated queries to warm up on."""
+    if queries_file is None:
+        return
+    if config.fusion is Fusion.SEED:
+        raise ValueError(
+            f"the seed fusion keeps each query's seed passage as its positive, but the "
+            f"queries of {queries_file} have none; choose an LLM fusion (rrf, ql, rc or "
+            "weighted) to mine them"
+        )
+    if config.warmup_encoder and not generated:
+        raise ValueError(
+            "warmup_encoder fine-tunes on (query, seed passage) pairs, and the queries of "
+            f"{queries_file} have no seed passage; turn it off, or mine generated queries too"
+        )
+
+
+def _read_queries(
+    queries_dir: Path | None, queries_file: str | Path | None, task: str
+) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
+    """The queries to mine in :data:`~geckokit.fret.user_queries.QUERY_SCHEMA` (the generate
+    run's, then the file's), what the run's identity records of each source, and the
+    corpus split the generate run used ({} without one)."""
+    if queries_dir is None and queries_file is None:
+        raise ValueError(
+            "no queries to mine: give a generate run folder (--queries), a file of your own "
+            "queries (--queries-file), or both"
+        )
+    parts: list[pa.Table] = []
+    sources: dict[str, Any] = {"queries": None, "queries_file": None}
+    split: dict[str, Any] = {}
+    if queries_dir is not None:
+        generated = read_shards(queries_dir / "queries")
+        if generated is None or generated.num_rows == 0:
+            raise ValueError(
+                f"{queries_dir}: no queries found under queries/; run `geckokit generate` first"
+            )
+        parts.append(generated_queries(generated))
+        sources["queries"] = {"source": str(queries_dir), "count": generated.num_rows}
+        split = (read_json(queries_dir / MANIFEST) or {}).get("corpus", {})
+    if queries_file is not None:
+        user = read_user_queries(queries_file, task=task)
+        parts.append(user.queries)
+        sources["queries_file"] = user.record()
+    queries = pa.concat_tables(parts)
+    if len(parts) == 2:
+        generated_ids = set(parts[0]["query_id"].to_pylist())
+        clash = next((q for q in parts[1]["query_id"].to_pylist() if q in generated_ids), None)
+        if clash is not None:
+            raise ValueError(
+                f"{queries_file}: query id {clash!r} is also a generated query's; give the "
+                "file's queries other ids (or none: one is derived from each query's text)"
+            )
+    return queries, sources, split
+
+
 @holds_run_lock
 def mine(
-    queries_dir: str | Path,
+    queries_dir: str | Path | None,
     corpus: Corpus | str | Path,
     out: str | Path,
     *,
@@ -349,25 +456,26 @@ def mine(
     encoder_name: str,
     config: MineConfig | None = None,
     prompt: RerankPrompt | None = None,
+    queries_file: str | Path | None = None,
+    queries_task: str = DEFAULT_QUERY_TASK,
     shard_size: int = 64,
     max_shards: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run FRet step 2 for the queries of a generate run and return the manifest.
-    ``llm`` may be None for the ``seed`` fusion (no relabelling, the paper's baseline)."""
+    """Run FRet step 2 for the queries of a generate run (``queries_dir``), of a file of
+    the user's own (``queries_file``, whose queries all get ``queries_task`` as their task;
+    see :func:`~geckokit.fret.user_queries.read_user_queries`), or both, and return the
+    manifest. ``llm`` may be None for the ``seed`` fusion (no relabelling, the paper's
+    baseline), which the user's queries cannot take: they have no seed passage to keep."""
     config = config or MineConfig()
     if llm is None and config.fusion is not Fusion.SEED:
         raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
     prompt = prompt or load_rerank_prompt()
-    queries_dir, out = Path(queries_dir), Path(out)
-    queries = read_shards(queries_dir / "queries")
-    if queries is None or queries.num_rows == 0:
-        raise ValueError(
-            f"{queries_dir}: no queries found under queries/; run `geckokit generate` first"
-        )
-    gen_manifest = read_json(queries_dir / MANIFEST) or {}
+    queries_dir = None if queries_dir is None else Path(queries_dir)
+    out = Path(out)
+    check_seedless(config, queries_file, generated=queries_dir is not None)
+    queries, sources, split = _read_queries(queries_dir, queries_file, queries_task)
     if not isinstance(corpus, Corpus):
-        split = gen_manifest.get("corpus", {})
         corpus = load_corpus(
             corpus, max_tokens=split.get("max_tokens", 512), overlap=split.get("overlap", 64)
         )
@@ -379,7 +487,9 @@ def mine(
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
         "model": model_fingerprint(llm) if llm is not None else {"id": None},
         "encoder": encoder_name,
-        "queries": {"source": str(queries_dir), "count": queries.num_rows},
+        "queries": sources["queries"],  # the generate run's (None: none)
+        # the user's file: path, sha256, task and counts (None: none); its content is compared
+        "queries_file": sources["queries_file"],
         "corpus": {"source": corpus.source, "passages": len(corpus)},
         "shard_size": shard_size,
     }

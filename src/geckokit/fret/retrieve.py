@@ -8,7 +8,8 @@ ranks by BM25 over the passages' words instead (the raw query text, no task; InP
 ``hybrid`` by reciprocal rank fusion of the encoder's and BM25's rankings, each taken
 :func:`~geckokit.retrieval.hybrid.hybrid_depth` deep. Candidates come in the retriever's
 order, best first. The seed passage is always among them: when retrieval misses it, it
-replaces the N-th candidate. Corpus embeddings are computed once per run and cached next to
+replaces the N-th candidate. A query without one (the user's own,
+:mod:`geckokit.fret.user_queries`) keeps the top N as they are. Corpus embeddings are computed once per run and cached next to
 it; every retriever needs them, for the encoder's score of each candidate.
 """
 
@@ -41,7 +42,8 @@ CANDIDATE_SCHEMA = pa.schema(
         ("bm25_scores", pa.list_(pa.float32())),  # each one's BM25 score; null: not computed
         ("retriever_scores", pa.list_(pa.float32())),  # the scores that ordered them
         ("encoder_first_id", pa.string()),  # the encoder's first in the whole corpus
-        ("seed_retrieved", pa.bool_()),  # False: the seed was missed and put in at rank N
+        # False: the seed was missed and put in at rank N; null: the query has no seed
+        ("seed_retrieved", pa.bool_()),
     ]
 )
 
@@ -141,14 +143,15 @@ def retrieve_candidates(
     candidate whichever retriever chose them; ``bm25_scores`` is null for the encoder
     alone; ``retriever_scores`` is the cosine, the BM25 score or the RRF score (``hybrid_k``
     is RRF's k), and for a seed put in at rank N its own score (0 for a hybrid seed that
-    neither ranking held)."""
+    neither ranking held). A query whose ``passage_id`` is null has no seed: its candidates
+    are the top ``top_n``, and its ``seed_id`` and ``seed_retrieved`` are null."""
     if top_n < 2:
         raise ValueError(f"top_n must be at least 2 (a positive and a negative), got {top_n}")
     if not isinstance(retriever, Retriever):
         retriever = Retriever.parse(retriever)
     ids = passages["passage_id"].to_pylist()
     row_of = {pid: i for i, pid in enumerate(ids)}
-    missing = [p for p in queries["passage_id"].to_pylist() if p not in row_of]
+    missing = [p for p in queries["passage_id"].to_pylist() if p is not None and p not in row_of]
     if missing:
         raise ValueError(
             f"{len(missing)} queries refer to passages not in the corpus (e.g. {missing[0]!r}); "
@@ -180,16 +183,18 @@ def retrieve_candidates(
     out: dict[str, list[Any]] = {name: [] for name in CANDIDATE_SCHEMA.names}
     records = queries.select(["query_id", "passage_id", "task_type", "task", "query"])
     for qi, record in enumerate(records.to_pylist()):
-        seed_row = row_of[record["passage_id"]]
         enc = {
             int(r): float(s) for r, s in zip(enc_rows[qi], enc_scores[qi], strict=True) if r >= 0
         }
         bm = next(bm25_scores) if bm25_scores is not None else None  # (n,) or None
         ranked = _ranked(retriever, enc, bm, top_n=top_n, depth=depth, hybrid_k=hybrid_k)
         cand = list(ranked)[:top_n]
-        found = seed_row in cand
-        if not found:
-            cand[-1] = seed_row
+        found: bool | None = None  # no seed
+        if record["passage_id"] is not None:
+            seed_row = row_of[record["passage_id"]]
+            found = seed_row in cand
+            if not found:
+                cand[-1] = seed_row
         if retriever is Retriever.ENCODER:
             # FAISS's cosines, as before; a seed put in at rank N gets its own
             cosine = [

@@ -3,6 +3,7 @@
 The stages of the Gecko recipe run in order, each into its own folder of ``out``::
 
     queries/   FRet step 1 (LLM: task + query per passage)          sharded, resumable
+               (none with ``queries_file`` alone: the user's queries take its place)
     mine/      FRet step 2 (neighbours, LLM QL + RC, fusion)       sharded, resumable
     mix/       FRet + the human-labelled sets, unified format
     train/     optional pre-finetuning, then contrastive + Matryoshka fine-tuning
@@ -25,11 +26,13 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.generate import GenerateConfig, task_type_pool
-from geckokit.fret.mine_run import MineConfig
+from geckokit.fret.mine_run import MineConfig, check_seedless
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
+from geckokit.fret.user_queries import UserQueries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, write_json
 from geckokit.pipeline.runs import RunMismatchError, run_lock
 from geckokit.retrieval.hybrid import Retriever
@@ -100,6 +103,20 @@ class DistillConfig(BaseModel):
         description="FRet step 1 prompt template, a TOML file like the bundled generate_v1.toml, "
         "or a bundled one by name: default (that one), science-claims",
     )
+    queries_file: str | None = Field(
+        None,
+        description="your own queries (a query log without labels: JSONL, CSV/TSV or one "
+        "per line), mined in place of generated ones; no queries/ is written unless "
+        "also_generate",
+    )
+    queries_task: str = Field(
+        DEFAULT_QUERY_TASK, min_length=1, description="the task of the queries_file queries"
+    )
+    also_generate: bool = Field(
+        False,
+        description="with queries_file: also write queries for the corpus (FRet step 1) and "
+        "mine both together",
+    )
     rerank_prompt: str = "binary"
     prefinetune: str | None = Field(None, description="text pairs for pre-finetuning")
     eval: list[str] = Field(default_factory=list, description="BEIR folders to evaluate on")
@@ -107,6 +124,19 @@ class DistillConfig(BaseModel):
     mine: MineConfig = Field(default_factory=MineConfig)
     mix: MixSources = Field(default_factory=MixSources)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def generates(self) -> bool:
+        """Whether FRet step 1 writes queries: always without a queries file, and beside
+        one with ``also_generate``."""
+        return self.queries_file is None or self.also_generate
+
+    @model_validator(mode="after")
+    def _seedless(self) -> DistillConfig:
+        check_seedless(self.mine, self.queries_file, generated=self.generates)
+        if self.queries_file is None and {"also_generate", "queries_task"} & self.model_fields_set:
+            log.warning("also_generate and queries_task apply to a queries_file; there is none")
+        return self
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> DistillConfig:
@@ -154,6 +184,10 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
     return config
 
 
+#: Beside the settings, config.json keeps the queries file's hash: its content changed under
+#: the same path is a change like a setting's.
+QUERIES_SHA256 = "queries_file_sha256"
+
 #: The first stage each setting affects: a changed setting is accepted while neither that
 #: stage's folder nor a later one exists yet (they would hold results of the old one).
 _FIRST_STAGE = {
@@ -164,6 +198,10 @@ _FIRST_STAGE = {
     "passage_tokens": "queries",
     "prompt": "queries",
     "generate": "queries",
+    "also_generate": "queries",
+    "queries_file": "mine",
+    "queries_task": "mine",
+    QUERIES_SHA256: "mine",
     "encoder": "mine",
     "rerank_prompt": "mine",
     "mine": "mine",
@@ -175,9 +213,9 @@ _FIRST_STAGE = {
 }
 
 
-def _save_config(config: DistillConfig, out: Path) -> None:
+def _save_config(config: DistillConfig, out: Path, *, queries_sha256: str | None = None) -> None:
     saved = read_json(out / CONFIG_FILE)
-    current = config.model_dump(mode="json")
+    current = {**config.model_dump(mode="json"), QUERIES_SHA256: queries_sha256}
     if saved is not None:
         # a setting the saved config lacks (added in a later version) is at its default there
         saved = {k: _at_defaults(k, saved.get(k, _default(k))) for k in current}
@@ -199,7 +237,9 @@ def _save_config(config: DistillConfig, out: Path) -> None:
 
 
 def _default(key: str) -> Any:
-    """The default of a top-level setting, as it is saved."""
+    """The default of a top-level setting, as it is saved (None for the queries file's hash)."""
+    if key not in DistillConfig.model_fields:
+        return None
     value = DistillConfig.model_fields[key].get_default(call_default_factory=True)
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
@@ -303,13 +343,16 @@ def _finished(folder: Path) -> bool:
     return bool(manifest) and manifest.get("status", "finished") == "finished"
 
 
-def llm_stages_left(queries_dir: Path, mine_dir: Path, config: MineConfig) -> list[str]:
+def llm_stages_left(
+    queries_dir: Path, mine_dir: Path, config: MineConfig, *, generate: bool = True
+) -> list[str]:
     """The FRet stages that still have LLM work to do: ``generate`` until its queries are
-    finished; ``mine`` until its pairs are scored, which a finished mine/ that chose with
-    the ``seed`` fusion never did (switching it to an LLM fusion scores them all)."""
+    finished (never when ``generate`` is False: the user's queries take its place);
+    ``mine`` until its pairs are scored, which a finished mine/ that chose with the ``seed``
+    fusion never did (switching it to an LLM fusion scores them all)."""
     from geckokit.fret.mine_run import Fusion
 
-    left = [] if _finished(queries_dir) else ["generate"]
+    left = [] if _finished(queries_dir) or not generate else ["generate"]
     if config.fusion is not Fusion.SEED:
         manifest = read_json(mine_dir / MANIFEST) or {}
         scored = _finished(mine_dir) and (manifest.get("counts") or {}).get("pairs", 0) > 0
@@ -334,8 +377,11 @@ def distill(
     config = resolve_defaults(config)
     prompt = load_generate_prompt(config.prompt)  # a bad template fails before any work
     until = Stage.parse(until)
+    user = None  # a bad queries file fails before any work too
+    if config.queries_file is not None:
+        user = read_user_queries(config.queries_file, task=config.queries_task)
     with run_lock(Path(out)):
-        return _run(config, Path(out), until, prompt, llm, on_estimate, show_progress)
+        return _run(config, Path(out), until, prompt, user, llm, on_estimate, show_progress)
 
 
 def _run(
@@ -343,6 +389,7 @@ def _run(
     out: Path,
     until: Stage,
     prompt: GeneratePrompt,
+    user: UserQueries | None,
     llm: Any,
     on_estimate: Callable[[dict[str, Any]], None] | None,
     show_progress: bool,
@@ -350,7 +397,7 @@ def _run(
     from geckokit.corpus import load_corpus
 
     last = STAGES.index(until)
-    _save_config(config, out)
+    _save_config(config, out, queries_sha256=None if user is None else user.sha256)
     manifest: dict[str, Any] = read_json(out / MANIFEST) or {"stages": {}}
     manifest.update(stage="distill", status="running", out=str(out))
     for entry in manifest["stages"].values():
@@ -371,7 +418,7 @@ def _run(
 
         require_bm25()  # BM25 is missing: say so before the queries are written, not after
     reselect = _finished(mine_dir) and _selection_changed(mine_dir, config.mine)
-    left = llm_stages_left(queries_dir, mine_dir, config.mine)
+    left = llm_stages_left(queries_dir, mine_dir, config.mine, generate=config.generates)
     # mining with the seed fusion asks nothing of the LLM; choosing again from stored scores
     # only records which LLM scored them
     if left or reselect:
@@ -387,13 +434,16 @@ def _run(
         if "generate" in left and generated:
             n = seeds.passages.num_rows
             unwritten = unfinished_rows(queries_dir, "queries", n, generated["shard_size"])
+        written = generated.get("counts", {}).get("queries") if config.generates else 0
         estimate = estimate_cost(
-            seeds.passages,
+            # without FRet step 1 no passage has queries written for it
+            seeds.passages if config.generates else corpus.passages.slice(0, 0),
             config,
             llm,
             corpus=corpus.passages,
             stages=left,
-            queries=None if "generate" in left else generated.get("counts", {}).get("queries"),
+            queries=None if "generate" in left else written,
+            user_queries=0 if user is None else user.counts["queries"],
             unwritten=unwritten,
             unscored=scoring_left(mine_dir) if "mine" in left else None,
         )
@@ -401,8 +451,8 @@ def _run(
         if on_estimate is not None:
             on_estimate(estimate)
 
-    # FRet step 1
-    if not _finished(queries_dir):
+    # FRet step 1 (the user's queries alone take its place)
+    if config.generates and not _finished(queries_dir):
         from geckokit.fret.generate_run import generate_queries
 
         with sitting(Stage.GENERATE) as done:
@@ -427,7 +477,7 @@ def _run(
         assert config.encoder is not None
         with sitting(Stage.MINE, again=reselect) as done:
             mined = mine(
-                queries_dir,
+                queries_dir if config.generates else None,
                 corpus,
                 mine_dir,
                 llm=llm,
@@ -435,6 +485,8 @@ def _run(
                 encoder_name=config.encoder,
                 config=config.mine,
                 prompt=load_rerank_prompt(config.rerank_prompt),
+                queries_file=config.queries_file,
+                queries_task=config.queries_task,
                 show_progress=show_progress,
             )
             done(summary=mined.get("summary"), llm_this_run=mined.get("llm_this_run"))
@@ -528,13 +580,16 @@ def estimate_cost(
     corpus: Any = None,
     stages: Collection[str] = ("generate", "mine"),
     queries: int | None = None,
+    user_queries: int = 0,
     unwritten: list[int] | None = None,
     unscored: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Rough LLM cost of the FRet ``stages`` still to run for ``passages`` (the passages
     queries are written for, a table) whose neighbours come from ``corpus`` (default:
     ``passages``); ``queries``, when the queries are already written, is their number
-    (default: passages x ``generate.queries_per_passage``). A stage stopped part way:
+    (default: passages x ``generate.queries_per_passage``; 0: none are written, as with a
+    queries file alone), and ``user_queries`` the number of the user's own queries mined
+    beside them (``top_n`` pairs each, their candidates counted apart). A stage stopped part way:
     ``unwritten`` are the rows of ``passages`` with no finished query shard (default: all), and
     ``unscored`` the candidate passages and pairs ``mine`` has still to score, once its
     candidates are retrieved.
@@ -595,9 +650,10 @@ def estimate_cost(
     cut = config.mine.passage_max_tokens
     sample = lengths if corpus is None else lengths_of(corpus, 2000)  # the first 2,000: the mean
     corpus_size = len(lengths) if corpus is None else corpus.num_rows
-    distinct = min(corpus_size, len(lengths) * config.mine.top_n)
+    seeded = len(lengths) if queries else 0  # the passages with queries written for them
+    distinct = min(corpus_size, (seeded + user_queries) * config.mine.top_n)
     mean_cut = sum(min(n, cut) for n in sample) / max(1, len(sample))
-    pairs = queries * config.mine.top_n
+    pairs = (queries + user_queries) * config.mine.top_n
     if unscored is not None:
         distinct, pairs = unscored
     mine_prompt = round(distinct * mean_cut) + pairs * 45
@@ -618,6 +674,7 @@ def estimate_cost(
         by_stage = {k: round(v) for k, v in spent.items() if k in stages}
     return {
         "passages": len(lengths),
+        "user_queries": user_queries,
         "llm_calls": {
             "generate": len(todo) * qpp if generate else 0,
             "score_pairs": pairs if mine else 0,
@@ -671,8 +728,11 @@ def describe_estimate(e: dict[str, Any]) -> str:
         if calls["generate"]
         else ""
     )
+    user = e.get("user_queries") or 0
+    mined = [f"{e['passages']} passages"] if e["passages"] or not user else []
+    mined += [f"{user} queries of yours"] if user else []
     return (
-        f"{e['passages']} passages -> {' and '.join(work) or 'no LLM calls'}; {at_most}about "
+        f"{', '.join(mined)} -> {' and '.join(work) or 'no LLM calls'}; {at_most}about "
         f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens{written}{speed}; "
         f"LLM time {eta}"
     )
