@@ -9,7 +9,8 @@ For each corpus of the panel (default: SciFact, Cranfield, CISI and CACM from
    only in selection, mixture or training share one LLM run.
 2. For each training seed, ``geckokit distill`` trains the base on a copy of that run
    (``OUT/<corpus>/<variant>/seed<S>/``, with ``train.seed = S``); so does the ablation
-   (``mine.fusion = "seed"``: the seed passage stays the positive, no relabelling).
+   (``mine.fusion = "seed"``: the seed passage stays the positive, no relabelling, and
+   the contrastive objective alone, since there are no LLM scores to distil).
 3. Every model is scored on the corpus's test queries (nDCG@10 and Recall@10, each query's
    nDCG@10 kept for paired randomisation tests) and on STS-Benchmark test (Spearman): the
    base in plain text and in the unified format, BM25 (bm25s, English stopwords, Snowball
@@ -287,8 +288,9 @@ def run_corpus(
             folder = root / variant / f"{row}-seed{seed}"
             copy_llm_stages(llm_dir, folder)
             cfg = nest({**flat, "train.seed": seed})
-            if row == "ablation":
+            if row == "ablation":  # no LLM judgement at all: no scores to distil either
                 cfg.setdefault("mine", {})["fusion"] = "seed"
+                cfg.setdefault("train", {})["objective"] = "contrastive"
             run_distill(
                 {"corpus": str(corpus), "sample": args.sample, **cfg},
                 folder,
