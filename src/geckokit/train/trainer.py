@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
         0, ge=0, description="gradient caching with this mini-batch (0: off)"
     )
     matryoshka_dims: list[int] = Field(
-        default_factory=list, description="empty: full, 1/2, 1/3 and 1/6 of the width"
+        default_factory=list, description="empty: full, 2/3, 1/3 and 1/6 of the width"
     )
     max_seq_length: int = Field(256, ge=16)
     save_steps: int = Field(500, ge=1)
