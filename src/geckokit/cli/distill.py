@@ -176,10 +176,46 @@ def demo(out: Path, llm_spec: str | None) -> None:
     """Run the whole recipe on the embedded defaults (Qwen2.5-Coder-0.5B via llama.cpp,
     all-MiniLM-L6-v2) and a small shipped corpus (the Tor manual's option reference, 350
     passages, 60 held-out test questions): queries for 48 passages, 5 neighbours each.
-    Prints base vs distilled scores and the report's path."""
-    from geckokit.pipeline.demo import demo_config
+    The same mixture is trained with three seeds; the end prints base (plain and unified
+    format) against the distilled model's mean and spread, which is best and by how much,
+    and the report's path."""
+    from rich.console import Console
 
-    run_and_print(demo_config(llm=llm_spec), out, until="report")
+    from geckokit.pipeline.demo import run_demo
+    from geckokit.pipeline.distill import describe_estimate
+
+    console = Console()
+
+    def show_estimate(e: dict[str, Any]) -> None:
+        console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
+
+    summary = run_demo(out, llm=llm_spec, on_estimate=show_estimate)
+    print_summary(console, summary["run"], out, results=False)
+    print_demo_table(console, summary)
+
+
+def print_demo_table(console: Any, summary: dict[str, Any]) -> None:
+    """The demo's end: base (plain, unified) and the distilled model over its training
+    seeds on the held-out questions, then one line: which is best and by how much."""
+    from rich.table import Table
+
+    table = Table(title="held-out questions (nDCG@10, Recall@10)")
+    for col in ("model", "nDCG@10", "Recall@10", "seeds (nDCG@10)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in summary["rows"]:
+        seeds = r.get("seeds")
+        spread = (
+            ", ".join(f"{s['seed']}: {s['ndcg@10']:.2f}" for s in seeds)
+            + f" (range {r['ndcg@10_min']:.2f}-{r['ndcg@10_max']:.2f})"
+            if seeds
+            else ""
+        )
+        table.add_row(r["model"], f"{r['ndcg@10']:.2f}", f"{r['recall@10']:.2f}", spread)
+    console.print(table)
+    console.print(
+        f"best: {summary['best']}, ahead of the next row by {summary['margin']:.2f} nDCG@10 "
+        f"(distilled minus the better base row: {summary['distilled_minus_best_base']:+.2f})"
+    )
 
 
 def run_and_print(config: Any, out: Path, *, until: str) -> None:
@@ -196,20 +232,23 @@ def run_and_print(config: Any, out: Path, *, until: str) -> None:
     print_summary(console, run(config, out, until=until, on_estimate=show_estimate), out)
 
 
-def print_summary(console: Any, manifest: dict[str, Any], out: Path) -> None:
-    """The end of a run: the before/after table, the time per stage and in all (with the
-    LLM's share), the LLM's tokens per stage, the model's and the report's paths."""
+def print_summary(
+    console: Any, manifest: dict[str, Any], out: Path, *, results: bool = True
+) -> None:
+    """The end of a run: the before/after table (``results=False`` leaves it to the
+    caller), the time per stage and in all (with the LLM's share), the LLM's tokens per
+    stage, the model's and the report's paths."""
     from rich.table import Table
 
     from geckokit.cli.options import llm_usage_line
 
     stages = manifest["stages"]
-    results = stages.get("eval", {}).get("results")
-    if results:
+    rows = stages.get("eval", {}).get("results") if results else None
+    if rows:
         table = Table(title="held-out retrieval")
         for col in ("benchmark", "model", "nDCG@10", "Recall@10"):
             table.add_column(col, justify="left" if col in ("benchmark", "model") else "right")
-        for r in results:
+        for r in rows:
             table.add_row(
                 r["benchmark"],
                 r["model"],
