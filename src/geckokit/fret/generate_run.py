@@ -23,8 +23,8 @@ from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
 from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import holds_run_lock, open_run
-from geckokit.pipeline.shards import run_sharded
+from geckokit.runs.folder import holds_run_lock, open_run
+from geckokit.runs.shards import run_sharded
 
 log = logging.getLogger(__name__)
 

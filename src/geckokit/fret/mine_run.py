@@ -51,10 +51,10 @@ from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_can
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
-from geckokit.pipeline.shards import run_sharded, unfinished_rows
 from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
+from geckokit.runs.folder import holds_run_lock, open_run, with_defaults
+from geckokit.runs.shards import run_sharded, unfinished_rows
 
 log = logging.getLogger(__name__)
 
