@@ -229,11 +229,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
     from geckokit.pipeline.distill import distill, load_config, resolve_defaults
+    from geckokit.retrieval.metrics import paired_randomisation_p
     from geckokit.train.trainer import TrainConfig, train
 
     scifact = args.shared / "beir" / "scifact"

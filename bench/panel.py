@@ -266,7 +266,7 @@ def run_corpus(
     variant: str,
     command: str,
 ) -> dict[str, Any]:
-    from geckokit.evaluate.metrics import paired_randomisation_p
+    from geckokit.retrieval.metrics import paired_randomisation_p
 
     corpus = args.shared / "beir" / name
     root = args.out / name

@@ -3,7 +3,7 @@
 Embeddings of registry encoders are kept in one folder (:func:`geckokit.registry.embeddings_dir`:
 ``$GECKOKIT_EMBEDDINGS``, else ``$GECKOKIT_HOME/embeddings``) as ``{label}-{hash of the
 texts}.npy`` with a JSON sidecar (the encoder, the number of texts and their hash), written
-and read by :func:`load_or_compute` for mining's :func:`geckokit.fret.retrieve.cached_encode`
+and read by :func:`load_or_compute` for mining's :func:`geckokit.retrieval.index.cached_encode`
 and for the evaluation, so that every run over the same texts embeds them once. Only
 :func:`prune_embeddings` removes them: each corpus an encoder has seen stays (384-d float32: 1.5 KB a passage, about
 1.5 GB for a million). A file's modification time is its last use: ``load_or_compute``

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geckokit.evaluate.beir import load_beir
+from geckokit.retrieval.beir import load_beir
 from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)

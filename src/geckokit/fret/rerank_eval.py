@@ -14,11 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from geckokit.evaluate.beir import load_beir
-from geckokit.evaluate.retrieval import mean_scores, rank_with_encoder, sort_ids
 from geckokit.fret.fusion import Fusion, fuse, ranks
 from geckokit.fret.rerank import PairScorer, RerankPrompt
 from geckokit.llm.base import LLM
+from geckokit.retrieval.beir import load_beir, sort_ids
+from geckokit.retrieval.metrics import mean_scores
+from geckokit.retrieval.rank import rank_with_encoder
 
 log = logging.getLogger(__name__)
 

@@ -278,8 +278,8 @@ def from_beir_pairs(
     folder: str | Path, *, split: str = "train", task: str | None = None, source: str | None = None
 ) -> pa.Table:
     """A BEIR folder's qrels for ``split`` as asymmetric (query, relevant passage) pairs."""
-    from geckokit.evaluate.beir import load_beir
     from geckokit.fret.rerank_eval import BEIR_TASKS
+    from geckokit.retrieval.beir import load_beir
 
     data = load_beir(folder, split=split)
     task = task or BEIR_TASKS.get(data.name.lower(), BEIR_TASK)
