@@ -45,11 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
-from geckokit.fret.generate_run import model_fingerprint
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
+from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
 from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
