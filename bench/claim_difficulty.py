@@ -69,8 +69,8 @@ def ranks(
     relevant: list[set[str]],
 ) -> np.ndarray:
     """Rank (1 = first) of each claim's best relevant document among all ``docs``."""
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
+    from geckokit.tasks import task_string
 
     task = task_string("scifact", "retrieval")
     q = encoder.encode(  # type: ignore[attr-defined]

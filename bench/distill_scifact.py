@@ -46,8 +46,8 @@ def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
+    from geckokit.tasks import task_string
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
@@ -137,7 +137,7 @@ def score_model(
     tells a change of format from forgetting. ``name`` (a registry name or hub id) caches
     the corpus embeddings, as ``base_scores`` does for the base."""
     from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
+    from geckokit.tasks import task_string
 
     ret = evaluate_retrieval(
         model,

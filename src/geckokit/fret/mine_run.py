@@ -43,7 +43,6 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.corpus import Corpus, load_corpus
-from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
@@ -55,6 +54,7 @@ from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.folder import holds_run_lock, open_run, with_defaults
 from geckokit.runs.shards import run_sharded, unfinished_rows
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
 

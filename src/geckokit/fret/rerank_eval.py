@@ -20,20 +20,9 @@ from geckokit.llm.base import LLM
 from geckokit.retrieval.beir import load_beir, sort_ids
 from geckokit.retrieval.metrics import mean_scores
 from geckokit.retrieval.rank import rank_with_encoder
+from geckokit.tasks import rerank_task
 
 log = logging.getLogger(__name__)
-
-#: Task strings per benchmark, after Gecko's Table 9.
-BEIR_TASKS = {
-    "scifact": "Given a scientific claim, retrieve documents that support or refute the claim",
-    "nfcorpus": "Given a question, retrieve relevant documents that best answer the question",
-    "fiqa": "Given a financial question, retrieve user replies that best answer the question",
-    "arguana": "Given a claim, find documents that refute the claim",
-    "cranfield": "Given a question about aeronautics, retrieve abstracts that answer it",
-    "cisi": "Given a question about library and information science, retrieve relevant abstracts",
-    "cacm": "Given a query about computing, retrieve relevant article records",
-}
-DEFAULT_TASK = "Given a query, retrieve relevant passages"
 
 
 def rerank_eval(
@@ -55,7 +44,7 @@ def rerank_eval(
     models trained on it); otherwise plain text, as a base model expects. With
     ``encoder_name`` the corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
     data = load_beir(beir_dir)
-    task = task or BEIR_TASKS.get(data.name.lower(), DEFAULT_TASK)
+    task = task or rerank_task(data.name)
     qids = sort_ids(list(data.queries))[: n_queries or None]
     cands = rank_with_encoder(
         encoder,

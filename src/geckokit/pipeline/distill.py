@@ -27,7 +27,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.generate import GenerateConfig, task_type_pool
 from geckokit.fret.mine_run import MineConfig, check_seedless
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
@@ -36,6 +35,7 @@ from geckokit.io import MANIFEST, environment, read_json, write_json
 from geckokit.retrieval.hybrid import Retriever
 from geckokit.runs.clock import stage_clock
 from geckokit.runs.folder import RunMismatchError, run_lock
+from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
 from geckokit.types import ClosedSet
 

@@ -31,14 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit._deps import require
 from geckokit.encoder import embedding_width
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
 
 log = logging.getLogger(__name__)
-
-#: Prompts saved with a trained model: the unified format with a generic retrieval task.
-QUERY_PROMPT = "task: search result | query: "
-DOCUMENT_PROMPT = "title: none | text: "
 
 
 class TrainConfig(BaseModel):
