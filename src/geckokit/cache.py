@@ -57,7 +57,7 @@ def load_or_compute(
     if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()) == meta:
             log.info("embeddings: reusing %s", cache)
-            emb = np.load(cache)
+            emb: np.ndarray = np.load(cache)
             touch(cache)  # its last use, for `geckokit cache prune --older-than`
             return emb
     emb = np.ascontiguousarray(compute(texts), dtype=np.float32)  # (n, dim)

@@ -91,9 +91,12 @@ def input_texts(
     return [query_text(task, text) for text, _, _ in rows]
 
 
-class EvalEncoder(AbsEncoder):  # type: ignore[misc]
+class EvalEncoder(AbsEncoder):
     """One (model, format, dim) as an mteb encoder; cosine similarity on truncated,
     re-normalised embeddings."""
+
+    #: always set (mteb's base class allows None; mteb.evaluate needs it)
+    mteb_model_meta: ModelMeta
 
     def __init__(
         self,

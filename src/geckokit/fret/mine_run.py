@@ -546,7 +546,7 @@ def mine(
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
-    if config.fusion is not Fusion.SEED:
+    if llm is not None and config.fusion is not Fusion.SEED:  # None only for the seed fusion
         run = _score_pairs(
             candidates,
             passages,

@@ -83,7 +83,11 @@ def rerank_eval(
                 ql[(q, p)], rc[(q, p)] = s.ql, s.rc
             progress.update(bar, advance=len(qs))
     seconds = time.perf_counter() - t0
-    tokens = usage.since(before)["prompt_tokens_evaluated"] if before is not None else 0
+    tokens = (
+        usage.since(before)["prompt_tokens_evaluated"]
+        if usage is not None and before is not None
+        else 0
+    )
 
     orderings: dict[str, list[list[str]]] = defaultdict(list)
     for q in qids:
@@ -91,7 +95,7 @@ def rerank_eval(
         s_ql = [ql[(q, p)] for p in c]
         s_rc = [rc[(q, p)] for p in c]
         orderings["encoder"].append(c)
-        for name, scores in (
+        for name, fused in (
             ("ql", fuse(s_ql, s_rc, method=Fusion.QL)),
             ("rc", fuse(s_ql, s_rc, method=Fusion.RC)),
             ("rrf(ql,rc)", fuse(s_ql, s_rc)),
@@ -101,7 +105,7 @@ def rerank_eval(
             ),
             ("rrf(ql,encoder)", fuse(s_ql, s_rc, method=Fusion.WEIGHTED, weights=(1.0, 0.0, 1.0))),
         ):
-            r = ranks(scores)
+            r = ranks(fused)
             orderings[name].append([p for _, p in sorted(zip(r, c, strict=True))])
     results = {
         name: mean_scores(dict(zip(qids, ords, strict=True)), data.qrels)

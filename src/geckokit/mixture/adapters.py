@@ -166,7 +166,7 @@ def from_classification(
     if len(labels) < 2:
         raise ValueError(f"{path}: classification needs at least two labels with two texts each")
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict[str, str]] = []
     for label in labels:
         texts = by_label[label][: max_per_label or None]
         for i, text in enumerate(texts):

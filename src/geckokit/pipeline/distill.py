@@ -275,7 +275,9 @@ def _selection_changed(mine_dir: Path, config: MineConfig) -> bool:
 
 def _finished(folder: Path) -> bool:
     manifest = read_json(folder / MANIFEST)
-    return bool(manifest) and manifest.get("status", "finished") == "finished"
+    if not manifest:
+        return False
+    return bool(manifest.get("status", "finished") == "finished")
 
 
 def llm_stages_left(

@@ -55,7 +55,8 @@ def project(embeddings: np.ndarray, dim: int) -> np.ndarray:
         raise ValueError(f"dim must lie in [1, {embeddings.shape[-1]}], got {dim}")
     head = np.asarray(embeddings[..., :dim], dtype=np.float32)  # (n, dim)
     norms = np.linalg.norm(head, axis=-1, keepdims=True)  # (n, 1)
-    return head / np.maximum(norms, 1e-12)
+    unit: np.ndarray = head / np.maximum(norms, 1e-12)  # (n, dim)
+    return unit
 
 
 def length_groups(lengths: Sequence[int], *, overhead: int = 48) -> list[list[int]]:
