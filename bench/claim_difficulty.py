@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @functools.cache
 def scifact_split(scifact: Path, split: str) -> Any:
     """SciFact's ``split`` (``load_beir``), read once per run however many helpers ask."""
-    from geckokit.evaluate.beir import load_beir
+    from geckokit.retrieval.beir import load_beir
 
     return load_beir(scifact, split=split)
 
@@ -41,7 +41,7 @@ def abstract_embeddings(
 ) -> tuple[list[str], np.ndarray]:
     """The ids of SciFact's abstracts and their embeddings (unified format), cached."""
     from geckokit.format import document_text
-    from geckokit.fret.retrieve import cached_encode
+    from geckokit.retrieval.index import cached_encode
 
     corpus = scifact_split(scifact, "test").corpus
     doc_ids = sorted(corpus)
@@ -53,7 +53,7 @@ def abstract_embeddings(
 def real_claims(scifact: Path, split: str) -> tuple[list[str], list[str], list[set[str]]]:
     """SciFact's claims of ``split``: their ids, texts and relevant abstracts, in the order
     ``evaluate_retrieval`` scores them (its ``per_query`` lists line up with these)."""
-    from geckokit.evaluate.retrieval import sort_ids
+    from geckokit.retrieval.beir import sort_ids
 
     data = scifact_split(scifact, split)
     qids = sort_ids(list(data.queries))
@@ -69,8 +69,8 @@ def ranks(
     relevant: list[set[str]],
 ) -> np.ndarray:
     """Rank (1 = first) of each claim's best relevant document among all ``docs``."""
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
+    from geckokit.tasks import task_string
 
     task = task_string("scifact", "retrieval")
     q = encoder.encode(  # type: ignore[attr-defined]

@@ -46,8 +46,8 @@ def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
+    from geckokit.tasks import task_string
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
@@ -137,7 +137,7 @@ def score_model(
     tells a change of format from forgetting. ``name`` (a registry name or hub id) caches
     the corpus embeddings, as ``base_scores`` does for the base."""
     from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
+    from geckokit.tasks import task_string
 
     ret = evaluate_retrieval(
         model,
@@ -229,11 +229,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
     from geckokit.pipeline.distill import distill, load_config, resolve_defaults
+    from geckokit.retrieval.metrics import paired_randomisation_p
     from geckokit.train.trainer import TrainConfig, train
 
     scifact = args.shared / "beir" / "scifact"

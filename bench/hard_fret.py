@@ -102,9 +102,9 @@ def main() -> None:
     if args.prefinetune and args.plain:
         parser.error("--prefinetune writes its pairs in the unified format; drop --plain")
 
-    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.io import read_shards, write_table
     from geckokit.mixture.build import build_mixture
+    from geckokit.retrieval.metrics import paired_randomisation_p
 
     examples, kept = 0, []
     for n, run in enumerate(args.runs):

@@ -70,7 +70,7 @@ def main() -> None:
         raise SystemExit(f"{args.model}: not a sentence-transformers model folder")
 
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.metrics import paired_randomisation_p
+    from geckokit.retrieval.metrics import paired_randomisation_p
 
     base = load_encoder(args.base)
     tuned = load_encoder(str(args.model))

@@ -151,7 +151,7 @@ def copy_llm_stages(src: Path, dst: Path) -> None:
 
 def score_retrieval(model: Any, corpus: Path, *, gecko: bool, name: str = "") -> dict[str, Any]:
     from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
+    from geckokit.tasks import task_string
 
     task = task_string(corpus.name, "retrieval")
     r = evaluate_retrieval(
@@ -170,8 +170,8 @@ def sts_spearman(model: Any, path: Path, *, gecko: bool) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    from geckokit.evaluate.task_strings import task_string
     from geckokit.format import query_text
+    from geckokit.tasks import task_string
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     task = task_string("stsbenchmark", "sts")
@@ -267,7 +267,7 @@ def run_corpus(
     variant: str,
     command: str,
 ) -> dict[str, Any]:
-    from geckokit.evaluate.metrics import paired_randomisation_p
+    from geckokit.retrieval.metrics import paired_randomisation_p
 
     corpus = args.shared / "beir" / name
     root = args.out / name

@@ -93,9 +93,9 @@ def main() -> None:
 
     from distill_scifact import base_scores
     from geckokit.encoder import load_encoder
-    from geckokit.evaluate.metrics import paired_randomisation_p
     from geckokit.evaluate.retrieval import evaluate_retrieval
-    from geckokit.evaluate.task_strings import task_string
+    from geckokit.retrieval.metrics import paired_randomisation_p
+    from geckokit.tasks import task_string
 
     scifact = args.shared / "beir" / "scifact"
     test_rel, covered, stats = split_by_train_documents(scifact)

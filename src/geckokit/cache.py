@@ -3,7 +3,7 @@
 Embeddings of registry encoders are kept in one folder (:func:`geckokit.registry.embeddings_dir`:
 ``$GECKOKIT_EMBEDDINGS``, else ``$GECKOKIT_HOME/embeddings``) as ``{label}-{hash of the
 texts}.npy`` with a JSON sidecar (the encoder, the number of texts and their hash), written
-and read by :func:`load_or_compute` for mining's :func:`geckokit.fret.retrieve.cached_encode`
+and read by :func:`load_or_compute` for mining's :func:`geckokit.retrieval.index.cached_encode`
 and for the evaluation, so that every run over the same texts embeds them once. Only
 :func:`prune_embeddings` removes them: each corpus an encoder has seen stays (384-d float32: 1.5 KB a passage, about
 1.5 GB for a million). A file's modification time is its last use: ``load_or_compute``
@@ -57,7 +57,7 @@ def load_or_compute(
     if cache is not None and meta_path is not None and cache.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()) == meta:
             log.info("embeddings: reusing %s", cache)
-            emb = np.load(cache)
+            emb: np.ndarray = np.load(cache)
             touch(cache)  # its last use, for `geckokit cache prune --older-than`
             return emb
     emb = np.ascontiguousarray(compute(texts), dtype=np.float32)  # (n, dim)

@@ -3,13 +3,10 @@
 Queries carry their task: ``task: {task} | query: {text}``; documents carry their title:
 ``title: {title} | text: {text}`` with ``none`` for a missing title. Symmetric tasks (STS,
 NLI, classification) put the task/query form on both sides. Training, evaluation and serving
-all call these functions.
+all call these functions; the task strings themselves are :mod:`geckokit.tasks`.
 """
 
 from __future__ import annotations
-
-#: The task of a retrieval query that names none: the generic one (users' own queries).
-DEFAULT_QUERY_TASK = "search result"
 
 
 def query_text(task: str, query: str) -> str:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from geckokit.evaluate.beir import load_beir
-from geckokit.evaluate.metrics import ndcg_at_k
-from geckokit.evaluate.retrieval import evaluate_bm25, rank_with_bm25, sort_ids
+from geckokit.evaluate.retrieval import evaluate_bm25
+from geckokit.retrieval.beir import load_beir, sort_ids
+from geckokit.retrieval.metrics import ndcg_at_k
+from geckokit.retrieval.rank import rank_with_bm25
 
 pytest.importorskip("bm25s")
 

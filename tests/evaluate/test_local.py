@@ -16,7 +16,7 @@ from geckokit.evaluate.local import (
     parse_task_spec,
 )
 from geckokit.evaluate.models import ModelInfo, PromptFormat, eval_dims
-from geckokit.evaluate.task_strings import task_string
+from geckokit.tasks import task_string
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:  # type: ignore[type-arg]

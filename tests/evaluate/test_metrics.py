@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geckokit.evaluate.metrics import ndcg_at_k, recall_at_k
 from geckokit.evaluate.models import ModelInfo, PromptFormat, truncate
+from geckokit.retrieval.metrics import ndcg_at_k, recall_at_k
 
 
 def test_ndcg_hand_computed() -> None:
@@ -196,7 +196,7 @@ def test_paired_randomisation_p_matches_the_exact_test() -> None:
     """Against the exact test, which enumerates every sign pattern of a few differences."""
     import itertools
 
-    from geckokit.evaluate.metrics import paired_randomisation_p
+    from geckokit.retrieval.metrics import paired_randomisation_p
 
     a, b = [0.9, 0.7, 0.8, 0.6, 0.75, 0.5], [0.5, 0.6, 0.4, 0.65, 0.3, 0.55]
     d = [x - y for x, y in zip(a, b, strict=True)]

@@ -13,7 +13,7 @@ from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.generate_run import generate_queries
 from geckokit.fret.validate import ValidationConfig, copy_overlap
 from geckokit.io import read_shards
-from geckokit.pipeline.runs import RunMismatchError
+from geckokit.runs.folder import RunMismatchError
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from geckokit.corpus import load_corpus
 from geckokit.fret.mine_run import MineConfig, mine, scoring_left
 from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.io import read_shards, write_table
-from geckokit.pipeline.runs import RunMismatchError
+from geckokit.runs.folder import RunMismatchError
 
 pytestmark = pytest.mark.slow
 

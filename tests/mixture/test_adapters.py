@@ -244,7 +244,7 @@ def test_beir_train_qrels(shared_data: Path) -> None:
     table = from_beir_pairs(shared_data / "beir" / "scifact", split="train")
     assert table.num_rows == 919  # SciFact's train qrels
     row = table.slice(0, 1).to_pylist()[0]
-    assert row["query"].startswith("task: Given a scientific claim") and row["positive"].startswith(
+    assert row["query"].startswith("task: fact checking | query: ") and row["positive"].startswith(
         "title: "
     )
     assert row["source"] == "beir:scifact"

@@ -10,8 +10,8 @@ import pytest
 from geckokit.fret.fusion import Fusion, NegativeChoice
 from geckokit.pipeline.demo import demo_dir
 from geckokit.pipeline.distill import DistillConfig, distill, load_config
-from geckokit.pipeline.runs import RunMismatchError
 from geckokit.retrieval.hybrid import Retriever
+from geckokit.runs.folder import RunMismatchError
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from geckokit.pipeline.distill import (
     llm_stages_left,
     load_config,
 )
-from geckokit.pipeline.runs import RunMismatchError
+from geckokit.runs.folder import RunMismatchError
 
 PASSAGES = ["os.getcwd", "os.remove", "json.dumps", "json.loads", "re.sub", "time.sleep"]
 LOG = "how do I delete a file\n\nturn a Python object into a JSON string\nhow do I delete a file\n"

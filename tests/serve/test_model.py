@@ -10,7 +10,6 @@ import pytest
 
 from geckokit.format import document_text, query_text
 from geckokit.serve.model import (
-    DEFAULT_TASK,
     ServedModel,
     format_input,
     length_groups,
@@ -18,7 +17,7 @@ from geckokit.serve.model import (
     read_matryoshka_dims,
 )
 from geckokit.serve.protocol import InputType
-from geckokit.train.trainer import DOCUMENT_PROMPT, QUERY_PROMPT
+from geckokit.tasks import DEFAULT_QUERY_TASK, DOCUMENT_PROMPT, QUERY_PROMPT
 
 
 def test_format_input_applies_the_unified_format() -> None:
@@ -38,7 +37,7 @@ def test_format_input_applies_the_unified_format() -> None:
 def test_default_query_and_document_forms_equal_the_trained_models_prompts() -> None:
     # a trained model encodes with prompt_name="query"/"document"; the server must agree
     text = "how do bees communicate"
-    assert DEFAULT_TASK == "search result"
+    assert DEFAULT_QUERY_TASK == "search result"
     assert format_input(text, task=None, input_type=InputType.QUERY) == QUERY_PROMPT + text
     assert format_input(text, task=None, input_type=InputType.DOCUMENT) == DOCUMENT_PROMPT + text
 

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from geckokit.format import query_text
-from geckokit.train.trainer import DOCUMENT_PROMPT, QUERY_PROMPT
+from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
 from tests.conftest import free_port, stop_process, wait_http
 
 KEY = "test-key"

@@ -7,6 +7,8 @@ import time
 import click
 
 from geckokit.cli.options import encoder_option, llm_option
+from geckokit.format import document_text, query_text
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 SAMPLE_TITLE = "Honey bees"
 SAMPLE_PASSAGE = (
@@ -68,8 +70,8 @@ def check(llm_spec: str | None, encoder: str | None) -> None:
     model = load_encoder(encoder)
     q, p = model.encode(
         [
-            f"task: {task or 'search result'} | query: {query}",
-            f"title: {SAMPLE_TITLE} | text: {SAMPLE_PASSAGE}",
+            query_text(task or DEFAULT_QUERY_TASK, query),
+            document_text(SAMPLE_TITLE, SAMPLE_PASSAGE),
         ],
         normalize_embeddings=True,
     )

@@ -142,7 +142,6 @@ def mine(
     from rich.console import Console
 
     from geckokit.encoder import load_encoder
-    from geckokit.format import DEFAULT_QUERY_TASK
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, check_seedless
     from geckokit.fret.mine_run import mine as run_mine
@@ -150,6 +149,7 @@ def mine(
     from geckokit.llm import load_llm
     from geckokit.registry import DEFAULT_ENCODER, default_fusion
     from geckokit.retrieval.hybrid import Retriever
+    from geckokit.tasks import DEFAULT_QUERY_TASK
 
     if queries_dir is None and queries_file is None:
         raise click.UsageError("give --queries (a generate run), --queries-file, or both")

@@ -40,7 +40,7 @@ def list_models() -> None:
 )
 def pull(names: tuple[str, ...], defaults: bool, force: bool, no_install: bool) -> None:
     """Install, join and verify models NAMES (sha256 checked before the file is moved into place)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
     from geckokit.registry import DEFAULT_ENCODER, DEFAULT_LLM, get_entry
     from geckokit.registry import pull as do_pull
@@ -59,14 +59,11 @@ def pull(names: tuple[str, ...], defaults: bool, force: bool, no_install: bool) 
             TransferSpeedColumn(),
         ) as bar:
             task = bar.add_task(f"joining {entry.name}", total=None)
-            path = do_pull(
-                entry.name,
-                force=force,
-                install=not no_install,
-                progress=lambda done, total, task=task: bar.update(
-                    task, completed=done, total=total
-                ),
-            )
+
+            def progress(done: int, total: int, bar: Progress = bar, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            path = do_pull(entry.name, force=force, install=not no_install, progress=progress)
         click.echo(f"{entry.name}: {path}")
 
 

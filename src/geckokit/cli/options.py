@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from geckokit.format import DEFAULT_QUERY_TASK
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 F = TypeVar("F", bound=Callable[..., Any])
 

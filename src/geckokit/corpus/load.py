@@ -67,7 +67,7 @@ class Corpus:
     overlap: int = 64
 
     def __len__(self) -> int:
-        return self.passages.num_rows
+        return int(self.passages.num_rows)
 
 
 def detect_format(path: Path) -> CorpusFormat:

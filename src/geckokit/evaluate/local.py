@@ -23,9 +23,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-from geckokit.evaluate.beir import load_beir
+from geckokit.retrieval.beir import load_beir
 from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,11 @@ def parse_task_spec(spec: str) -> TaskSpec:
         kind, text = TaskKind(head.replace("-", "_")), rest
     path = Path(text).expanduser()
     if path.exists():
-        detected = detect_kind(path, required=kind is None)
-        kind = kind or detected
+        detected: TaskKind | None
+        if kind is None:
+            kind = detected = detect_kind(path)
+        else:
+            detected = detect_kind(path, required=False)
         return TaskSpec(name=_task_name(path, kind, detected), kind=kind, path=path)
     if kind is not None or "/" in text or text.endswith((".jsonl", ".tsv")):
         raise ValueError(f"task {spec!r}: {path} does not exist")
@@ -118,6 +121,10 @@ def _first_keys(path: Path) -> set[str]:
     return set()
 
 
+@overload
+def detect_kind(path: Path, *, required: Literal[True] = True) -> TaskKind: ...
+@overload
+def detect_kind(path: Path, *, required: bool) -> TaskKind | None: ...
 def detect_kind(path: Path, *, required: bool = True) -> TaskKind | None:
     """The task kind of a folder or file from its layout (see the module docstring); None
     when it cannot be told and ``required`` is false."""

@@ -28,8 +28,8 @@ from geckokit.cache import load_or_compute, texts_sha256
 from geckokit.encoder import embedding_width
 from geckokit.evaluate.models import ModelInfo, PromptFormat, truncate
 from geckokit.evaluate.mteb_tasks import mteb_kind
-from geckokit.evaluate.task_strings import task_string
 from geckokit.format import document_text, query_text
+from geckokit.tasks import task_string
 
 DISK_MIN_TEXTS = 256
 """Shorter text lists (a benchmark's queries, a small STS set) are not worth a file."""
@@ -91,9 +91,12 @@ def input_texts(
     return [query_text(task, text) for text, _, _ in rows]
 
 
-class EvalEncoder(AbsEncoder):  # type: ignore[misc]
+class EvalEncoder(AbsEncoder):
     """One (model, format, dim) as an mteb encoder; cosine similarity on truncated,
     re-normalised embeddings."""
+
+    #: always set (mteb's base class allows None; mteb.evaluate needs it)
+    mteb_model_meta: ModelMeta
 
     def __init__(
         self,

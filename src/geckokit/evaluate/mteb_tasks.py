@@ -28,7 +28,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from geckokit.evaluate.local import LocalTask, TaskKind, TaskSpec, load_local, parse_task_spec
-from geckokit.evaluate.task_strings import task_string
+from geckokit.tasks import task_string
 
 _BASES: dict[TaskKind, tuple[type, str, str, str]] = {
     # kind: (mteb base class, mteb type, category, main score)

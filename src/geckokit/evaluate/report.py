@@ -154,8 +154,8 @@ def _eval_section(stage: Stage, root: Path) -> str:
         body.append(f"<tr><td>{escape(task)}</td><td>{escape(metric)}</td>{''.join(tds)}</tr>")
     means = column_means(columns, tasks, cells)
     if means is not None:
-        tds = "".join(f'<td class="num">{v:.2f}</td>' for v in means)
-        body.append(f'<tr class="mean"><td>mean</td><td></td>{tds}</tr>')
+        mean_tds = "".join(f'<td class="num">{v:.2f}</td>' for v in means)
+        body.append(f'<tr class="mean"><td>mean</td><td></td>{mean_tds}</tr>')
     parts.append(
         '<p class="note">Main scores x 100 as mteb defines them; columns are model@dim (format).</p>'
         f'<div class="wide"><table><thead>{head}</tr></thead>'

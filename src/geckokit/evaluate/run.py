@@ -109,14 +109,14 @@ def evaluate(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     t0 = time.perf_counter()
     built = [build_task(spec) for spec in task_specs]  # reads local files; fails early
-    for task, info in built:
+    for task, task_info in built:
         try:
             task.load_data()
         except Exception as exc:  # mteb tasks by name fetch from the hub
-            if info.source != "mteb":
+            if task_info.source != "mteb":
                 raise
             raise RuntimeError(
-                f"could not load MTEB task {info.name} (needs the hub): {exc}"
+                f"could not load MTEB task {task_info.name} (needs the hub): {exc}"
             ) from exc
     cache = ResultCache(Path(out)) if out is not None else None
     rows: list[dict[str, Any]] = []

@@ -22,9 +22,10 @@ from geckokit.fret.generate import GenerateConfig, QueryGenerator
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
 from geckokit.io import MANIFEST, environment, read_shards, write_json
+from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import holds_run_lock, open_run
-from geckokit.pipeline.shards import run_sharded
+from geckokit.runs.folder import holds_run_lock, open_run
+from geckokit.runs.shards import run_sharded
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +53,6 @@ REJECT_COLUMNS = [
     "final",
     "seconds",
 ]
-
-
-def model_fingerprint(llm: LLM) -> dict[str, Any]:
-    """Identify the LLM for the manifest: id, and the pinned sha256 or URL where known."""
-    info: dict[str, Any] = {"id": llm.model_id, "backend": type(llm).__name__}
-    path = getattr(llm, "model_path", None)
-    if path:
-        from geckokit.registry import REGISTRY, cache_dir
-
-        info["path"] = str(path)
-        for entry in REGISTRY.values():
-            if Path(path) == cache_dir() / entry.filename:
-                info["sha256"] = entry.sha256
-                info["registry_name"] = entry.name
-    url = getattr(llm, "base_url", None)
-    if url:
-        info["url"] = url
-    return info
 
 
 def _split(table: pa.Table) -> dict[str, pa.Table]:

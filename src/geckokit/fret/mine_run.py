@@ -43,18 +43,18 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.corpus import Corpus, load_corpus
-from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
-from geckokit.fret.generate_run import model_fingerprint
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
+from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
-from geckokit.pipeline.runs import holds_run_lock, open_run, with_defaults
-from geckokit.pipeline.shards import run_sharded, unfinished_rows
 from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
+from geckokit.runs.folder import holds_run_lock, open_run, with_defaults
+from geckokit.runs.shards import run_sharded, unfinished_rows
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
 
@@ -546,7 +546,7 @@ def mine(
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
-    if config.fusion is not Fusion.SEED:
+    if llm is not None and config.fusion is not Fusion.SEED:  # None only for the seed fusion
         run = _score_pairs(
             candidates,
             passages,

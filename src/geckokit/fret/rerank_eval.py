@@ -14,25 +14,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from geckokit.evaluate.beir import load_beir
-from geckokit.evaluate.retrieval import mean_scores, rank_with_encoder, sort_ids
 from geckokit.fret.fusion import Fusion, fuse, ranks
 from geckokit.fret.rerank import PairScorer, RerankPrompt
 from geckokit.llm.base import LLM
+from geckokit.retrieval.beir import load_beir, sort_ids
+from geckokit.retrieval.metrics import mean_scores
+from geckokit.retrieval.rank import rank_with_encoder
+from geckokit.tasks import rerank_task
 
 log = logging.getLogger(__name__)
-
-#: Task strings per benchmark, after Gecko's Table 9.
-BEIR_TASKS = {
-    "scifact": "Given a scientific claim, retrieve documents that support or refute the claim",
-    "nfcorpus": "Given a question, retrieve relevant documents that best answer the question",
-    "fiqa": "Given a financial question, retrieve user replies that best answer the question",
-    "arguana": "Given a claim, find documents that refute the claim",
-    "cranfield": "Given a question about aeronautics, retrieve abstracts that answer it",
-    "cisi": "Given a question about library and information science, retrieve relevant abstracts",
-    "cacm": "Given a query about computing, retrieve relevant article records",
-}
-DEFAULT_TASK = "Given a query, retrieve relevant passages"
 
 
 def rerank_eval(
@@ -54,7 +44,7 @@ def rerank_eval(
     models trained on it); otherwise plain text, as a base model expects. With
     ``encoder_name`` the corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
     data = load_beir(beir_dir)
-    task = task or BEIR_TASKS.get(data.name.lower(), DEFAULT_TASK)
+    task = task or rerank_task(data.name)
     qids = sort_ids(list(data.queries))[: n_queries or None]
     cands = rank_with_encoder(
         encoder,
@@ -93,7 +83,11 @@ def rerank_eval(
                 ql[(q, p)], rc[(q, p)] = s.ql, s.rc
             progress.update(bar, advance=len(qs))
     seconds = time.perf_counter() - t0
-    tokens = usage.since(before)["prompt_tokens_evaluated"] if before is not None else 0
+    tokens = (
+        usage.since(before)["prompt_tokens_evaluated"]
+        if usage is not None and before is not None
+        else 0
+    )
 
     orderings: dict[str, list[list[str]]] = defaultdict(list)
     for q in qids:
@@ -101,7 +95,7 @@ def rerank_eval(
         s_ql = [ql[(q, p)] for p in c]
         s_rc = [rc[(q, p)] for p in c]
         orderings["encoder"].append(c)
-        for name, scores in (
+        for name, fused in (
             ("ql", fuse(s_ql, s_rc, method=Fusion.QL)),
             ("rc", fuse(s_ql, s_rc, method=Fusion.RC)),
             ("rrf(ql,rc)", fuse(s_ql, s_rc)),
@@ -111,7 +105,7 @@ def rerank_eval(
             ),
             ("rrf(ql,encoder)", fuse(s_ql, s_rc, method=Fusion.WEIGHTED, weights=(1.0, 0.0, 1.0))),
         ):
-            r = ranks(scores)
+            r = ranks(fused)
             orderings[name].append([p for _, p in sorted(zip(r, c, strict=True))])
     results = {
         name: mean_scores(dict(zip(qids, ords, strict=True)), data.qrels)

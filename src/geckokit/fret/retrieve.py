@@ -23,10 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geckokit._deps import require
-from geckokit.cache import load_or_compute
 from geckokit.format import document_text, query_text
 from geckokit.retrieval.hybrid import RRF_K, Retriever, hybrid_depth, reciprocal_rank_fusion
+from geckokit.retrieval.index import build_index, cached_encode
 
 log = logging.getLogger(__name__)
 
@@ -46,36 +45,6 @@ CANDIDATE_SCHEMA = pa.schema(
         ("seed_retrieved", pa.bool_()),
     ]
 )
-
-
-def cached_encode(
-    encoder: Any,
-    texts: list[str],
-    *,
-    cache: Path | None = None,
-    folder: Path | None = None,
-    label: str = "",
-    key: dict[str, Any],
-    batch_size: int = 64,
-    show_progress: bool = True,
-) -> np.ndarray:
-    """Normalised embeddings of ``texts``, shape (n, dim), loaded from ``cache`` (a ``.npy``
-    path) when its sidecar JSON equals ``key`` (plus a hash of the texts), else computed and
-    saved there (atomically). ``folder`` and ``label`` instead name the file after the label
-    and that hash (``{label}-{hash}.npy`` in ``folder``), so a folder shared by many runs
-    keeps one file per set of texts rather than overwriting one per label
-    (:func:`geckokit.cache.load_or_compute`)."""
-
-    def compute(batch: list[str]) -> Any:
-        return encoder.encode(
-            batch,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
-
-    return load_or_compute(texts, compute, cache=cache, folder=folder, label=label, key=key)
 
 
 def embed_passages(
@@ -107,21 +76,6 @@ def embed_passages(
         batch_size=batch_size,
         show_progress=show_progress,
     )
-
-
-def build_index(
-    embeddings: np.ndarray, *, exact_max: int = 200_000, hnsw_m: int = 32, ef_search: int = 128
-) -> Any:
-    """A FAISS inner-product index: exact (flat) up to ``exact_max`` vectors, HNSW above."""
-    faiss = require("faiss", extra="train", purpose="neighbour retrieval")
-    n, dim = embeddings.shape
-    if n <= exact_max:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = ef_search
-    index.add(embeddings)
-    return index
 
 
 def retrieve_candidates(

@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from geckokit.format import DEFAULT_QUERY_TASK
+from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.types import ClosedSet
 
 #: The columns FRet step 2 reads from any queries: ``passage_id`` is the seed passage the

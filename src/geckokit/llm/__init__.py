@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from geckokit.llm.base import (
@@ -35,6 +36,7 @@ __all__ = [
     "Prompt",
     "UsageStats",
     "load_llm",
+    "model_fingerprint",
     "yes_no_labels",
 ]
 
@@ -77,3 +79,21 @@ def load_llm(spec: str | None = None, *, backend: str | None = None, **options: 
     from geckokit.llm.llamacpp import LlamaCppLLM
 
     return LlamaCppLLM(spec, **options)
+
+
+def model_fingerprint(llm: LLM) -> dict[str, Any]:
+    """Identify the LLM for the manifest: id, and the pinned sha256 or URL where known."""
+    info: dict[str, Any] = {"id": llm.model_id, "backend": type(llm).__name__}
+    path = getattr(llm, "model_path", None)
+    if path:
+        from geckokit.registry import REGISTRY, cache_dir
+
+        info["path"] = str(path)
+        for entry in REGISTRY.values():
+            if Path(path) == cache_dir() / entry.filename:
+                info["sha256"] = entry.sha256
+                info["registry_name"] = entry.name
+    url = getattr(llm, "base_url", None)
+    if url:
+        info["url"] = url
+    return info

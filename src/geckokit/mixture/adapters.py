@@ -25,6 +25,8 @@ from typing import Any
 import pyarrow as pa
 
 from geckokit.format import document_text, query_text
+from geckokit.retrieval.beir import load_beir
+from geckokit.tasks import CLAIMS_TASK, NLI_TASK, QA_TASK, STS_TASK, pairs_task
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,6 @@ MIXTURE_SCHEMA = pa.schema(
 
 #: The fret/ columns a mixture row's candidates and scores come from.
 _FRET_SCORES = ("encoder_scores", "ql_scores", "rc_scores", "fused_scores")
-
-NLI_TASK = "Given a premise, retrieve a hypothesis that is entailed by the premise"
-STS_TASK = "Retrieve semantically similar text"
-QA_TASK = "Given a question, retrieve a sentence that answers it"
-BEIR_TASK = "Given a query, retrieve relevant passages"
-CLAIMS_TASK = "Given a claim, retrieve documents that support or refute the claim"
 
 #: Evidence labels that make an evidence relevant to its claim (either way) or not.
 _EVIDENCE = {"supports": True, "refutes": True, "not_enough_info": False, "nei": False}
@@ -170,7 +166,7 @@ def from_classification(
     if len(labels) < 2:
         raise ValueError(f"{path}: classification needs at least two labels with two texts each")
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict[str, str]] = []
     for label in labels:
         texts = by_label[label][: max_per_label or None]
         for i, text in enumerate(texts):
@@ -277,12 +273,10 @@ def from_claims(path: str | Path, *, task: str = CLAIMS_TASK, source: str = "cla
 def from_beir_pairs(
     folder: str | Path, *, split: str = "train", task: str | None = None, source: str | None = None
 ) -> pa.Table:
-    """A BEIR folder's qrels for ``split`` as asymmetric (query, relevant passage) pairs."""
-    from geckokit.evaluate.beir import load_beir
-    from geckokit.fret.rerank_eval import BEIR_TASKS
-
+    """A BEIR folder's qrels for ``split`` as asymmetric (query, relevant passage) pairs. The
+    task defaults to the one the benchmark is evaluated with (:func:`geckokit.tasks.pairs_task`)."""
     data = load_beir(folder, split=split)
-    task = task or BEIR_TASKS.get(data.name.lower(), BEIR_TASK)
+    task = task or pairs_task(data.name)
     rows = []
     for qid, rels in data.qrels.items():
         if qid not in data.queries:

@@ -23,12 +23,7 @@ from geckokit.mixture.adapters import (
     from_qa_pairs,
     from_sts,
 )
-
-#: Task strings for classification sets in ../shared/data, after Gecko's Table 9 style.
-CLASSIFICATION_TASKS = {
-    "banking77": "Given an online banking query, find the corresponding intent",
-    "amazon_counterfactual_en": "Classify a given Amazon customer review text as either counterfactual or not-counterfactual",
-}
+from geckokit.tasks import CLASSIFICATION_TASKS
 
 
 def build_mixture(

@@ -1,1 +1,2 @@
-"""Running stages: sharded, resumable local loops (and, later, Ray Data)."""
+"""The whole recipe as one resumable run (``geckokit distill``); its run folders, shards and
+stage clock are :mod:`geckokit.runs`."""

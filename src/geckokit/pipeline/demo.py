@@ -66,7 +66,7 @@ def run_demo(
     trains the same mixture into ``train-seed{S}/`` and is scored with the same evaluation
     into ``eval-seed{S}/``. Finished seeds are reused."""
     from geckokit.pipeline.distill import distill
-    from geckokit.pipeline.runs import run_lock
+    from geckokit.runs import run_lock
 
     out = Path(out)
     config = demo_config(llm=llm)
@@ -79,7 +79,7 @@ def run_demo(
         for seed in seeds[1:]:
             per_seed.append({"seed": seed, **_extra_seed(config, out, seed)})
     ndcg = [s["ndcg@10"] for s in per_seed]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"model": "base (plain)", **_scores(by_label["base"])},
         {"model": "base (unified format)", **_scores(by_label["base (unified format)"])},
         {

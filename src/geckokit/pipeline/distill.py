@@ -19,23 +19,23 @@ rather than mixing two runs.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from geckokit.format import DEFAULT_QUERY_TASK
 from geckokit.fret.generate import GenerateConfig, task_type_pool
 from geckokit.fret.mine_run import MineConfig, check_seedless
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.user_queries import UserQueries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, write_json
-from geckokit.pipeline.runs import RunMismatchError, run_lock
 from geckokit.retrieval.hybrid import Retriever
+from geckokit.runs.clock import stage_clock
+from geckokit.runs.folder import RunMismatchError, run_lock
+from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
 from geckokit.types import ClosedSet
 
@@ -247,7 +247,7 @@ def _default(key: str) -> Any:
 def _at_defaults(key: str, saved: Any) -> Any:
     """A saved nested table (``mine``, ``train``...) with the settings it lacks at their
     defaults, at any depth (``generate.validation``)."""
-    from geckokit.pipeline.runs import with_defaults
+    from geckokit.runs.folder import with_defaults
 
     return with_defaults(_default(key), saved)
 
@@ -273,74 +273,11 @@ def _selection_changed(mine_dir: Path, config: MineConfig) -> bool:
     return bool(recorded) and recorded != wanted
 
 
-#: how often a running stage writes its time so far into the run manifest: a sitting
-#: killed outright (``kill -9``, a power cut) loses at most this much of it
-HEARTBEAT_S = 30.0
-
-
-@contextmanager
-def stage_clock(
-    manifest: dict[str, Any],
-    path: Path,
-    stage: str,
-    *,
-    again: bool = False,
-    every: float = HEARTBEAT_S,
-) -> Iterator[Callable[..., None]]:
-    """Time one sitting of ``stage`` into ``manifest["stages"][stage]`` (written to
-    ``path``); the body calls the yielded ``done(**info)`` when the stage finishes.
-
-    ``seconds`` is the stage's time over every sitting: while the stage runs, its entry says
-    ``status: running`` and is rewritten every ``every`` seconds; one stopped by an error or
-    Ctrl-C says ``stopped``. The sitting that finishes such a stage (either status: a
-    ``running`` entry is one whose process was killed; ``distill``, holding the run's lock,
-    marks it ``stopped`` when it starts) adds its time on. ``again``: the
-    stage finished before and runs once more (mine re-selecting); its time adds on too.
-    The clock writes ``manifest`` from its own thread while the body runs, so the body must
-    not change ``manifest``: pass what the stage produced to ``done``."""
-    earlier = manifest["stages"].get(stage) or {}
-    if earlier.get("status") not in ("stopped", "running") and not again:
-        earlier = {}
-    before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
-    t0 = time.perf_counter()
-    lock, stop = threading.Lock(), threading.Event()
-
-    def entry(**info: Any) -> None:
-        with lock:
-            seconds = round(before + time.perf_counter() - t0, 1)
-            manifest["stages"][stage] = {"seconds": seconds, "sittings": sittings, **info}
-            write_json(manifest, path)
-
-    def beat() -> None:
-        while not stop.wait(every):
-            entry(status="running")
-
-    def done(**info: Any) -> None:
-        halt()
-        entry(**info)
-
-    def halt() -> None:
-        stop.set()
-        if clock.is_alive():
-            clock.join()
-
-    entry(status="running")
-    clock = threading.Thread(target=beat, name=f"{stage}-clock", daemon=True)
-    clock.start()
-    try:
-        yield done
-    except BaseException:
-        halt()
-        manifest["status"] = f"stopped during {stage}"
-        entry(status="stopped")
-        raise
-    finally:
-        halt()
-
-
 def _finished(folder: Path) -> bool:
     manifest = read_json(folder / MANIFEST)
-    return bool(manifest) and manifest.get("status", "finished") == "finished"
+    if not manifest:
+        return False
+    return bool(manifest.get("status", "finished") == "finished")
 
 
 def llm_stages_left(
@@ -373,7 +310,7 @@ def distill(
     """Run (or resume) the whole pipeline into ``out`` up to and including ``until`` and
     return the run manifest. ``llm`` overrides loading ``config.llm`` (tests pass a loaded
     model); ``on_estimate`` receives the cost estimate before any LLM work. While it runs,
-    another process that opens ``out`` fails with :class:`~geckokit.pipeline.runs.RunLockedError`."""
+    another process that opens ``out`` fails with :class:`~geckokit.runs.folder.RunLockedError`."""
     config = resolve_defaults(config)
     prompt = load_generate_prompt(config.prompt)  # a bad template fails before any work
     until = Stage.parse(until)
@@ -427,7 +364,7 @@ def _run(
         llm = llm or load_llm(config.llm)
     if left:
         from geckokit.fret.mine_run import scoring_left
-        from geckokit.pipeline.shards import unfinished_rows
+        from geckokit.runs.shards import unfinished_rows
 
         generated = read_json(queries_dir / MANIFEST) or {}
         unwritten = None  # the passages whose query shards are not finished

@@ -42,7 +42,7 @@ def reciprocal_rank_fusion(
     if k < 1:
         raise ValueError(f"the RRF constant k must be at least 1, got {k}")
     parts: dict[T, list[float]] = {}
-    position: dict[T, list[int]] = {}
+    position: dict[T, list[float]] = {}  # math.inf where a ranking lacks the item
     for r, ranking in enumerate(rankings):
         if len(set(ranking)) != len(ranking):
             raise ValueError(f"ranking {r} holds an item twice; each item may appear once")

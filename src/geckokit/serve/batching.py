@@ -191,7 +191,8 @@ class MicroBatcher(Generic[T]):
             return batch  # nobody to share with, nothing to split, or more work queued anyway
         size = sum(len(c.texts) for c in batch)
         share = -(-size // (idle + 1))  # ceil
-        kept, taken = [], 0
+        kept: list[_Chunk] = []
+        taken = 0
         for chunk in batch:
             if kept and taken >= share:
                 break

@@ -22,19 +22,17 @@ import numpy as np
 
 from geckokit.format import document_text, query_text
 from geckokit.serve.protocol import InputType
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
-
-#: Task of queries sent with ``input_type="query"`` and no task; the trainer's query prompt
-#: (:data:`geckokit.train.trainer.QUERY_PROMPT`) uses the same one.
-DEFAULT_TASK = "search result"
 
 
 def format_input(text: str, *, task: str | None, input_type: InputType | None) -> str:
     """The text the model reads.
 
     - ``task`` given (``input_type`` None or query): ``task: {task} | query: {text}``;
-    - ``input_type`` query without task: the same with task ``search result``;
+    - ``input_type`` query without task: the same with task ``search result``
+      (:data:`~geckokit.tasks.DEFAULT_QUERY_TASK`, the trained model's query prompt);
     - ``input_type`` document: ``title: none | text: {text}`` (a task is refused here);
     - neither: ``text`` unchanged, as ``SentenceTransformer.encode`` would read it.
     """
@@ -47,7 +45,7 @@ def format_input(text: str, *, task: str | None, input_type: InputType | None) -
             )
         return document_text(None, text)
     if task is not None or input_type is InputType.QUERY:
-        return query_text(task or DEFAULT_TASK, text)
+        return query_text(task or DEFAULT_QUERY_TASK, text)
     return text
 
 
@@ -57,7 +55,8 @@ def project(embeddings: np.ndarray, dim: int) -> np.ndarray:
         raise ValueError(f"dim must lie in [1, {embeddings.shape[-1]}], got {dim}")
     head = np.asarray(embeddings[..., :dim], dtype=np.float32)  # (n, dim)
     norms = np.linalg.norm(head, axis=-1, keepdims=True)  # (n, 1)
-    return head / np.maximum(norms, 1e-12)
+    unit: np.ndarray = head / np.maximum(norms, 1e-12)  # (n, dim)
+    return unit
 
 
 def length_groups(lengths: Sequence[int], *, overhead: int = 48) -> list[list[int]]:

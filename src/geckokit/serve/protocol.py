@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from geckokit.tasks import DEFAULT_QUERY_TASK
+
 #: Longest accepted ``task`` string, in characters (tasks are one short sentence).
 MAX_TASK_CHARS = 512
 
@@ -61,7 +63,7 @@ class EmbeddingRequest(BaseModel):
     )
     input_type: InputType | None = Field(
         default=None,
-        description="geckokit: 'query' (task form, default task 'search result') or "
+        description=f"geckokit: 'query' (task form, default task {DEFAULT_QUERY_TASK!r}) or "
         "'document' ('title: none | text: {text}'). With neither this nor task, the raw "
         "text is embedded.",
     )

@@ -51,8 +51,8 @@ def plan_batches(
     out: list[list[int]] = []
     while any(queues.values()):
         live = [s for s, q in queues.items() if q]
-        w = [1.0 if weights is None else float(weights.get(s, 1.0)) for s in live]
-        s = rng.choices(live, weights=w)[0]
+        live_weights = [1.0 if weights is None else float(weights.get(s, 1.0)) for s in live]
+        s = rng.choices(live, weights=live_weights)[0]
         out.append(queues[s].pop(0))
     return out
 

@@ -20,9 +20,7 @@ import pyarrow as pa
 
 from geckokit.format import document_text, query_text
 from geckokit.io import read_shards
-
-#: Task string of pairs whose file names none.
-DEFAULT_PAIRS_TASK = "search result"
+from geckokit.tasks import DEFAULT_QUERY_TASK
 
 _PAIR_COLUMNS = (
     ("query", "positive"),
@@ -33,7 +31,7 @@ _PAIR_COLUMNS = (
 
 
 def load_pairs(
-    path: str | Path, *, task: str = DEFAULT_PAIRS_TASK, limit: int | None = None
+    path: str | Path, *, task: str = DEFAULT_QUERY_TASK, limit: int | None = None
 ) -> pa.Table:
     """(query, positive, source) rows from ``path`` (see the module docstring); the first
     ``limit`` pairs when given. Pairs with an empty side are dropped."""

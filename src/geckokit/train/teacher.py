@@ -124,7 +124,7 @@ def _row(
     teacher: Teacher,
     k: int,
     rng: random.Random,
-) -> tuple[list[int | None], list[float], list[str]] | None:
+) -> tuple[tuple[int, int | None, *tuple[int, ...]], list[float], list[str]] | None:
     """(positive, negative or None, others...) indices, the row's teacher scores and its
     candidate texts; None when the row cannot teach."""
     ids = rows["candidate_ids"][i]
@@ -143,8 +143,7 @@ def _row(
     negative_id = rows["negative_id"][i]
     negative = ids.index(negative_id) if negative_id in ids else None
     picked = pick_candidates(row_scores, positive=positive, negative=negative, k=k, rng=rng)
-    head: list[int | None] = [positive, negative]
-    return head + picked[2 if negative is not None else 1 :], row_scores, cand_texts
+    return (positive, negative, *picked[2 if negative is not None else 1 :]), row_scores, cand_texts
 
 
 def _finite(value: Any) -> bool:

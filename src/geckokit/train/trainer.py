@@ -31,14 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit._deps import require
 from geckokit.encoder import embedding_width
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
 
 log = logging.getLogger(__name__)
-
-#: Prompts saved with a trained model: the unified format with a generic retrieval task.
-QUERY_PROMPT = "task: search result | query: "
-DOCUMENT_PROMPT = "title: none | text: "
 
 
 class TrainConfig(BaseModel):
@@ -224,7 +221,7 @@ def _batch_sampler(
 
     from geckokit.train.batching import plan_batches
 
-    class PlannedBatchSampler(DefaultBatchSampler):  # type: ignore[misc]
+    class PlannedBatchSampler(DefaultBatchSampler):
         def __init__(self, dataset: Any, batch_size: int, drop_last: bool, **kwargs: Any) -> None:
             super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, **kwargs)
             self._plan = plan_batches(
@@ -453,7 +450,7 @@ def prefinetune_encoder(
 
     config = config or TrainConfig()
     out = Path(out)
-    settings = {
+    settings: dict[str, Any] = {
         "pairs": str(Path(pairs).resolve()),
         "base": config.base,
         "steps": config.prefinetune_steps,
@@ -576,7 +573,7 @@ def _fit(
         )
     sampler_class = _batch_sampler(sources, texts, weights)
 
-    class PlannedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
+    class PlannedTrainer(SentenceTransformerTrainer):
         # the sampler lives on the trainer, not in the (pickled) training arguments
         def get_batch_sampler(
             self,

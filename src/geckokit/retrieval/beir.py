@@ -1,4 +1,6 @@
-"""Reading a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
+"""Reading a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv. The one reader of
+labelled benchmarks: evaluation, rerank-eval and the mixture's ``--pairs`` all read through it
+(:mod:`geckokit.corpus` reads a BEIR folder's ``corpus.jsonl`` as passages to distil from)."""
 
 from __future__ import annotations
 
@@ -49,3 +51,8 @@ def load_beir(folder: str | Path, *, split: str = "test") -> BeirData:
                 if str(r["_id"]) in qrels:
                     queries[str(r["_id"])] = r["text"]
     return BeirData(name=root.name, corpus=corpus, queries=queries, qrels=dict(qrels))
+
+
+def sort_ids(ids: list[str]) -> list[str]:
+    """Numeric ids in numeric order, then the others in text order."""
+    return sorted(ids, key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x))

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from geckokit.io import read_shards
-from geckokit.pipeline.shards import ShardRun, run_sharded, unfinished_rows
+from geckokit.runs.shards import ShardRun, run_sharded, unfinished_rows
 
 
 def _run(out: Path, *, max_shards: int | None = None, show_progress: bool = True) -> ShardRun:

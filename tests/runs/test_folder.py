@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geckokit.pipeline.runs import RunMismatchError, open_run
+from geckokit.runs.folder import RunMismatchError, open_run
 
 
 def _identity(queries: str, count: int, prompt: str = "/site-packages/p.toml") -> dict:
@@ -58,7 +58,7 @@ def test_a_folder_no_llm_has_worked_on_may_be_taken_on_by_one(tmp_path: Path) ->
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from geckokit.pipeline.runs import run_lock
+from geckokit.runs.folder import run_lock
 with run_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -78,7 +78,7 @@ def test_a_run_folder_in_use_by_another_process_is_refused_until_it_exits(
     from geckokit.fret.generate_run import generate_queries
     from geckokit.fret.mine_run import mine
     from geckokit.pipeline.distill import DistillConfig, distill
-    from geckokit.pipeline.runs import LOCK_FILE, RunLockedError, run_lock
+    from geckokit.runs.folder import LOCK_FILE, RunLockedError, run_lock
 
     out = tmp_path / "run"
     child = subprocess.Popen(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from geckokit.fret.retrieve import cached_encode
+from geckokit.retrieval.index import cached_encode
 
 
 class Recorder:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from geckokit.pipeline.distill import stage_clock
+from geckokit.runs.clock import stage_clock
 
 
 def _entry(path: Path, stage: str = "mine") -> dict:
@@ -65,7 +65,7 @@ def test_an_interrupted_stage_keeps_its_time_and_the_next_sitting_adds_on(
 _CHILD = """
 import sys, time
 from pathlib import Path
-from geckokit.pipeline.distill import stage_clock
+from geckokit.runs.clock import stage_clock
 
 with stage_clock({"stages": {}}, Path(sys.argv[1]), "generate", every=0.05) as done:
     time.sleep(600)
