@@ -115,7 +115,7 @@ def fake_run(tmp_path: Path) -> Path:
     ql = [[-1.0 - 0.1 * i - 0.05 * j for i in range(5)] for j in range(40)]
     rc = [[4.0 - i * 0.5 + 0.01 * j for i in range(5)] for j in range(40)]
     write_table(
-        pa.table({"ql_scores": ql, "rc_scores": rc}), run / "fret" / "fret" / "part-00000.parquet"
+        pa.table({"ql_scores": ql, "rc_scores": rc}), run / "mine" / "fret" / "part-00000.parquet"
     )
     spread = {"mean": -1.2, "stdev": 0.3, "mean_range_per_query": 0.4}
     write_json(
@@ -135,7 +135,7 @@ def fake_run(tmp_path: Path) -> Path:
                 "encoder": spread,
             },
         },
-        run / "fret" / "manifest.json",
+        run / "mine" / "manifest.json",
     )
     write_json(
         {
@@ -144,7 +144,7 @@ def fake_run(tmp_path: Path) -> Path:
             "sources": {"fret": 40, "nli:snli": 100},
             "weights": {"fret": 1.0, "nli:snli": 0.5},
         },
-        run / "mixture" / "manifest.json",
+        run / "mix" / "manifest.json",
     )
     write_json(
         {

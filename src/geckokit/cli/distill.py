@@ -15,6 +15,7 @@ from geckokit.cli.options import (
     queries_task_option,
     retriever_option,
 )
+from geckokit.runs.manifest import Stage
 
 
 @click.command()
@@ -93,8 +94,8 @@ from geckokit.cli.options import (
 )
 @click.option(
     "--until",
-    type=click.Choice(["generate", "mine", "mix", "train", "eval", "report"]),
-    default="report",
+    type=click.Choice([s.value for s in Stage]),
+    default=Stage.REPORT.value,
     show_default=True,
     help="Stop after this stage (rerun without it to go on).",
 )

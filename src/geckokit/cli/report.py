@@ -17,7 +17,7 @@ import click
 )
 def report(run_dir: Path, out: Path | None) -> None:
     """Write an HTML report (inline SVG plots, opens offline) of RUN_DIR: a `geckokit eval`
-    folder, or a run folder whose stage subfolders (queries/, fret/, train/, eval/, ...) hold
+    folder, or a run folder whose stage subfolders (queries/, mine/, mix/, train/, eval/) hold
     manifest.json files. Shows scores per task and model, score against Matryoshka dimension,
     FRet statistics and the training loss curve, where the run has them."""
     from geckokit.evaluate.report import write_report

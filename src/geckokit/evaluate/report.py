@@ -4,14 +4,16 @@ The run folder is a ``geckokit eval`` output folder, or a whole run whose stage 
 each hold a ``manifest.json`` with a ``stage`` key, as ``geckokit distill`` lays them out::
 
     RUN/queries/manifest.json    stage "generate": FRet step 1 (task-type distribution)
-    RUN/fret/manifest.json       stage "mine": FRet step 2 (relabel rate, QL/RC spreads;
-    RUN/fret/fret/part-*.parquet   the score histograms come from these shards)
-    RUN/mixture/manifest.json    stage "mix": training sources
+    RUN/mine/manifest.json       stage "mine": FRet step 2 (relabel rate, QL/RC spreads;
+    RUN/mine/fret/part-*.parquet   the score histograms come from these shards)
+    RUN/mix/manifest.json        stage "mix": training sources
     RUN/train/manifest.json      stage "train": loss curve (a trained model/ sits beside it)
     RUN/eval/manifest.json       stage "eval": scores per task, model, format and dim
 
 Folder names do not matter: manifests are found up to three levels down and told apart by
-their ``stage``. Sections for stages the run lacks are left out.
+their ``stage`` (:class:`~geckokit.runs.manifest.Stage`), and read as that stage's model
+(:data:`~geckokit.runs.manifest.MANIFEST_TYPES`). Sections for stages the run lacks are
+left out.
 """
 
 from __future__ import annotations
@@ -31,23 +33,36 @@ import pyarrow.parquet as pq
 from geckokit.evaluate import svg
 from geckokit.evaluate.run import column_means, score_grid
 from geckokit.io import MANIFEST, read_json
+from geckokit.runs.manifest import (
+    MANIFEST_TYPES,
+    EvalManifest,
+    GenerateManifest,
+    MineManifest,
+    MixManifest,
+    Stage,
+    StageManifest,
+    TrainManifest,
+    parse_stage_manifest,
+)
 
-REPORT = "report.html"
-_PIPELINE = ("generate", "mine", "mix", "train", "eval")
+REPORT = Stage.REPORT.folder
 _SKIP = {"results", "checkpoints"}  # data folders; stage folders may have any name
 
 
 @dataclass(frozen=True)
-class Stage:
-    stage: str  # the manifest's "stage"
+class StageFolder:
+    """A stage's folder found under a run, with its manifest."""
+
+    stage: Stage
     folder: Path
-    manifest: dict[str, Any]
+    manifest: StageManifest
 
 
-def find_stages(run_dir: str | Path, *, depth: int = 3) -> list[Stage]:
-    """Every manifest.json with a ``stage`` under ``run_dir`` (itself included), in pipeline
-    order (generate, mine, mix, train, eval, others), then by folder; data folders such as
-    results/ and checkpoints/ are not searched."""
+def find_stages(run_dir: str | Path, *, depth: int = 3) -> list[StageFolder]:
+    """Every manifest.json of a stage under ``run_dir`` (itself included), in pipeline
+    order (generate, mine, mix, train, eval), then by folder; data folders such as
+    results/ and checkpoints/ are not searched, and manifests of other stages
+    (``prefinetune``) are left out."""
     root = Path(run_dir)
     found = []
     for folder, subdirs, files in os.walk(root):
@@ -57,11 +72,11 @@ def find_stages(run_dir: str | Path, *, depth: int = 3) -> list[Stage]:
             d for d in subdirs if level < depth and d not in _SKIP and not d.startswith(".")
         )
         if MANIFEST in files:
-            manifest = read_json(here / MANIFEST) or {}
-            if manifest.get("stage"):
-                found.append(Stage(str(manifest["stage"]), here, manifest))
-    order = {name: i for i, name in enumerate(_PIPELINE)}
-    return sorted(found, key=lambda s: (order.get(s.stage, len(order)), str(s.folder)))
+            manifest = parse_stage_manifest(read_json(here / MANIFEST) or {}, here / MANIFEST)
+            if manifest is not None:
+                found.append(StageFolder(Stage(str(manifest.stage)), here, manifest))
+    order = list(Stage)
+    return sorted(found, key=lambda s: (order.index(s.stage), str(s.folder)))
 
 
 def _table(header: list[str], rows: list[list[Any]], *, numeric: set[int] | None = None) -> str:
@@ -91,44 +106,42 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _rel(stage: Stage, root: Path) -> str:
+def _rel(stage: StageFolder, root: Path) -> str:
     rel = stage.folder.relative_to(root).as_posix()
     return "." if rel == "." else rel + "/"
 
 
-def _heading(text: str, stage: Stage, root: Path) -> str:
+def _heading(text: str, stage: StageFolder, root: Path) -> str:
     where = _rel(stage, root)
     suffix = "" if where == "." else f" <small>({escape(where)})</small>"
     return f"<h2>{escape(text)}{suffix}</h2>"
 
 
-def _overview(stages: list[Stage], root: Path) -> str:
-    rows = []
-    for s in stages:
-        m = s.manifest
-        if s.stage == "generate":
-            fact = f"{m.get('counts', {}).get('queries', '?')} queries"
-        elif s.stage == "mine":
-            fact = f"{m.get('counts', {}).get('examples', '?')} FRet examples"
-        elif s.stage == "mix":
-            fact = f"{m.get('rows', '?')} training rows"
-        elif s.stage == "train":
-            fact = f"{m.get('steps', '?')} steps"
-        elif s.stage == "eval":
-            fact = f"{len(m.get('models', []))} model(s) x {len(m.get('tasks', []))} task(s)"
-        else:
-            fact = ""
-        rows.append([s.stage, _rel(s, root), m.get("status", "finished"), fact])
+def _fact(m: StageManifest) -> str:
+    """What a stage's folder holds, in a few words."""
+    if isinstance(m, GenerateManifest):
+        return f"{m.counts.get('queries', '?')} queries"
+    if isinstance(m, MineManifest):
+        return f"{m.counts.get('examples', '?')} FRet examples"
+    if isinstance(m, MixManifest):
+        return f"{'?' if m.rows is None else m.rows} training rows"
+    if isinstance(m, TrainManifest):
+        return f"{'?' if m.steps is None else m.steps} steps"
+    if isinstance(m, EvalManifest):
+        return f"{len(m.models)} model(s) x {len(m.tasks)} task(s)"
+    return ""
+
+
+def _overview(stages: list[StageFolder], root: Path) -> str:
+    rows = [[s.stage.value, _rel(s, root), s.manifest.status, _fact(s.manifest)] for s in stages]
     return "<h2>Run</h2>" + _table(["stage", "folder", "status", "contents"], rows)
 
 
-def _eval_section(stage: Stage, root: Path) -> str:
-    m = stage.manifest
-    rows = m.get("results", [])
+def _eval_section(m: EvalManifest, stage: StageFolder, root: Path) -> str:
     parts = [_heading("Evaluation", stage, root)]
-    if not rows:
+    if not m.results:
         return parts[0] + '<p class="note">This evaluation holds no results yet.</p>'
-    columns, tasks, cells = score_grid(rows)
+    columns, tasks, cells = score_grid([r.model_dump() for r in m.results])
     best = {t: max(cells[(t, c)] for c in columns if (t, c) in cells) for t in tasks}
     groups: list[list[Any]] = []  # [model, columns] runs of one model, header row 1
     for c in columns:
@@ -163,8 +176,8 @@ def _eval_section(stage: Stage, root: Path) -> str:
     )
     # series = model (format); each at its largest dim for the bar chart
     by_series: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        by_series[f"{r['model']} ({r['format']})"][r["task"]][int(r["dim"])] = 100 * r["score"]
+    for r in m.results:
+        by_series[f"{r.model} ({r.format})"][r.task][r.dim] = 100 * r.score
     names = list(by_series)
     task_names = list(tasks)
     full = {
@@ -200,42 +213,37 @@ def _eval_section(stage: Stage, root: Path) -> str:
                 )
             )
         parts.append(_legend(names) + f'<div class="grid">{"".join(charts)}</div>')
-    task_rows = [
-        [t.get("name"), t.get("kind"), t.get("split"), t.get("task_string"), t.get("source")]
-        for t in m.get("tasks", [])
-    ]
+    task_rows = [[t.name, t.kind, t.split, t.task_string, t.source] for t in m.tasks]
     model_rows = [
-        [
-            x.get("name"),
-            x.get("revision"),
-            x.get("width"),
-            ", ".join(map(str, x.get("dims", []))),
-            ", ".join(x.get("formats", [])),
-        ]
-        for x in m.get("models", [])
+        [x.name, x.revision, x.width, ", ".join(map(str, x.dims)), ", ".join(x.formats)]
+        for x in m.models
     ]
     parts.append("<h3>Tasks and models</h3>")
     parts.append(
         _table(["task", "kind", "split", "task string (gecko format)", "source"], task_rows)
     )
     parts.append(_table(["model", "revision", "width", "dims", "formats"], model_rows))
-    env = m.get("environment", {})
-    if env:
-        versions = ", ".join(f"{k} {v}" for k, v in env.items())
-        parts.append(f'<p class="note">{escape(versions)}; {m.get("seconds", "?")} s.</p>')
+    if m.environment:
+        versions = ", ".join(f"{k} {v}" for k, v in m.environment.items())
+        seconds = "?" if m.seconds is None else m.seconds
+        parts.append(f'<p class="note">{escape(versions)}; {seconds} s.</p>')
     return "\n".join(parts)
 
 
-def _generate_section(stage: Stage, root: Path) -> str:
-    summary = stage.manifest.get("summary", {})
+def _known(value: Any, missing: str = "?") -> str:
+    return missing if value is None else str(value)
+
+
+def _generate_section(m: GenerateManifest, stage: StageFolder, root: Path) -> str:
+    summary = m.summary
     parts = [_heading("FRet step 1: generated queries", stage, root)]
     parts.append(
-        _stat(str(summary.get("passages", "?")), "passages")
-        + _stat(str(summary.get("queries", "?")), "queries")
-        + _stat(_pct(summary.get("reject_rate")), "rejected attempts")
-        + _stat(str(summary.get("mean_query_words", "n/a")), "words per query")
+        _stat(_known(summary.passages), "passages")
+        + _stat(_known(summary.queries), "queries")
+        + _stat(_pct(summary.reject_rate), "rejected attempts")
+        + _stat(_known(summary.mean_query_words, "n/a"), "words per query")
     )
-    types = summary.get("task_types") or {}
+    types = summary.task_types
     if types:
         ordered = sorted(types.items(), key=lambda kv: -kv[1])
         parts.append(
@@ -246,7 +254,7 @@ def _generate_section(stage: Stage, root: Path) -> str:
                 x_label="queries",
             )
         )
-    reasons = summary.get("reject_rate_by_reason") or {}
+    reasons = summary.reject_rate_by_reason
     if reasons:
         parts.append(
             _table(
@@ -269,27 +277,27 @@ def _fret_scores(folder: Path) -> dict[str, list[float]]:
     return out
 
 
-def _mine_section(stage: Stage, root: Path) -> str:
-    summary = stage.manifest.get("summary", {})
+def _mine_section(m: MineManifest, stage: StageFolder, root: Path) -> str:
+    summary = m.summary
     parts = [_heading("FRet step 2: mined positives", stage, root)]
-    relabel = summary.get("relabel_rate")
+    relabel = summary.relabel_rate
     parts.append(
-        _stat(str(summary.get("examples", "?")), "examples")
+        _stat(_known(summary.examples), "examples")
         + (
             _stat(str(user), "of them from your queries (no seed passage)")
-            if (user := summary.get("user_queries"))
+            if (user := summary.user_queries)
             else ""
         )
         + _stat(_pct(relabel), "relabelled (paper: about 15%)")
-        + _stat(_pct(summary.get("seed_at_rank_1")), "seed passage ranked first")
-        + _stat(str(summary.get("seed_rank_mean", "n/a")), "mean rank of the seed")
+        + _stat(_pct(summary.seed_at_rank_1), "seed passage ranked first")
+        + _stat(_known(summary.seed_rank_mean, "n/a"), "mean rank of the seed")
         + _stat(
-            _pct(summary.get("positive_first_for_encoder")),
+            _pct(summary.positive_first_for_encoder),
             "positive already first for the initial encoder (teaches it little)",
         )
         + (
             _stat(str(dropped), "queries left out: the encoder already ranks their seed first")
-            if (dropped := summary.get("solved_dropped")) is not None
+            if (dropped := summary.solved_dropped) is not None
             else ""
         )
     )
@@ -304,9 +312,9 @@ def _mine_section(stage: Stage, root: Path) -> str:
             )
         )
     spreads = [
-        [name.upper(), s.get("mean"), s.get("stdev"), s.get("mean_range_per_query")]
-        for name in ("ql", "rc", "encoder")
-        if isinstance(s := summary.get(name), dict)
+        [name.upper(), s.mean, s.stdev, s.mean_range_per_query]
+        for name, s in (("ql", summary.ql), ("rc", summary.rc), ("encoder", summary.encoder))
+        if s is not None
     ]
     if spreads:
         parts.append(
@@ -338,17 +346,15 @@ def _mine_section(stage: Stage, root: Path) -> str:
     return "\n".join(parts)
 
 
-def _train_section(stage: Stage, root: Path) -> str:
-    m = stage.manifest
+def _train_section(m: TrainManifest, stage: StageFolder, root: Path) -> str:
     parts = [_heading("Training", stage, root)]
-    base = (m.get("config") or {}).get("base", "?")
     parts.append(
-        _stat(str(m.get("steps", "?")), "steps")
-        + _stat(f"{m.get('seconds', '?')} s", "training time")
-        + _stat(", ".join(map(str, m.get("matryoshka_dims", []))) or "n/a", "Matryoshka dims")
-        + _stat(str(base), "base encoder")
+        _stat(_known(m.steps), "steps")
+        + _stat(f"{_known(m.seconds)} s", "training time")
+        + _stat(", ".join(map(str, m.matryoshka_dims)) or "n/a", "Matryoshka dims")
+        + _stat(str(m.config.get("base", "?")), "base encoder")
     )
-    curve = [(float(p["step"]), float(p["loss"])) for p in m.get("loss_curve", [])]
+    curve = [(p.step, p.loss) for p in m.loss_curve]
     if curve:
         parts.append(
             svg.line_chart(
@@ -364,21 +370,26 @@ def _train_section(stage: Stage, root: Path) -> str:
     return "\n".join(parts)
 
 
-def _mix_section(stage: Stage, root: Path) -> str:
-    m = stage.manifest
-    weights = m.get("weights") or {}
-    rows = [[s, n, weights.get(s, 1.0)] for s, n in (m.get("sources") or {}).items()]
+def _mix_section(m: MixManifest, stage: StageFolder, root: Path) -> str:
+    weights = m.weights or {}
+    rows = [[s, n, weights.get(s, 1.0)] for s, n in m.sources.items()]
     head = _heading("Training mixture", stage, root)
     return head + _table(["source", "rows", "weight"], rows, numeric={1, 2})
 
 
-_SECTIONS = {
-    "generate": _generate_section,
-    "mine": _mine_section,
-    "mix": _mix_section,
-    "train": _train_section,
-    "eval": _eval_section,
-}
+def _section(found: StageFolder, root: Path) -> str:
+    m = found.manifest
+    if isinstance(m, GenerateManifest):
+        return _generate_section(m, found, root)
+    if isinstance(m, MineManifest):
+        return _mine_section(m, found, root)
+    if isinstance(m, MixManifest):
+        return _mix_section(m, found, root)
+    if isinstance(m, TrainManifest):
+        return _train_section(m, found, root)
+    if isinstance(m, EvalManifest):
+        return _eval_section(m, found, root)
+    raise TypeError(f"no report section for {type(m).__name__}")
 
 
 def render_report(run_dir: str | Path) -> str:
@@ -386,17 +397,14 @@ def render_report(run_dir: str | Path) -> str:
     from geckokit import __version__
 
     root = Path(run_dir)
-    stages = [s for s in find_stages(root) if s.stage in _SECTIONS]
+    stages = find_stages(root)
     if not stages:
         raise ValueError(
-            f"{root} holds no manifest.json of a geckokit stage (generate, mine, mix, train, "
-            "eval) up to three levels down; point at an eval --out folder or a run folder"
+            f"{root} holds no manifest.json of a geckokit stage "
+            f"({', '.join(s.value for s in MANIFEST_TYPES)}) up to three levels down; point "
+            "at an eval --out folder or a run folder"
         )
-    order = list(_SECTIONS)
-    body = [_overview(stages, root)]
-    body += [
-        _SECTIONS[s.stage](s, root) for s in sorted(stages, key=lambda s: order.index(s.stage))
-    ]
+    body = [_overview(stages, root), *(_section(s, root) for s in stages)]
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     template = Template(
         resources.files("geckokit.evaluate").joinpath("report_template.html").read_text("utf-8")

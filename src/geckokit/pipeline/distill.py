@@ -35,22 +35,13 @@ from geckokit.io import MANIFEST, environment, read_json, write_json
 from geckokit.retrieval.hybrid import Retriever
 from geckokit.runs.clock import stage_clock
 from geckokit.runs.folder import RunMismatchError, run_lock
+from geckokit.runs.manifest import Stage
 from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
-from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-
-
-class Stage(ClosedSet):
-    GENERATE = "generate"
-    MINE = "mine"
-    MIX = "mix"
-    TRAIN = "train"
-    EVAL = "eval"
-    REPORT = "report"
 
 
 STAGES = list(Stage)

@@ -1,6 +1,7 @@
 """Run folders shared by every stage: the lock and settings check of a folder
-(:mod:`~geckokit.runs.folder`), the resumable sharded loop (:mod:`~geckokit.runs.shards`) and
-the clock that times each stage into the run manifest (:mod:`~geckokit.runs.clock`).
+(:mod:`~geckokit.runs.folder`), the resumable sharded loop (:mod:`~geckokit.runs.shards`),
+the clock that times each stage into the run manifest (:mod:`~geckokit.runs.clock`), and the
+stage names and manifests as typed models (:mod:`~geckokit.runs.manifest`).
 
 Infrastructure below the stages: it imports only the core (:mod:`geckokit.io`), and fret,
 pipeline and the CLI import it.
@@ -18,13 +19,16 @@ from geckokit.runs.folder import (
     run_lock,
     with_defaults,
 )
+from geckokit.runs.manifest import RunManifest, Stage
 from geckokit.runs.shards import ShardRun, run_sharded, unfinished_rows
 
 __all__ = [
     "LOCK_FILE",
     "RunLockedError",
+    "RunManifest",
     "RunMismatchError",
     "ShardRun",
+    "Stage",
     "holds_run_lock",
     "open_run",
     "run_lock",
