@@ -459,7 +459,7 @@ def _sizes(run: Path) -> dict[str, Any]:
 
 
 def _print_estimate(e: dict[str, Any]) -> None:
-    from geckokit.pipeline.distill import describe_estimate
+    from geckokit.cli.distill import describe_estimate
 
     print(f"estimate: {describe_estimate(e)}", flush=True)
 

@@ -86,16 +86,11 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 def llm_key(flat: dict[str, Any]) -> str:
     """A hash of the settings that change the LLM stages' output (FRet steps 1 and 2); the
     selection settings only re-choose from stored scores, so they are left out."""
-    from geckokit.fret.mine_run import SELECTION
-    from geckokit.pipeline.distill import _FIRST_STAGE
+    from geckokit.pipeline.stages import first_stage
+    from geckokit.runs.manifest import Stage
 
-    def affects_llm(key: str) -> bool:
-        top, _, rest = key.partition(".")
-        if top == "mine" and rest in SELECTION:
-            return False
-        return _FIRST_STAGE.get(top, "queries") in ("queries", "mine")
-
-    kept = {k: v for k, v in sorted(flat.items()) if affects_llm(k)}
+    llm_stages = (Stage.GENERATE, Stage.MINE)
+    kept = {k: v for k, v in sorted(flat.items()) if first_stage(k) in llm_stages}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -38,6 +38,7 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     from rich.console import Console
 
     from geckokit.cli.distill import print_summary
+    from geckokit.runs.manifest import RunManifest
 
     manifest = {
         "status": "finished",
@@ -74,7 +75,7 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
         },
     }
     buf = StringIO()
-    print_summary(Console(file=buf, width=120), manifest, tmp_path)
+    print_summary(Console(file=buf, width=120), RunManifest.model_validate(manifest), tmp_path)
     text = buf.getvalue()
     assert "mine         200.0 s (3 sittings)" in text
     assert "generate     100.0 s\n" in text  # one sitting: not said
@@ -91,7 +92,7 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
     summary = {"llm_seconds": 180.0, "examples": 954, "relabel_rate": 0.064}
     manifest["stages"]["mine"]["summary"] = {**summary, "positive_first_for_encoder": 0.775}
     buf = StringIO()
-    print_summary(Console(file=buf, width=400), manifest, tmp_path)
+    print_summary(Console(file=buf, width=400), RunManifest.model_validate(manifest), tmp_path)
     text = buf.getvalue()
     assert "FRet: 954 examples, relabel rate 6.4%, positive already first for the base " in text
     assert "encoder for 77.5%. Such examples teach the encoder little: --drop-solved" in text
@@ -100,11 +101,11 @@ def test_distill_summary_counts_every_sitting_and_the_llm_share(tmp_path: Path) 
                   {"positive_first_for_encoder": 0.3}):  # fmt: skip
         manifest["stages"]["mine"]["summary"] = {**summary, **extra}
         buf = StringIO()
-        print_summary(Console(file=buf, width=400), manifest, tmp_path)
+        print_summary(Console(file=buf, width=400), RunManifest.model_validate(manifest), tmp_path)
         assert "FRet: 954 examples" in buf.getvalue() and "--drop-solved" not in buf.getvalue()
     manifest["stages"]["mine"]["summary"] = {"llm_seconds": None}  # shards from before
     buf = StringIO()
-    print_summary(Console(file=buf, width=120), manifest, tmp_path)
+    print_summary(Console(file=buf, width=120), RunManifest.model_validate(manifest), tmp_path)
     assert "of which the LLM 95.5 s (not counting mine: not recorded)" in buf.getvalue()
 
 

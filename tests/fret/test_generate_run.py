@@ -35,7 +35,8 @@ def test_every_passage_gets_a_query_or_a_reason(llm, passages, tmp_path: Path) -
     assert spent["prompt_tokens_evaluated"] >= sum(len(llm.tokenize(t)) for t in texts)
     assert spent["completion_tokens"] > 0
     # what distill's estimate expects generate to evaluate, within a fifth of it
-    from geckokit.pipeline.distill import estimate_cost, load_config
+    from geckokit.fret.cost import estimate_cost
+    from geckokit.pipeline.distill import load_config
 
     estimate = estimate_cost(
         passages.passages, load_config(None, {"corpus": "unused"}), llm, stages=["generate"]

@@ -155,13 +155,16 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
         best = max(range(4), key=lambda i: (row["rc_scores"][i], -i))
         assert row["positive_id"] == row["candidate_ids"][best]
 
-    # a run folder from before selection left the identity (fusion etc. in its config) resumes
+    # a run folder from before selection left the identity (fusion etc. in its config) is
+    # refused with a clear message rather than migrated
     path = tmp_path / "m" / "manifest.json"
-    old = json.loads(path.read_text())
+    current = path.read_text()
+    old = json.loads(current)
     old["config"].update(old.pop("selection"))
     path.write_text(json.dumps(old))
-    resumed = run(rc, shard_size=3)
-    assert resumed["status"] == "finished" and "fusion" not in resumed["config"]
+    with pytest.raises(RunMismatchError, match="written by an earlier geckokit"):
+        run(rc, shard_size=3)
+    path.write_text(current)
     assert llm.usage.prompt_tokens_evaluated == spent
 
     with pytest.raises(RunMismatchError, match="different config"):

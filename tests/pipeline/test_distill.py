@@ -167,34 +167,34 @@ def test_config_file_and_flags_are_equivalent(tmp_path: Path) -> None:
 
 
 def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path) -> None:
-    from geckokit.pipeline.distill import _save_config
+    from geckokit.pipeline.stages import check_config
 
     out = tmp_path / "run"
     (out / "queries").mkdir(parents=True)
     (out / "mine").mkdir()
     (out / "train").mkdir()
-    _save_config(_config(tmp_path), out)
+    check_config(_config(tmp_path), out)
     with pytest.raises(RunMismatchError, match=r"\(train\) and its train/ already ran"):
-        _save_config(_config(tmp_path, epochs=5), out)
+        check_config(_config(tmp_path, epochs=5), out)
     (out / "train").rmdir()  # deleting the stage's folder lets it run again, anew
-    _save_config(_config(tmp_path, epochs=5), out)
+    check_config(_config(tmp_path, epochs=5), out)
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 5
 
     # a fusion or negative choice only re-selects from mine/'s scores: refused once mix/ ran
     other = _config(tmp_path, epochs=5)
     other.mine.fusion, other.mine.negative = Fusion.RC, NegativeChoice.RANDOM
-    _save_config(other, out)
+    check_config(other, out)
     (out / "mix").mkdir()
     other.mine.fusion = Fusion.RRF
     with pytest.raises(RunMismatchError, match=r"\(mine\) and its mix/ already ran"):
-        _save_config(other, out)
+        check_config(other, out)
     with pytest.raises(RunMismatchError, match=r"its mine/, mix/ already ran"):
-        _save_config(_config(tmp_path, top_n=4, epochs=5), out)
+        check_config(_config(tmp_path, top_n=4, epochs=5), out)
     # so is another retriever: it proposes other candidates
     bm25 = _config(tmp_path, epochs=5)
     bm25.mine.retriever = Retriever.BM25
     with pytest.raises(RunMismatchError, match=r"\(mine\) and its mine/, mix/ already ran"):
-        _save_config(bm25, out)
+        check_config(bm25, out)
 
 
 def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
@@ -202,7 +202,8 @@ def test_estimate_counts_each_distinct_candidate_passage_once() -> None:
     corpus, at most queries x top_n distinct passages (each scored once), at most all of it."""
     import pyarrow as pa
 
-    from geckokit.pipeline.distill import describe_estimate, estimate_cost
+    from geckokit.cli.distill import describe_estimate
+    from geckokit.fret.cost import estimate_cost
 
     def table(n: int, chars: int) -> pa.Table:
         return pa.table({"text": ["x" * chars] * n})
@@ -247,31 +248,32 @@ def test_the_estimate_gives_each_llm_stage_its_time(monkeypatch: pytest.MonkeyPa
     bound with drop_solved); with one stage left the line gives the total alone."""
     import pyarrow as pa
 
-    from geckokit.pipeline import distill as distill_module
+    from geckokit.cli.distill import describe_estimate
+    from geckokit.fret import cost
 
     rates = {"prompt_tokens_per_s": 1.0, "written_tokens_per_s": 0.1}  # minutes, not seconds
-    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: rates)
+    monkeypatch.setattr(cost, "probe_rates", lambda llm: rates)
     seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
     config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
     config.mine.passage_max_tokens = 100
-    got = distill_module.estimate_cost(seeds, config, None, corpus=corpus)
+    got = cost.estimate_cost(seeds, config, None, corpus=corpus)
     t = got["tokens"]
     writing, scoring = t["generate_prompt"] + t["generate_written"] / 0.1, t["mine_prompt"]
     assert scoring > 1200  # 20 candidates of 100 tokens, 20 pairs: over 20 minutes
     assert got["seconds_by_stage"] == {"generate": round(writing), "mine": round(scoring)}
     assert got["seconds"] == round(writing + scoring)
     split = f"(writing queries about {writing / 60:.0f}, scoring pairs about {scoring / 60:.0f})"
-    assert split in distill_module.describe_estimate(got)
+    assert split in describe_estimate(got)
     config.mine.drop_solved = True
-    bound = distill_module.estimate_cost(seeds, config, None, corpus=corpus)
-    line = distill_module.describe_estimate(bound)
+    bound = cost.estimate_cost(seeds, config, None, corpus=corpus)
+    line = describe_estimate(bound)
     assert f"scoring pairs at most about {scoring / 60:.0f})" in line
     # the totals hold the mining share, so they are upper bounds too
     assert f"LLM time at most about {bound['seconds'] / 60:.0f} min" in line
     assert "; at most about" in line.split("prompt tokens")[0]
-    mine_only = distill_module.estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"])
+    mine_only = cost.estimate_cost(seeds, config, None, corpus=corpus, stages=["mine"])
     assert mine_only["seconds_by_stage"] == {"mine": mine_only["seconds"]}
-    assert "writing" not in distill_module.describe_estimate(mine_only)
+    assert "writing" not in describe_estimate(mine_only)
 
 
 def test_estimate_counts_a_repeated_prompt_once() -> None:
@@ -280,8 +282,8 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
     coincide, so the distinct candidates follow the passages, not the queries."""
     import pyarrow as pa
 
+    from geckokit.fret.cost import estimate_cost
     from geckokit.fret.prompts import load_generate_prompt
-    from geckokit.pipeline.distill import estimate_cost
 
     seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
     overrides = {"corpus": "unused", "mine.top_n": 5, "generate.queries_per_passage": 3}
@@ -313,19 +315,24 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
 
 
 def test_a_finished_mine_knows_when_it_must_choose_again(tmp_path: Path) -> None:
-    from geckokit.fret.mine_run import MineConfig
-    from geckokit.pipeline.distill import _selection_changed
+    from geckokit.pipeline.runner import Action, plan
+    from geckokit.pipeline.stages import DistillRun, Mine
+    from geckokit.runs.manifest import Stage
+
+    def mine_step(fusion: str) -> Mine:
+        config = load_config(None, {"corpus": "unused", "mine.fusion": fusion})
+        return Mine(DistillRun(config, tmp_path, prompt=None))  # type: ignore[arg-type]
 
     mine_dir = tmp_path / "mine"
     mine_dir.mkdir()
-    ql = MineConfig(fusion=Fusion.QL)
-    rrf = MineConfig(fusion=Fusion.RRF)
     selection = {"fusion": "ql", "weights": [1.0, 1.0, 0.0], "negative": "rank-n", "negatives_k": 1}
     (mine_dir / "manifest.json").write_text(json.dumps({"config": {}, "selection": selection}))
-    assert not _selection_changed(mine_dir, ql) and _selection_changed(mine_dir, rrf)
-    # a run from before the selection had its own key keeps it in the config
+    assert plan([mine_step("ql")]) == {Stage.MINE: Action.SKIP}
+    assert plan([mine_step("rrf")]) == {Stage.MINE: Action.AGAIN}
+    # a run from before the selection had its own key kept it in its config: refused
     (mine_dir / "manifest.json").write_text(json.dumps({"config": {"top_n": 5, **selection}}))
-    assert not _selection_changed(mine_dir, ql) and _selection_changed(mine_dir, rrf)
+    with pytest.raises(RunMismatchError, match="written by an earlier geckokit"):
+        plan([mine_step("ql")])
 
 
 def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
@@ -334,8 +341,10 @@ def test_the_estimate_counts_only_the_llm_stages_left(tmp_path: Path) -> None:
     has all of them to score."""
     import pyarrow as pa
 
+    from geckokit.cli.distill import describe_estimate
+    from geckokit.fret.cost import estimate_cost
     from geckokit.fret.mine_run import MineConfig
-    from geckokit.pipeline.distill import describe_estimate, estimate_cost, llm_stages_left
+    from geckokit.pipeline.stages import llm_stages_left
 
     seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
     config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
@@ -391,8 +400,8 @@ def test_distill_writes_queries_with_the_prompt_it_is_given(
 
     import pyarrow as pa
 
+    from geckokit.fret.cost import estimate_cost
     from geckokit.fret.prompts import load_generate_prompt
-    from geckokit.pipeline.distill import estimate_cost
 
     text = (
         resources.files("geckokit.prompts")
@@ -484,7 +493,7 @@ def test_seed_mining_loads_no_llm_and_an_llm_fusion_takes_it_on_later(
 def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) -> None:
     """A run folder from before a setting existed: the setting left at its default is not
     a change, whatever stages already ran."""
-    from geckokit.pipeline.distill import _save_config
+    from geckokit.pipeline.stages import check_config
 
     out = tmp_path / "run"
     (out / "eval").mkdir(parents=True)
@@ -492,32 +501,32 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     saved = config.model_dump(mode="json")
     del saved["prompt"], saved["rerank_prompt"]
     (out / "config.json").write_text(json.dumps(saved))
-    _save_config(config, out)
+    check_config(config, out)
     assert json.loads((out / "config.json").read_text())["prompt"] is None
     # away from its default it is a change like any other
     (out / "config.json").write_text(json.dumps(saved))
     (out / "mine").mkdir()
     graded = config.model_copy(update={"rerank_prompt": "graded"})
     with pytest.raises(RunMismatchError, match=r"\(rerank_prompt\) and its mine/, eval/"):
-        _save_config(graded, out)
+        check_config(graded, out)
 
     # so is a setting of a nested table (mine.drop_solved) that the saved table lacks
     (out / "mine").rmdir()
     del saved["mine"]["drop_solved"]
     (out / "config.json").write_text(json.dumps(saved))
-    _save_config(config, out)
+    check_config(config, out)
     assert json.loads((out / "config.json").read_text())["mine"]["drop_solved"] is False
     (out / "config.json").write_text(json.dumps(saved))
     dropping = config.model_copy(deep=True)
     dropping.mine.drop_solved = True
     with pytest.raises(RunMismatchError, match=r"\(mine\) and its eval/"):
-        _save_config(dropping, out)
+        check_config(dropping, out)
 
     # and one two tables deep (generate.validation.max_word_overlap)
     del saved["generate"]["validation"]["max_word_overlap"]
     (out / "config.json").write_text(json.dumps(saved))
     (out / "queries").mkdir()
-    _save_config(config, out)
+    check_config(config, out)
     assert (
         json.loads((out / "config.json").read_text())["generate"]["validation"]["max_word_overlap"]
         == 1.0
@@ -526,7 +535,7 @@ def test_a_saved_config_without_a_newer_setting_still_resumes(tmp_path: Path) ->
     limited = config.model_copy(deep=True)
     limited.generate.validation.max_word_overlap = 0.6
     with pytest.raises(RunMismatchError, match=r"\(generate\) and its queries/"):
-        _save_config(limited, out)
+        check_config(limited, out)
 
 
 def test_a_missing_bm25_stops_the_run_before_any_query_is_written(

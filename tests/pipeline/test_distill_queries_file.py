@@ -9,19 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from geckokit.cli.distill import describe_estimate
+from geckokit.fret import cost
+from geckokit.fret.cost import estimate_cost
 from geckokit.fret.fusion import Fusion
 from geckokit.fret.mine_run import MineConfig
-from geckokit.pipeline import distill as distill_module
 from geckokit.pipeline.demo import demo_dir
-from geckokit.pipeline.distill import (
-    DistillConfig,
-    _save_config,
-    describe_estimate,
-    distill,
-    estimate_cost,
-    llm_stages_left,
-    load_config,
-)
+from geckokit.pipeline.distill import DistillConfig, distill, load_config
+from geckokit.pipeline.stages import check_config, llm_stages_left
 from geckokit.runs.folder import RunMismatchError
 
 PASSAGES = ["os.getcwd", "os.remove", "json.dumps", "json.loads", "re.sub", "time.sleep"]
@@ -95,29 +90,29 @@ def test_the_queries_file_is_part_of_the_runs_identity(tmp_path: Path) -> None:
     out, corpus, log = tmp_path / "run", tmp_path / "c.jsonl", tmp_path / "log.txt"
     out.mkdir()
     config = _config(corpus, log)
-    _save_config(config, out, queries_sha256="aa")
-    _save_config(config, out, queries_sha256="bb")  # mine/ has not run: taken
+    check_config(config, out, queries_sha256="aa")
+    check_config(config, out, queries_sha256="bb")  # mine/ has not run: taken
     assert json.loads((out / "config.json").read_text())["queries_file_sha256"] == "bb"
     (out / "mine").mkdir()
-    _save_config(config, out, queries_sha256="bb")  # the same: resumes
+    check_config(config, out, queries_sha256="bb")  # the same: resumes
     with pytest.raises(RunMismatchError, match=r"\(queries_file_sha256\) and its mine/"):
-        _save_config(config, out, queries_sha256="cc")
+        check_config(config, out, queries_sha256="cc")
     other = _config(corpus, tmp_path / "other.txt")
     with pytest.raises(RunMismatchError, match=r"\(queries_file\) and its mine/"):
-        _save_config(other, out, queries_sha256="bb")
+        check_config(other, out, queries_sha256="bb")
     task = config.model_copy(update={"queries_task": "code search"})
     with pytest.raises(RunMismatchError, match=r"\(queries_task\) and its mine/"):
-        _save_config(task, out, queries_sha256="bb")
+        check_config(task, out, queries_sha256="bb")
     generating = config.model_copy(update={"also_generate": True})
     with pytest.raises(RunMismatchError, match=r"\(also_generate\) and its mine/"):
-        _save_config(generating, out, queries_sha256="bb")
+        check_config(generating, out, queries_sha256="bb")
     # a config saved before these settings existed resumes without a file
     plain = _config(corpus, None)
     saved = plain.model_dump(mode="json")
     for key in ("queries_file", "queries_task", "also_generate"):
         del saved[key]
     (out / "config.json").write_text(json.dumps(saved))
-    _save_config(plain, out)
+    check_config(plain, out)
     assert json.loads((out / "config.json").read_text())["queries_file_sha256"] is None
 
 
@@ -128,7 +123,7 @@ def test_distill_mines_the_user_queries_in_place_of_generated_ones(
     monkeypatch: pytest.MonkeyPatch,
     llm,  # type: ignore[no-untyped-def]
 ) -> None:
-    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: None)  # counts, not speed
+    monkeypatch.setattr(cost, "probe_rates", lambda llm: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []
@@ -170,7 +165,7 @@ def test_distill_mines_the_user_queries_beside_generated_ones(
 ) -> None:
     from geckokit.io import read_shards
 
-    monkeypatch.setattr(distill_module, "probe_rates", lambda llm: None)  # counts, not speed
+    monkeypatch.setattr(cost, "probe_rates", lambda llm: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from geckokit.runs.clock import stage_clock
+from geckokit.runs.manifest import RunManifest
 
 
 def _entry(path: Path, stage: str = "mine") -> dict:
@@ -21,7 +22,7 @@ def _entry(path: Path, stage: str = "mine") -> dict:
 
 
 def test_a_running_stage_writes_its_time_as_it_goes(tmp_path: Path) -> None:
-    path, manifest = tmp_path / "manifest.json", {"stages": {}}
+    path, manifest = tmp_path / "manifest.json", RunManifest()
     with stage_clock(manifest, path, "mine", every=0.05) as done:
         first = _entry(path)  # written as the stage starts
         assert first["status"] == "running" and first["sittings"] == 1
@@ -39,7 +40,7 @@ def test_a_running_stage_writes_its_time_as_it_goes(tmp_path: Path) -> None:
 def test_an_interrupted_stage_keeps_its_time_and_the_next_sitting_adds_on(
     tmp_path: Path,
 ) -> None:
-    path, manifest = tmp_path / "manifest.json", {"stages": {}}
+    path, manifest = tmp_path / "manifest.json", RunManifest()
     with pytest.raises(KeyboardInterrupt), stage_clock(manifest, path, "train") as done:
         time.sleep(0.2)
         raise KeyboardInterrupt
@@ -66,8 +67,9 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 from geckokit.runs.clock import stage_clock
+from geckokit.runs.manifest import RunManifest
 
-with stage_clock({"stages": {}}, Path(sys.argv[1]), "generate", every=0.05) as done:
+with stage_clock(RunManifest(), Path(sys.argv[1]), "generate", every=0.05) as done:
     time.sleep(600)
 """
 
@@ -89,7 +91,7 @@ def test_a_sitting_killed_outright_keeps_the_time_it_wrote(tmp_path: Path) -> No
     assert child.returncode == -signal.SIGKILL
     killed = _entry(path, "generate")
     assert killed["status"] == "running" and killed["seconds"] >= 0.5
-    manifest = json.loads(path.read_text())
+    manifest = RunManifest.model_validate_json(path.read_text())
     with stage_clock(manifest, path, "generate") as done:
         done()
     resumed = _entry(path, "generate")

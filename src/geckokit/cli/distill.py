@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,11 @@ from geckokit.cli.options import (
     retriever_option,
 )
 from geckokit.runs.manifest import Stage
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from geckokit.runs.manifest import MineSummary, RunManifest
 
 
 @click.command()
@@ -183,15 +188,11 @@ def demo(out: Path, llm_spec: str | None) -> None:
     from rich.console import Console
 
     from geckokit.pipeline.demo import run_demo
-    from geckokit.pipeline.distill import describe_estimate
+    from geckokit.runs.manifest import RunManifest
 
     console = Console()
-
-    def show_estimate(e: dict[str, Any]) -> None:
-        console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
-
-    summary = run_demo(out, llm=llm_spec, on_estimate=show_estimate)
-    print_summary(console, summary["run"], out, results=False)
+    summary = run_demo(out, llm=llm_spec, on_estimate=lambda e: show_estimate(console, e))
+    print_summary(console, RunManifest.model_validate(summary["run"]), out, results=False)
     print_demo_table(console, summary)
 
 
@@ -220,81 +221,118 @@ def print_demo_table(console: Any, summary: dict[str, Any]) -> None:
 
 
 def run_and_print(config: Any, out: Path, *, until: str) -> None:
+    """Run ``geckokit distill`` and print the summary."""
     from rich.console import Console
 
-    from geckokit.pipeline.distill import describe_estimate
-    from geckokit.pipeline.distill import distill as run
+    from geckokit.pipeline.distill import run_distill
 
     console = Console()
+    manifest = run_distill(
+        config, out, until=until, on_estimate=lambda e: show_estimate(console, e)
+    )
+    print_summary(console, manifest, out)
 
-    def show_estimate(e: dict[str, Any]) -> None:
-        console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
 
-    print_summary(console, run(config, out, until=until, on_estimate=show_estimate), out)
+def show_estimate(console: Console, e: dict[str, Any]) -> None:
+    console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
 
 
-def print_summary(
-    console: Any, manifest: dict[str, Any], out: Path, *, results: bool = True
-) -> None:
+def describe_estimate(e: dict[str, Any]) -> str:
+    """One line for a :func:`~geckokit.fret.cost.estimate_cost` result."""
+    t, rate = e["tokens"], e["rates"]
+    at_most = "at most " if e.get("pairs_at_most") else ""
+    # with drop_solved the mining share is an upper bound, and so are the totals it is in
+    eta = f"{at_most}about {e['seconds'] / 60:.0f} min" if e["seconds"] is not None else "unknown"
+    split = e.get("seconds_by_stage") or {}
+    if len(split) == 2:  # both stages left: say which is which
+        eta += (
+            f" (writing queries about {split['generate'] / 60:.0f}, "
+            f"scoring pairs {at_most}about {split['mine'] / 60:.0f})"
+        )
+    speed = (
+        f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} tokens/s "
+        "(measured just now)"
+        if rate
+        else ""
+    )
+    calls = e["llm_calls"]
+    work = [f"{calls['generate']} queries to write"] if calls["generate"] else []
+    work += [f"{at_most}{calls['score_pairs']} pairs to score"] if calls["score_pairs"] else []
+    written = (
+        f" and {'at most ' if e.get('written_at_most') else ''}"
+        f"{t['generate_written'] / 1000:.0f}k written tokens"
+        if calls["generate"]
+        else ""
+    )
+    user = e.get("user_queries") or 0
+    mined = [f"{e['passages']} passages"] if e["passages"] or not user else []
+    mined += [f"{user} queries of yours"] if user else []
+    return (
+        f"{', '.join(mined)} -> {' and '.join(work) or 'no LLM calls'}; {at_most}about "
+        f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens{written}{speed}; "
+        f"LLM time {eta}"
+    )
+
+
+def print_summary(console: Any, manifest: RunManifest, out: Path, *, results: bool = True) -> None:
     """The end of a run: the before/after table (``results=False`` leaves it to the
     caller), the time per stage and in all (with the LLM's share), the LLM's tokens per
     stage, the model's and the report's paths."""
     from rich.table import Table
 
     from geckokit.cli.options import llm_usage_line
+    from geckokit.runs.manifest import GenerateEntry, MineEntry
 
-    stages = manifest["stages"]
-    rows = stages.get("eval", {}).get("results") if results else None
+    stages = manifest.stages
+    rows = stages.eval.results if results and stages.eval is not None else None
     if rows:
         table = Table(title="held-out retrieval")
         for col in ("benchmark", "model", "nDCG@10", "Recall@10"):
             table.add_column(col, justify="left" if col in ("benchmark", "model") else "right")
         for r in rows:
-            table.add_row(
-                r["benchmark"],
-                r["model"],
-                f"{r['ndcg@10']:.2f}",
-                f"{r['recall@10']:.2f}",
-            )
+            table.add_row(r.benchmark, r.model, f"{r.ndcg_at_10:.2f}", f"{r.recall_at_10:.2f}")
         console.print(table)
-    if line := _fret_line((stages.get("mine") or {}).get("summary") or {}):
-        console.print(line)
-    for name, info in stages.items():
-        more = f" ({info['sittings']} sittings)" if info.get("sittings", 1) > 1 else ""
-        console.print(f"  {name:<9} {info['seconds']:>8.1f} s{more}")
-    total = sum(info["seconds"] for info in stages.values())
-    timed = {n: (i.get("summary") or {}).get("llm_seconds") for n, i in stages.items()}
+    if stages.mine is not None and stages.mine.summary is not None:
+        if line := _fret_line(stages.mine.summary):
+            console.print(line)
+    entries = stages.items()
+    for stage, info in entries:
+        more = f" ({info.sittings} sittings)" if info.sittings > 1 else ""
+        console.print(f"  {stage.value:<9} {info.seconds:>8.1f} s{more}")
+    total = sum(info.seconds for _, info in entries)
+    llm = [(s, e) for s, e in entries if isinstance(e, GenerateEntry | MineEntry)]
+    timed = {s: e.summary.llm_seconds if e.summary is not None else None for s, e in llm}
     llm_s = sum(v or 0 for v in timed.values())
-    unknown = [n for n, v in timed.items() if v is None and n in ("generate", "mine")]
+    unknown = [s.value for s, v in timed.items() if v is None]
     share = f", of which the LLM {llm_s:.1f} s" if llm_s else ""
     if share and unknown:  # shards written before their LLM time was recorded
         share += f" (not counting {', '.join(unknown)}: not recorded)"
     console.print(f"  {'total':<9} {total:>8.1f} s{share}")
-    for name, info in stages.items():  # the LLM's tokens, as the stage's last sitting counted
-        if info.get("llm_this_run"):
-            n = info.get("sittings", 1)
-            label = f"{name} LLM" + (f", the last of {n} sittings" if n > 1 else "")
-            console.print(f"  {llm_usage_line(info['llm_this_run'], label)}")
-    if manifest.get("model"):
-        console.print(f"model:  {manifest['model']}  (SentenceTransformer(path))")
-    if manifest.get("report"):
-        console.print(f"report: {manifest['report']}")
-    console.print(f"status: {manifest['status']}; run folder: {out}")
+    for stage, info in llm:  # the LLM's tokens, as the stage's last sitting counted
+        if info.llm_this_run is not None:
+            n = info.sittings
+            label = f"{stage.value} LLM" + (f", the last of {n} sittings" if n > 1 else "")
+            console.print(f"  {llm_usage_line(info.llm_this_run.dump(), label)}")
+    if manifest.model:
+        console.print(f"model:  {manifest.model}  (SentenceTransformer(path))")
+    if manifest.report:
+        console.print(f"report: {manifest.report}")
+    console.print(f"status: {manifest.status}; run folder: {out}")
 
 
-def _fret_line(summary: dict[str, Any]) -> str:
+def _fret_line(summary: MineSummary) -> str:
     """What FRet step 2 kept, with :func:`~geckokit.cli.options.solved_hint`."""
     from geckokit.cli.options import solved_hint
 
-    first = summary.get("positive_first_for_encoder")
-    if summary.get("examples") is None or first is None:
+    first = summary.positive_first_for_encoder
+    if summary.examples is None or first is None:
         return ""
-    user = summary.get("user_queries") or 0
-    mined = f" ({summary.get('generated_queries', 0)} generated queries, {user} of yours)"
-    relabel = summary.get("relabel_rate", 0)  # None: no generated query, so no seed
+    user = summary.user_queries or 0
+    mined = f" ({summary.generated_queries or 0} generated queries, {user} of yours)"
+    relabel = summary.relabel_rate  # None: no generated query, so no seed
     line = (
-        f"FRet: {summary['examples']} examples{mined if user else ''}"
-        + (f", relabel rate {relabel or 0:.1%}" if relabel is not None else "")
+        f"FRet: {summary.examples} examples{mined if user else ''}"
+        + (f", relabel rate {relabel:.1%}" if relabel is not None else "")
         + f", positive already first for the base encoder for {first:.1%}."
     )
     return f"{line} {hint}" if (hint := solved_hint(summary)) else line

@@ -149,6 +149,7 @@ def mine(
     from geckokit.llm import load_llm
     from geckokit.registry import DEFAULT_ENCODER, default_fusion
     from geckokit.retrieval.hybrid import Retriever
+    from geckokit.runs.manifest import MineSummary
     from geckokit.tasks import DEFAULT_QUERY_TASK
 
     if queries_dir is None and queries_file is None:
@@ -219,7 +220,7 @@ def mine(
                 else "; no LLM scores (seed fusion)"
             )
         )
-        if hint := solved_hint(s):
+        if hint := solved_hint(MineSummary.model_validate(s)):
             console.print(hint)
     dropped = s.get("solved_dropped")
     if dropped is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from geckokit.tasks import DEFAULT_QUERY_TASK
+
+if TYPE_CHECKING:
+    from geckokit.runs.manifest import MineSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,14 +90,14 @@ def retriever_option(*, default: str | None) -> Any:
     )
 
 
-def solved_hint(summary: dict[str, Any]) -> str:
+def solved_hint(summary: MineSummary) -> str:
     """A hint when half or more of a mine summary's examples have a positive the encoder
     already ranks first (on SciFact such examples trained MiniLM to no gain:
     docs/scifact.md), unless ``--drop-solved`` already left those out; else ""."""
-    first = summary.get("positive_first_for_encoder")
-    if first is None or first < 0.5 or summary.get("solved_dropped") is not None:
+    first = summary.positive_first_for_encoder
+    if first is None or first < 0.5 or summary.solved_dropped is not None:
         return ""
-    if summary.get("generated_queries") == 0:  # the user's own queries: neither hint applies
+    if summary.generated_queries == 0:  # the user's own queries: neither hint applies
         return ""
     return (
         "Such examples teach the encoder little: --drop-solved (geckokit mine or distill) "

@@ -52,7 +52,7 @@ from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
 from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
-from geckokit.runs.folder import holds_run_lock, open_run, with_defaults
+from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
 from geckokit.runs.shards import run_sharded, unfinished_rows
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
@@ -493,7 +493,7 @@ def mine(
         "corpus": {"source": corpus.source, "passages": len(corpus)},
         "shard_size": shard_size,
     }
-    _drop_old_selection(out)
+    _refuse_old_selection(out)
     # a folder from before a setting existed resumes: it ran with that setting's default
     identity = open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
 
@@ -585,14 +585,17 @@ def mine(
     return manifest
 
 
-def _drop_old_selection(out: Path) -> None:
-    """A run folder written before the selection settings left the run's identity keeps
-    them in its config; move them out so that the run resumes rather than being refused."""
+def _refuse_old_selection(out: Path) -> None:
+    """A folder written before the selection settings left the run's identity keeps them
+    in its config: refuse it with a clear message rather than guess how it chose."""
     previous = read_json(out / MANIFEST)
     config = (previous or {}).get("config") or {}
-    if previous is not None and any(k in config for k in SELECTION):
-        previous["selection"] = {k: config.pop(k) for k in SELECTION if k in config}
-        write_json(previous, out / MANIFEST)
+    if any(k in config for k in SELECTION):
+        raise RunMismatchError(
+            f"{out} was written by an earlier geckokit (its config holds the selection "
+            f"settings {', '.join(k for k in SELECTION if k in config)}); delete it to mine "
+            "again, or use another --out folder"
+        )
 
 
 def scoring_left(out: str | Path) -> tuple[int, int] | None:

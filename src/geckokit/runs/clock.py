@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from geckokit.io import write_json
+from geckokit.runs.manifest import ENTRY_TYPES, RunManifest, Stage
 
 #: how often a running stage writes its time so far into the run manifest: a sitting
 #: killed outright (``kill -9``, a power cut) loses at most this much of it
@@ -19,15 +19,16 @@ HEARTBEAT_S = 30.0
 
 @contextmanager
 def stage_clock(
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     path: Path,
-    stage: str,
+    stage: Stage | str,
     *,
     again: bool = False,
     every: float = HEARTBEAT_S,
 ) -> Iterator[Callable[..., None]]:
-    """Time one sitting of ``stage`` into ``manifest["stages"][stage]`` (written to
-    ``path``); the body calls the yielded ``done(**info)`` when the stage finishes.
+    """Time one sitting of ``stage`` into its entry of ``manifest.stages`` (written to
+    ``path``); the body calls the yielded ``done(**info)`` when the stage finishes, with
+    what the stage produced (the fields of its :data:`~geckokit.runs.manifest.ENTRY_TYPES`).
 
     ``seconds`` is the stage's time over every sitting: while the stage runs, its entry says
     ``status: running`` and is rewritten every ``every`` seconds; one stopped by an error or
@@ -37,18 +38,22 @@ def stage_clock(
     stage finished before and runs once more (mine re-selecting); its time adds on too.
     The clock writes ``manifest`` from its own thread while the body runs, so the body must
     not change ``manifest``: pass what the stage produced to ``done``."""
-    earlier = manifest["stages"].get(stage) or {}
-    if earlier.get("status") not in ("stopped", "running") and not again:
-        earlier = {}
-    before, sittings = earlier.get("seconds", 0.0), earlier.get("sittings", 0) + 1
+    stage = Stage.parse(stage)
+    kind = ENTRY_TYPES[stage]
+    earlier = manifest.stages.get(stage)
+    if earlier is None or (earlier.status is None and not again):
+        before, sittings = 0.0, 1
+    else:
+        before, sittings = earlier.seconds, earlier.sittings + 1
     t0 = time.perf_counter()
     lock, stop = threading.Lock(), threading.Event()
 
     def entry(**info: Any) -> None:
         with lock:
             seconds = round(before + time.perf_counter() - t0, 1)
-            manifest["stages"][stage] = {"seconds": seconds, "sittings": sittings, **info}
-            write_json(manifest, path)
+            record = kind.model_validate({"seconds": seconds, "sittings": sittings, **info})
+            manifest.stages.put(stage, record)
+            manifest.write(path)
 
     def beat() -> None:
         while not stop.wait(every):
@@ -64,13 +69,13 @@ def stage_clock(
             clock.join()
 
     entry(status="running")
-    clock = threading.Thread(target=beat, name=f"{stage}-clock", daemon=True)
+    clock = threading.Thread(target=beat, name=f"{stage.value}-clock", daemon=True)
     clock.start()
     try:
         yield done
     except BaseException:
         halt()
-        manifest["status"] = f"stopped during {stage}"
+        manifest.status = f"stopped during {stage.value}"
         entry(status="stopped")
         raise
     finally:
