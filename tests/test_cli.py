@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -377,3 +380,101 @@ def test_mine_needs_queries_and_refuses_the_seed_fusion_for_the_users(tmp_path: 
     assert result.exit_code == 2 and "choose an LLM fusion" in result.output, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "m").exists()
+
+
+def _noisy() -> None:
+    """What the libraries under a stage print: sentence-transformers' and the model card's
+    tqdm bars, torch's DataLoader warning, a transformers log line; and a geckokit detail."""
+    import logging
+    import warnings
+
+    from tqdm import tqdm
+
+    for _ in tqdm(range(3), desc="Batches"):
+        pass
+    for _ in tqdm(range(2), desc="Computing widget examples", leave=False):
+        pass
+    warnings.warn(
+        "'pin_memory' argument is set as true but no accelerator is found", UserWarning, 2
+    )
+    logging.getLogger("transformers.trainer").warning("a library's own warning")
+    logging.getLogger("tests.own_handler").warning("printed by a handler of its own")
+    logging.getLogger("geckokit.fret.scripted").info("a geckokit detail")
+
+
+@pytest.fixture
+def noisy_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """distill's FRet and mix stages replaced at the plumbing level by scripted ones that
+    print like the real libraries do (one through a handler of its own, as transformers
+    does); yields a three-passage corpus."""
+    import logging
+
+    import geckokit.encoder
+    import geckokit.fret.generate_run
+    import geckokit.fret.mine_run
+    import geckokit.llm
+    import geckokit.mixture.build
+    from geckokit.io import write_json
+
+    def generate_queries(seeds: Any, out: Path, **kwargs: Any) -> dict[str, Any]:
+        _noisy()
+        summary = {"passages": 3, "queries": 3}
+        write_json({"stage": "generate", "summary": summary}, out / "manifest.json")
+        return {"summary": summary}
+
+    def mine(queries: Any, corpus: Any, out: Path, **kwargs: Any) -> dict[str, Any]:
+        _noisy()
+        selection = {"fusion": "rrf", "weights": [1, 1, 0], "negative": "rank-n", "negatives_k": 1}
+        manifest = {"stage": "mine", "selection": selection, "counts": {"pairs": 6}}
+        write_json(manifest, out / "manifest.json")
+        return {"summary": {"examples": 3, "positive_first_for_encoder": 0.3}}
+
+    def build_mixture(out: Path, **kwargs: Any) -> dict[str, Any]:
+        _noisy()
+        write_json({"stage": "mix", "rows": 3}, out / "manifest.json")
+        return {"rows": 3, "sources": {"fret:mine": 3}}
+
+    monkeypatch.setattr(geckokit.fret.generate_run, "generate_queries", generate_queries)
+    monkeypatch.setattr(geckokit.fret.mine_run, "mine", mine)
+    monkeypatch.setattr(geckokit.mixture.build, "build_mixture", build_mixture)
+    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: object())
+    monkeypatch.setattr(geckokit.encoder, "load_encoder", lambda name: None)
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"_id": f"p{i}", "title": "", "text": f"passage number {i} " * 5} for i in range(3)]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    own = logging.getLogger("tests.own_handler")
+    handler = logging.StreamHandler()
+    own.addHandler(handler)
+    own.propagate = False
+    yield corpus
+    own.removeHandler(handler)
+    own.propagate = True
+
+
+def test_distill_shows_one_line_per_stage_and_logs_the_rest(
+    noisy_stages: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["distill", "--corpus", str(noisy_stages), "--out", str(out), "--until", "mix"]
+    result = CliRunner().invoke(cli, [*args, "--fusion", "rrf"])
+    assert result.exit_code == 0, result.output
+    for noise in ("Batches", "Computing widget examples", "pin_memory", "library's own", "detail"):
+        assert noise not in result.output
+    lines = result.output.splitlines()
+    for stage in ("generate", "mine", "mix"):  # one line as each starts
+        assert sum(line.startswith(stage + " ") for line in lines) == 1, result.output
+    assert any(line.startswith("estimate: 3 passages -> 3 queries to write") for line in lines)
+    assert "distill.log" in result.output.split("log:")[-1]
+    log = (out / "distill.log").read_text()
+    assert log.count("Batches: 100%") == 3 and "Computing widget examples" in log
+    assert "UserWarning: 'pin_memory' argument" in log
+    assert "transformers.trainer: a library's own warning" in log
+    assert "geckokit.fret.scripted: a geckokit detail" in log
+    assert "tests.own_handler: printed by a handler of its own" in log
+    # a rerun says what it keeps; -v shows the libraries' output again
+    result = CliRunner().invoke(cli, ["-v", *args, "--fusion", "rrf"])
+    assert result.exit_code == 0 and "finished before: kept" in result.output, result.output
+    shutil.rmtree(out / "mix")  # so that another fusion is taken: mine chooses again
+    result = CliRunner().invoke(cli, [*args, "--fusion", "ql", "-v"])
+    assert result.exit_code == 0, result.output
+    assert "again, from its stored output" in result.output and "Batches" in result.output

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from geckokit.cli.logs import verbose_option
 from geckokit.cli.options import (
     distillation_options,
     generate_prompt_option,
@@ -20,6 +21,7 @@ from geckokit.runs.manifest import Stage
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from geckokit.pipeline.runner import Action, Step
     from geckokit.runs.manifest import MineSummary, RunManifest
 
 
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Stop after this stage (rerun without it to go on).",
 )
+@verbose_option
 def distill(
     corpus: Path | None,
     out: Path,
@@ -131,11 +134,13 @@ def distill(
     distill_candidates: int | None,
     prefinetune: str | None,
     until: str,
+    verbose: int,
 ) -> None:
     """Distil an embedding model from a corpus and an LLM: generate -> mine -> mix -> train
     -> eval -> report, in one run folder. Rerun the same command to resume after a stop.
     With --queries-file your own queries are mined in place of generated ones (or beside
-    them, with --also-generate)."""
+    them, with --also-generate). The terminal shows one line or bar per stage; the details
+    (the libraries' logs, warnings and progress bars) go to OUT/distill.log."""
     from geckokit.pipeline.distill import load_config
 
     overrides: dict[str, Any] = {
@@ -178,22 +183,32 @@ def distill(
     help="Run folder (rerun to resume).",
 )
 @llm_option
-def demo(out: Path, llm_spec: str | None) -> None:
+@verbose_option
+def demo(out: Path, llm_spec: str | None, verbose: int) -> None:
     """Run the whole recipe on the embedded defaults (Qwen2.5-Coder-0.5B via llama.cpp,
     all-MiniLM-L6-v2) and a small shipped corpus (the Tor manual's option reference, 350
     passages, 60 held-out test questions): queries for 48 passages, 5 neighbours each.
     The same mixture is trained with three seeds; the end prints base (plain and unified
     format) against the distilled model's mean and spread, which is best and by how much,
-    and the report's path."""
+    and the report's path. The details go to OUT/distill.log."""
     from rich.console import Console
 
+    from geckokit.cli.logs import run_log, verbosity
     from geckokit.pipeline.demo import run_demo
+    from geckokit.pipeline.distill import LOG_FILE
     from geckokit.runs.manifest import RunManifest
 
     console = Console()
-    summary = run_demo(out, llm=llm_spec, on_estimate=lambda e: show_estimate(console, e))
+    with run_log(out / LOG_FILE, verbose=verbosity()):
+        summary = run_demo(
+            out,
+            llm=llm_spec,
+            on_estimate=lambda e: show_estimate(console, e),
+            on_stage=lambda step, action: show_stage(console, step, action),
+        )
     print_summary(console, RunManifest.model_validate(summary["run"]), out, results=False)
     print_demo_table(console, summary)
+    console.print(f"log:    {out / LOG_FILE}")
 
 
 def print_demo_table(console: Any, summary: dict[str, Any]) -> None:
@@ -221,20 +236,40 @@ def print_demo_table(console: Any, summary: dict[str, Any]) -> None:
 
 
 def run_and_print(config: Any, out: Path, *, until: str) -> None:
-    """Run ``geckokit distill`` and print the summary."""
+    """Run ``geckokit distill`` with one line per stage on the terminal and the details in
+    ``out``'s log file, then print the summary."""
     from rich.console import Console
 
-    from geckokit.pipeline.distill import run_distill
+    from geckokit.cli.logs import run_log, verbosity
+    from geckokit.pipeline.distill import LOG_FILE, run_distill
 
     console = Console()
-    manifest = run_distill(
-        config, out, until=until, on_estimate=lambda e: show_estimate(console, e)
-    )
+    with run_log(out / LOG_FILE, verbose=verbosity()):
+        manifest = run_distill(
+            config,
+            out,
+            until=until,
+            on_estimate=lambda e: show_estimate(console, e),
+            on_stage=lambda step, action: show_stage(console, step, action),
+        )
     print_summary(console, manifest, out)
+    console.print(f"log:    {out / LOG_FILE}")
 
 
 def show_estimate(console: Console, e: dict[str, Any]) -> None:
     console.print(f"[bold]estimate[/]: {describe_estimate(e)}")
+
+
+def show_stage(console: Console, step: Step, action: Action) -> None:
+    """One line as a stage starts (its own progress bar, if it has one, follows) or is
+    skipped."""
+    from geckokit.pipeline.runner import Action
+
+    if action is Action.SKIP:
+        console.print(f"[dim]{step.name:<9} finished before: kept[/]")
+    else:
+        again = " (again, from its stored output)" if action is Action.AGAIN else ""
+        console.print(f"[bold]{step.name:<9}[/] {step.title}{again}")
 
 
 def describe_estimate(e: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ def run_demo(
     seeds: Sequence[int] = DEMO_SEEDS,
     on_estimate: Callable[[dict[str, Any]], None] | None = None,
     loaded_llm: Any = None,
+    on_stage: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the demo into ``out`` and return its summary (also written to
     ``out/demo.json``): the distill run's manifest under ``run``, and ``rows``: the base in
@@ -64,14 +65,15 @@ def run_demo(
 
     The first seed is ``geckokit distill``'s own training (``train/``); each further seed
     trains the same mixture into ``train-seed{S}/`` and is scored with the same evaluation
-    into ``eval-seed{S}/``. Finished seeds are reused."""
+    into ``eval-seed{S}/``. Finished seeds are reused. ``on_estimate`` and ``on_stage`` are
+    :func:`~geckokit.pipeline.distill.run_distill`'s."""
     from geckokit.pipeline.distill import distill
     from geckokit.runs import run_lock
 
     out = Path(out)
     config = demo_config(llm=llm)
     config.train.seed = seeds[0]
-    manifest = distill(config, out, on_estimate=on_estimate, llm=loaded_llm)
+    manifest = distill(config, out, on_estimate=on_estimate, llm=loaded_llm, on_stage=on_stage)
     results = manifest["stages"]["eval"]["results"]
     by_label = {r["model"]: r for r in results}
     per_seed = [{"seed": seeds[0], **_scores(by_label["distilled"])}]

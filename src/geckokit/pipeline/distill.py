@@ -36,6 +36,7 @@ from geckokit.runs.manifest import RunManifest, Stage
 
 __all__ = [
     "CONFIG_FILE",
+    "LOG_FILE",
     "QUERIES_SHA256",
     "DistillConfig",
     "MixSources",
@@ -45,6 +46,10 @@ __all__ = [
     "resolve_defaults",
     "run_distill",
 ]
+
+#: The run folder's log: what the stages and the libraries under them said (the CLI
+#: writes it; the terminal shows one line per stage unless asked for more).
+LOG_FILE = "distill.log"
 
 
 def run_distill(
@@ -97,6 +102,7 @@ def distill(
     llm: Any = None,
     on_estimate: Callable[[dict[str, Any]], None] | None = None,
     show_progress: bool = True,
+    on_stage: Callable[[Step, Action], None] | None = None,
 ) -> dict[str, Any]:
     """:func:`run_distill`, returning the run manifest as ``manifest.json`` holds it."""
     return run_distill(
@@ -105,5 +111,6 @@ def distill(
         until=until,
         llm=llm,
         on_estimate=on_estimate,
+        on_stage=on_stage,
         show_progress=show_progress,
     ).dump()
