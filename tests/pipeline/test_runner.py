@@ -188,7 +188,7 @@ def test_a_manifest_this_version_cannot_read_is_refused(tmp_path: Path, calls: l
     (out / "manifest.json").write_text(json.dumps({"stage": "distill", "stages": {"mixture": {}}}))
     with pytest.raises(RunMismatchError, match="not a distill run manifest this geckokit reads"):
         run(out)
-    assert calls == []
+    assert calls == [] and not (out / CONFIG_FILE).exists()  # refused before anything
 
 
 def test_off_stages_are_neither_run_nor_shown(tmp_path: Path, calls: list[str]) -> None:

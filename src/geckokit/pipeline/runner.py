@@ -173,8 +173,8 @@ def run_stages(
     ``out`` fails with :class:`~geckokit.runs.folder.RunLockedError`."""
     last = [s.stage for s in steps].index(until)
     with run_lock(out):
+        manifest = RunManifest.read(out) or RunManifest()  # one it cannot read: refused
         check_settings([type(s) for s in steps], out, settings, defaults)
-        manifest = RunManifest.read(out) or RunManifest()
         manifest.status, manifest.out = "running", str(out)
         for _, entry in manifest.stages.items():
             if entry.status == "running":  # its process was killed: this one holds the lock
