@@ -51,7 +51,8 @@ def run_sharded(
     shard finished). ``max_shards`` stops after writing that many shards (for tests and
     partial runs). Returns counts; the progress bar shows items, rate and ETA. When the
     output is not a terminal (a log file of a background run), where a live bar does not
-    draw, each finished shard prints one plain line with the same figures instead.
+    draw, each finished shard prints one plain line with the same figures instead (and no
+    bar at the end).
     ``usage``, an LLM's :class:`~geckokit.llm.base.UsageStats`, has the tokens this call
     spent counted into the result's ``llm`` (the backend may have served other work before)."""
     if shard_size < 1:
@@ -89,7 +90,11 @@ def run_sharded(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+    from rich.console import Console
+
+    console = Console()
+    live = show_progress and console.is_terminal  # else one plain line per finished shard
+    with Progress(*columns, console=console, disable=not live, transient=False) as progress:
         bar = progress.add_task(description, total=n, completed=done_items, rate="")
         for k in todo:
             if max_shards is not None and written >= max_shards:
@@ -109,8 +114,8 @@ def run_sharded(
             for name in (*outputs[1:], primary):
                 write_table(parts[name], out / name / shard_name(k))
             written += 1
-            if show_progress and not progress.console.is_terminal:
-                progress.console.print(_plain_line(progress.tasks[bar]))
+            if show_progress and not live:
+                console.print(_plain_line(progress.tasks[bar]))
     seconds = time.perf_counter() - t0
     spent = None
     if before is not None and processed:

@@ -594,6 +594,7 @@ def _fit(
             )
 
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    _log_instead_of_printing(trainer)
     checkpoints = sorted(
         (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
     )
@@ -610,6 +611,23 @@ def _fit(
         "seconds": round(seconds, 1),
         "loss_curve": losses,
     }
+
+
+def _log_instead_of_printing(trainer: Any) -> None:
+    """Keep the trainer's progress bar, but send the lines it prints under it (loss and
+    learning rate every ``logging_steps``, the run's speed at the end) to this module's log,
+    which the CLI shows or keeps in the run's log file."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LoggedProgress(ProgressCallback):
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
+            if state.is_world_process_zero and logs:
+                log.info("training: %s", {k: v for k, v in logs.items() if k != "total_flos"})
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(LoggedProgress())
 
 
 def _distill_card(distillation: dict[str, Any] | None) -> list[str]:
