@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 @functools.cache
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument(
         "queries", nargs="*", type=Path, help="generate --out folders (distill: RUN/queries)"
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "claim-difficulty")
     args = parser.parse_args()
 

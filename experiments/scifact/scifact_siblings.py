@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 def split_by_train_documents(
@@ -45,7 +45,7 @@ def split_by_train_documents(
     """The test claims' relevant abstracts (evaluation order), a mask of the claims with a
     relevant abstract that some train claim also cites, and how close the nearest such train
     claim is."""
-    from claim_difficulty import real_claims
+    from experiments.scifact.claim_difficulty import real_claims
     from geckokit.fret.validate import word_overlap
 
     train_ids, train_claims, train_rel = real_claims(scifact, "train")
@@ -85,13 +85,13 @@ def main() -> None:
         help="a generate --out folder (distill: RUN/queries): also split the test claims by "
         "whether the run wrote claims for one of their relevant abstracts",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.models)
     if any(not k or not v for k, v in models.items()) or len(models) != len(args.models):
         raise SystemExit("models: give each as NAME=MODEL, names distinct")
 
-    from distill_scifact import base_scores
+    from experiments.scifact.distill_scifact import base_scores
     from geckokit.encoder import load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.retrieval.metrics import paired_randomisation_p

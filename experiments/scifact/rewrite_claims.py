@@ -35,8 +35,6 @@ from typing import Any
 
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parents[1]
-
 SYSTEM = (
     "You rewrite scientific claims the way another paper citing the finding would state "
     "them. Keep the meaning; change the words: use synonyms, spell out or abbreviate terms, "

@@ -52,7 +52,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_scifact import ROOT, base_scores, human_sets, train_from_args
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import base_scores, human_sets, train_from_args
 
 
 def main() -> None:
@@ -97,7 +98,7 @@ def main() -> None:
         help="pre-finetune the base on SciFact's (title, abstract) pairs first (Gecko's "
         "optional first stage; unified format, so not with --plain)",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     if args.prefinetune and args.plain:
         parser.error("--prefinetune writes its pairs in the unified format; drop --plain")

@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill_scifact import ROOT, base_scores, score_model
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import base_scores, score_model
 
 
 def interpolate(base: Any, tuned: Any, alpha: float) -> Any:
@@ -56,7 +57,7 @@ def main() -> None:
         help="comma-separated weights of the fine-tuned model, each in [0, 1] (default 0.5)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-wise")
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     try:
         alphas = [float(a) for a in args.alpha.split(",") if a]

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
@@ -225,7 +225,7 @@ def main() -> None:
         "minutes on 2 cores): base, distilled, ablation, human-only; the base in plain text "
         "is always scored (its corpus embeddings cached after the first time)",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
 
     from geckokit.encoder import load_encoder

@@ -27,7 +27,8 @@ import argparse
 import json
 from pathlib import Path
 
-from distill_scifact import ROOT, human_sets, train_from_args
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import human_sets, train_from_args
 
 
 def claims_folder(scifact: Path, out: Path, which: str) -> Path:
@@ -36,7 +37,7 @@ def claims_folder(scifact: Path, out: Path, which: str) -> Path:
     their best relevant abstract: first, or lower); ``all`` is SciFact itself."""
     if which == "all":
         return scifact
-    from claim_difficulty import abstract_embeddings, ranks, real_claims
+    from experiments.scifact.claim_difficulty import abstract_embeddings, ranks, real_claims
     from geckokit.encoder import load_encoder
 
     folder = out / f"claims-{which}" / "scifact"
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed: batch order and dropout (default 0)"
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
 
     from geckokit.mixture.build import build_mixture
