@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit.fret.parse import ParseError, parse_task_query
 from geckokit.fret.prompts import GeneratePrompt
 from geckokit.fret.validate import ValidationConfig, check_query
-from geckokit.llm.base import LLM
+from geckokit.llm.base import LLM, PrefixCachingLLM
 
 #: One row per attempt outcome: accepted queries have ``reject_reason`` null.
 GENERATION_SCHEMA = pa.schema(
@@ -95,11 +95,14 @@ class QueryGenerator:
         self.config = config or GenerateConfig()
         names = self.task_types = task_type_pool(prompt, self.config.task_types)
         self.example_queries = [e.query for e in prompt.examples]
-        pin = getattr(llm, "set_shared_prefix", None)
-        if pin is not None:
+        #: the backend's prompt cache, when it has one (None: every prompt is evaluated whole)
+        self.cache = llm if isinstance(llm, PrefixCachingLLM) else None
+        if self.cache is not None:
             # the system turn and few-shot turns: evaluated once, reused for every passage
             a, b = (names * 2)[:2] if len(names) < 2 else names[:2]
-            pin([prompt.messages(a, "a", "a"), prompt.messages(b, "b", "b")])
+            self.cache.set_shared_prefix(
+                [prompt.messages(a, "a", "a"), prompt.messages(b, "b", "b")]
+            )
 
     def __call__(self, passages: pa.Table) -> pa.Table:
         rows: list[dict[str, Any]] = []
@@ -120,8 +123,8 @@ class QueryGenerator:
             chat = self.prompt.messages(task_type, title, passage)
             for attempt in range(cfg.max_attempts):
                 seed = base_seed + attempt
-                if not cfg.reuse_prefix and hasattr(self.llm, "reset_cache"):
-                    self.llm.reset_cache()
+                if not cfg.reuse_prefix and self.cache is not None:
+                    self.cache.reset_cache()
                 t0 = time.perf_counter()
                 gen = self.llm.generate(
                     [chat], max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=seed

@@ -646,5 +646,5 @@ def _score_pairs(
         description="mine: score passages",
         max_shards=max_shards,
         show_progress=show_progress,
-        usage=getattr(llm, "usage", None),
+        usage=llm.usage,
     )

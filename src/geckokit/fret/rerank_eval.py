@@ -62,8 +62,7 @@ def rerank_eval(
         for p in cands[q]:
             by_passage[p].append(q)
     scorer = PairScorer(llm, prompt, passage_max_tokens=passage_max_tokens)
-    usage = getattr(llm, "usage", None)
-    before = usage.copy() if usage is not None else None
+    before = llm.usage.copy()
     ql: dict[tuple[str, str], float] = {}
     rc: dict[tuple[str, str], float] = {}
     t0 = time.perf_counter()
@@ -83,11 +82,7 @@ def rerank_eval(
                 ql[(q, p)], rc[(q, p)] = s.ql, s.rc
             progress.update(bar, advance=len(qs))
     seconds = time.perf_counter() - t0
-    tokens = (
-        usage.since(before)["prompt_tokens_evaluated"]
-        if usage is not None and before is not None
-        else 0
-    )
+    tokens = llm.usage.since(before)["prompt_tokens_evaluated"]
 
     orderings: dict[str, list[list[str]]] = defaultdict(list)
     for q in qids:
