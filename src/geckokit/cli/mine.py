@@ -141,13 +141,13 @@ def mine(
     LLM work."""
     from rich.console import Console
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, check_seedless
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.llm import load_llm
-    from geckokit.registry import DEFAULT_ENCODER, default_fusion
+    from geckokit.registry import default_fusion
     from geckokit.retrieval.hybrid import Retriever
     from geckokit.runs.manifest import MineSummary
     from geckokit.tasks import DEFAULT_QUERY_TASK
@@ -181,14 +181,12 @@ def mine(
     )
     check_seedless(config, queries_file, generated=queries_dir is not None)  # before loading
     prompt = load_rerank_prompt(prompt_spec)
-    encoder_name = encoder or DEFAULT_ENCODER
     manifest = run_mine(
         queries_dir,
         corpus,
         out,
         llm=None if config.fusion is Fusion.SEED else load_llm(llm_spec),
-        encoder=load_encoder(encoder_name),
-        encoder_name=encoder_name,
+        encoder=EncoderRef.load(encoder),
         config=config,
         prompt=prompt,
         queries_file=queries_file,

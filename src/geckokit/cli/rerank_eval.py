@@ -70,17 +70,15 @@ def rerank_eval(
     from rich.console import Console
     from rich.table import Table
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.fret.rerank_eval import rerank_eval as run
     from geckokit.llm import load_llm
-    from geckokit.registry import DEFAULT_ENCODER
 
     result = run(
         beir_dir,
         llm=load_llm(llm_spec),
-        encoder=load_encoder(encoder),
-        encoder_name=encoder or DEFAULT_ENCODER,
+        encoder=EncoderRef.load(encoder),
         prompt=load_rerank_prompt(prompt_spec),
         top_k=top_k,
         n_queries=n_queries or None,
