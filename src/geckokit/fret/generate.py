@@ -2,8 +2,9 @@
 
 For each passage a task type is drawn uniformly from the prompt's pool (the paper found
 diverse tasks best), the few-shot chat is completed, the JSON answer parsed and the query
-validated. A failed attempt is retried with a new seed up to ``max_attempts`` times; every
-failed attempt is kept as a reject row with its reason, so nothing is dropped silently.
+validated. A failed attempt is retried with a new seed, at ``retry_temperature`` at least, up
+to ``max_attempts`` times; every failed attempt is kept as a reject row with its reason, so
+nothing is dropped silently.
 
 The stage is :class:`QueryGenerator`: built once (prompt, LLM), then called on a batch of
 passages (``pyarrow.Table`` in, ``pyarrow.Table`` out), locally or under Ray Data.
@@ -75,6 +76,13 @@ def passage_seed(seed: int, passage_id: str, slot: int = 0) -> int:
     return int.from_bytes(digest[:6], "big")
 
 
+def attempt_temperature(config: GenerateConfig, attempt: int) -> float:
+    """The sampling temperature of ``attempt`` (0 first): ``temperature`` first, then at least
+    ``retry_temperature``, so that a retry after a rejected answer differs from it even when
+    the first attempt decodes greedily."""
+    return config.temperature if attempt == 0 else max(config.temperature, config.retry_temperature)
+
+
 def task_type_pool(prompt: GeneratePrompt, names: list[str] | None) -> list[str]:
     """The task types query slots are drawn from: ``names`` (each checked against the
     prompt) or, by default, the prompt's whole pool."""
@@ -127,7 +135,10 @@ class QueryGenerator:
                     self.cache.reset_cache()
                 t0 = time.perf_counter()
                 gen = self.llm.generate(
-                    [chat], max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=seed
+                    [chat],
+                    max_tokens=cfg.max_tokens,
+                    temperature=attempt_temperature(cfg, attempt),
+                    seed=seed,
                 )[0]
                 seconds = time.perf_counter() - t0
                 try:
