@@ -32,6 +32,7 @@ from geckokit.llm.base import (
     log_softmax,
     logsumexp,
 )
+from geckokit.registry import DEFAULT_LLM
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
 
     def __init__(
         self,
-        model: str = "qwen2.5-coder-0.5b-instruct",
+        model: str = DEFAULT_LLM,
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,

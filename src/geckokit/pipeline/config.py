@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.mine_run import MineConfig, check_seedless
+from geckokit.registry import DEFAULT_ENCODER
 from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
 
@@ -51,7 +52,7 @@ class DistillConfig(BaseModel):
 
     corpus: str
     llm: str | None = Field(None, description="LLM (default: the registry's default)")
-    base: str = Field("all-minilm-l6-v2", description="encoder to distil into")
+    base: str = Field(DEFAULT_ENCODER, description="encoder to distil into")
     encoder: str | None = Field(
         None, description="initial encoder that retrieves neighbours (default: base)"
     )
