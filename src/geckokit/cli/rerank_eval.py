@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from geckokit.cli.options import encoder_option, llm_option
+from geckokit.cli.settings import setting_option
+from geckokit.pipeline.config import DistillConfig
 
 
 @click.command("rerank-eval")
@@ -31,11 +33,11 @@ from geckokit.cli.options import encoder_option, llm_option
     show_default=True,
     help="The first N test queries by id (0: all).",
 )
-@click.option(
+@setting_option(
+    DistillConfig,
+    "rerank_prompt",
     "--prompt",
     "prompt_spec",
-    default="binary",
-    show_default=True,
     help="Rerank prompt: binary, graded, or a TOML file.",
 )
 @click.option(

@@ -143,8 +143,9 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
 
     config = config.model_copy(deep=True)
     config.llm = config.llm or DEFAULT_LLM
-    if "fusion" not in config.mine.model_fields_set:
-        config.mine.fusion = Fusion.parse(default_fusion(config.llm))
+    measured = default_fusion(config.llm)
+    if "fusion" not in config.mine.model_fields_set and measured is not None:
+        config.mine.fusion = Fusion.parse(measured)
     config.encoder = config.encoder or config.base
     config.train.base = config.base
     return config
