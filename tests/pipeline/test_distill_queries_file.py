@@ -19,8 +19,8 @@ from geckokit.pipeline.distill import DistillConfig, distill, load_config
 from geckokit.pipeline.stages import check_config, llm_stages_left
 from geckokit.runs.folder import RunMismatchError
 
-PASSAGES = ["os.getcwd", "os.remove", "json.dumps", "json.loads", "re.sub", "time.sleep"]
-LOG = "how do I delete a file\n\nturn a Python object into a JSON string\nhow do I delete a file\n"
+PASSAGES = ["DataDirectory", "CacheDirectory", "BandwidthRate", "AvoidDiskWrites", "SocksPort", "Log"]
+LOG = "where does tor keep its state\n\nlimit the bandwidth my relay uses\nwhere does tor keep its state\n"
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_distill_mines_the_user_queries_in_place_of_generated_ones(
     assert llm.usage.prompt_tokens_evaluated == spent
     with pytest.raises(RunMismatchError, match=r"\(also_generate\) and its mine/ already ran"):
         distill(_config(corpus, log, also_generate=True), out, until="mine", llm=llm)
-    log.write_text(LOG + "sleep for a second\n")
+    log.write_text(LOG + "send the log to syslog\n")
     with pytest.raises(RunMismatchError, match=r"\(queries_file_sha256\) and its mine/"):
         distill(_config(corpus, log), out, until="mine", llm=llm)
 
