@@ -171,13 +171,13 @@ def copy_llm_stages(src: Path, dst: Path) -> None:
 
 
 def score_retrieval(model: Any, corpus: Path, *, gecko: bool, name: str = "") -> dict[str, Any]:
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.tasks import task_string
 
     task = task_string(corpus.name, "retrieval")
-    r = evaluate_retrieval(
-        model, corpus, task=task, gecko_format=gecko, per_query=True, encoder_name=name
-    )
+    encoder = EncoderRef.named(model, name) if name else EncoderRef(model)
+    r = evaluate_retrieval(encoder, corpus, task=task, gecko_format=gecko, per_query=True)
     return {
         "ndcg@10": r["ndcg@10"],
         "recall@10": r["recall@10"],

@@ -67,7 +67,7 @@ def base_scores(shared: Path, *, encoder: str, gecko_format: bool) -> dict[str, 
     claim's nDCG@10 under ``ndcg@10_per_query``, for paired tests) and STS-Benchmark test
     Spearman, in plain text or the unified format. The corpus embeddings, most of its four
     minutes on 2 cores, are computed once and kept under ``$GECKOKIT_HOME/embeddings``
-    (``evaluate_retrieval(encoder_name=...)``), so later runs take under a minute."""
+    (a registry encoder's, by its name), so later runs take under a minute."""
     from geckokit.encoder import load_encoder
 
     model = load_encoder(encoder)
@@ -137,16 +137,16 @@ def score_model(
     more): the base itself loses 7.5 points there in the unified format, so the plain figure
     tells a change of format from forgetting. ``name`` (a registry name or hub id) caches
     the corpus embeddings, as ``base_scores`` does for the base."""
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.tasks import task_string
 
     ret = evaluate_retrieval(
-        model,
+        EncoderRef.named(model, name) if name else EncoderRef(model),
         shared / "beir" / "scifact",
         task=task_string("scifact", "retrieval"),
         gecko_format=gecko_format,
         per_query=per_query,
-        encoder_name=name,
     )
     sts = shared / "sts" / "stsbenchmark" / "test.jsonl"
     ret["stsb_spearman"] = sts_spearman(model, sts, gecko_format=gecko_format)
@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef, load_encoder
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
@@ -292,8 +292,7 @@ def main() -> None:
         scifact / "corpus.jsonl",
         abl / "mine",
         llm=None,
-        encoder=load_encoder(config.base),
-        encoder_name=config.base,
+        encoder=EncoderRef.load(config.base),
         config=MineConfig(
             top_n=args.top_n,
             fusion=Fusion.SEED,

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.io import read_json, read_shards, write_table
@@ -76,8 +76,7 @@ def main() -> None:
         first["corpus"]["source"],
         args.out / "mine",
         llm=load_llm(args.llm),
-        encoder=load_encoder(first["encoder"]),
-        encoder_name=first["encoder"],
+        encoder=EncoderRef.load(first["encoder"]),
         config=config,
     )
     seconds = time.perf_counter() - t0

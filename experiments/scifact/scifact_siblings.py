@@ -95,7 +95,7 @@ def main() -> None:
         raise SystemExit("models: give each as NAME=MODEL, names distinct")
 
     from experiments.scifact.distill_scifact import base_scores
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.retrieval.metrics import paired_randomisation_p
     from geckokit.tasks import task_string
@@ -115,7 +115,7 @@ def main() -> None:
     scores = {"base (plain)": 100 * np.array(base_run["ndcg@10_per_query"])}
     for name, path in models.items():
         got = evaluate_retrieval(
-            load_encoder(path), scifact, task=task, gecko_format=True, per_query=True
+            EncoderRef.load(path), scifact, task=task, gecko_format=True, per_query=True
         )
         scores[name] = 100 * np.array(got["ndcg@10_per_query"])
     base = scores["base (plain)"]

@@ -142,7 +142,7 @@ def generate_queries(
         description="generate",
         max_shards=max_shards,
         show_progress=show_progress,
-        usage=getattr(llm, "usage", None),
+        usage=llm.usage,
     )
     queries, rejects = read_shards(out / "queries"), read_shards(out / "rejects")
     finished = run.shards_skipped + run.shards_written == run.shards_total

@@ -24,21 +24,25 @@ from geckokit.runs.manifest import MineManifest, RunManifest, Stage, finished, r
 
 if TYPE_CHECKING:
     from geckokit.corpus import Corpus
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.prompts import GeneratePrompt
     from geckokit.fret.user_queries import UserQueries
+    from geckokit.llm.base import LLM
     from geckokit.pipeline.config import DistillConfig
 
 
 @dataclasses.dataclass
 class DistillRun:
-    """What the stages of one distill sitting share."""
+    """What the stages of one distill sitting share. ``llm`` and ``encoder`` (the initial
+    encoder) are loaded from the settings when first needed, unless given."""
 
     config: DistillConfig
     out: Path
     prompt: GeneratePrompt
     user: UserQueries | None = None
-    llm: Any = None
+    llm: LLM | None = None
     show_progress: bool = True
+    encoder: EncoderRef | None = None
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -52,11 +56,19 @@ class DistillRun:
         """The passages queries are written for (``sample`` of them, else all)."""
         return sample_passages(self.corpus, self.config.sample, seed=self.config.generate.seed)
 
-    def load_llm(self) -> None:
+    def load_llm(self) -> LLM:
         if self.llm is None:
             from geckokit.llm import load_llm
 
             self.llm = load_llm(self.config.llm)
+        return self.llm
+
+    def load_encoder(self) -> EncoderRef:
+        if self.encoder is None:
+            from geckokit.encoder import EncoderRef
+
+            self.encoder = EncoderRef.load(self.config.encoder)
+        return self.encoder
 
 
 class DistillStep(Step):
@@ -91,7 +103,7 @@ class Generate(DistillStep):
         gen = generate_queries(
             r.seeds,
             self.folder,
-            llm=r.llm,
+            llm=r.load_llm(),
             config=r.config.generate,
             prompt=r.prompt,
             show_progress=r.show_progress,
@@ -122,19 +134,16 @@ class Mine(DistillStep):
         )
 
     def run(self) -> dict[str, Any]:
-        from geckokit.encoder import load_encoder
         from geckokit.fret.mine_run import mine
         from geckokit.fret.rerank import load_rerank_prompt
 
         r, c = self.shared, self.shared.config
-        assert c.encoder is not None  # resolve_defaults sets it
         mined = mine(
             r.out / Stage.GENERATE.folder if c.generates else None,
             r.corpus,
             self.folder,
             llm=r.llm,
-            encoder=load_encoder(c.encoder),
-            encoder_name=c.encoder,
+            encoder=r.load_encoder(),
             config=c.mine,
             prompt=load_rerank_prompt(c.rerank_prompt),
             queries_file=c.queries_file,
@@ -145,6 +154,7 @@ class Mine(DistillStep):
 
     def after(self, manifest: RunManifest) -> None:
         self.shared.llm = None  # the LLM's work is done; let it go before training
+        self.shared.encoder = None  # so is the initial encoder's
 
 
 class Mix(DistillStep):

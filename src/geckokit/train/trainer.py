@@ -32,6 +32,7 @@ from geckokit._deps import require
 from geckokit.encoder import embedding_width
 from geckokit.format import plain_document, plain_query
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.registry import DEFAULT_ENCODER
 from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
@@ -51,7 +52,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     base: str = Field(
-        "all-minilm-l6-v2", description="encoder to fine-tune (registry name, path or hub id)"
+        DEFAULT_ENCODER, description="encoder to fine-tune (registry name, path or hub id)"
     )
     max_steps: int = Field(-1, description="stop after this many steps (-1: run the epochs)")
     epochs: float = Field(1.0, gt=0)
