@@ -382,9 +382,11 @@ def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
         max_seq_length=64,
         save_steps=1000,
     )
+    with pytest.raises(ValueError, match="pre-finetuning pairs are written in the unified"):
+        train(fret_mixture, tmp_path / "pre", config=config, prefinetune=fret_mixture)
     manifest = train(fret_mixture, tmp_path, config=config)
     assert manifest["config"]["text_format"] == "plain"
-    assert SentenceTransformer(str(tmp_path / "model")).prompts == {}
+    assert not any(SentenceTransformer(str(tmp_path / "model")).prompts.values())
     info = json.loads((tmp_path / "model" / "geckokit.json").read_text())
     assert info["prompts"] == {}
     formats = describe_model(str(tmp_path / "model")).formats([PromptFormat.AUTO])

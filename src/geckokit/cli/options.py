@@ -128,7 +128,8 @@ def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> st
 def distillation_options(
     model: type[BaseModel], prefix: str = "", *, inherit: bool = False
 ) -> Callable[[F], F]:
-    """The score-distillation flags (``TrainConfig.objective`` ... ``distill_candidates``) of
+    """The score-distillation flags (``TrainConfig.objective`` ... ``distill_candidates``,
+    with ``text_format``) of
     ``model``, whose training table is at ``prefix`` (``train.`` in a distill config).
     ``geckokit train`` gives them their defaults; ``geckokit distill`` leaves them None
     (``inherit``), so that its config file's value or the setting's default applies."""
@@ -154,6 +155,12 @@ def distillation_options(
             "teacher_temperature",
             "The teacher's scores are divided by this (kl: before its softmax; margin-mse: "
             "its margins). The encoder's scores are cosine / the temperature of eq. 3.",
+        ),
+        (
+            "text_format",
+            "unified: train in Gecko's format (task and title prefixes) and save its prompts "
+            "with the model; plain: strip the prefixes and save no prompts, so the model "
+            "reads queries and passages as the base did.",
         ),
         (
             "distill_candidates",

@@ -284,6 +284,11 @@ def train(
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
     if config.text_format is TextFormat.PLAIN:
+        if prefinetune is not None:
+            raise ValueError(
+                "pre-finetuning pairs are written in the unified format: drop "
+                "--text-format plain or --prefinetune"
+            )
         table = as_plain_text(table)
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
     weights = config.weights if config.weights is not None else mix_manifest.get("weights")
