@@ -159,7 +159,7 @@ class Mine(DistillStep):
 
 class Mix(DistillStep):
     stage = Stage.MIX
-    title = "training mixture: FRet plus the human-labelled sets, unified format"
+    title = "training mixture: FRet and any human-labelled sets given, unified format"
     settings = ("mix",)
 
     def run(self) -> dict[str, Any]:
