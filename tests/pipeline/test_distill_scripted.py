@@ -257,3 +257,19 @@ def test_a_loaded_encoder_must_carry_the_name_the_settings_give(tmp_path: Path) 
     with pytest.raises(ValueError, match="named 'other' but the settings' initial encoder"):
         distill(_config(), tmp_path / "run", llm=ScriptedLLM(), encoder=tiny_encoder("other"))
     assert not (tmp_path / "run").exists()
+
+
+def test_examples_that_cannot_fill_a_batch_are_refused_before_any_llm_work(
+    tmp_path: Path, stops: _Stops
+) -> None:
+    llm = ScriptedLLM()
+    config = _config(limit=12, **{"train.batch_size": 32})
+    with pytest.raises(ValueError, match=r"at most 12 training examples \(12 passages x 1"):
+        distill(config, tmp_path / "run", llm=llm, encoder=tiny_encoder())
+    assert llm.usage.requests == 0 and not (tmp_path / "run" / "queries").exists()
+    # query slots count; a run that stops before training is not refused
+    config = _config(limit=12, **{"train.batch_size": 32, "generate.queries_per_passage": 2})
+    with pytest.raises(ValueError, match="at most 24 training examples"):
+        distill(config, tmp_path / "run", llm=llm, encoder=tiny_encoder())
+    distill(_config(limit=12), tmp_path / "run", until="generate", llm=llm, encoder=tiny_encoder())
+    assert llm.usage.requests > 0

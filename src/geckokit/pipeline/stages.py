@@ -291,6 +291,12 @@ def llm_preparation(
 
             require_bm25()  # BM25 is missing: say so before the queries are written, not after
         left = llm_stages_left(out / Stage.GENERATE.folder, mine_dir, c.mine, generate=c.generates)
+        if (
+            left
+            and "generate" in left
+            and list(Stage).index(until) >= list(Stage).index(Stage.TRAIN)
+        ):
+            check_batch_fits(run)  # before the LLM writes a query, not after
         if left or actions[Stage.MINE] is Action.AGAIN:
             run.load_llm()
         if left:
@@ -299,6 +305,31 @@ def llm_preparation(
                 on_estimate(manifest.estimate)
 
     return prepare
+
+
+def check_batch_fits(run: DistillRun) -> None:
+    """Refuse a run whose FRet examples cannot fill one training batch even if every query
+    is kept (the passages to write for times ``queries_per_passage``, plus the user's
+    queries) and that mixes no human-labelled set: training would refuse it only after all
+    the LLM work."""
+    c = run.config
+    if any(
+        getattr(c.mix, name) for name in ("nli", "classification", "sts", "qa", "pairs", "claims")
+    ):
+        return  # the human-labelled rows count too; the trainer checks the mixture itself
+    passages = run.seeds.passages.num_rows if c.generates else 0
+    most = passages * c.generate.queries_per_passage
+    if run.user is not None:
+        most += run.user.counts["queries"]
+    if most < c.train.batch_size:
+        where = f"{passages} passages x {c.generate.queries_per_passage} queries"
+        if run.user is not None:
+            where += f" + {run.user.counts['queries']} of your queries"
+        raise ValueError(
+            f"at most {most} training examples ({where}) cannot fill one training batch of "
+            f"{c.train.batch_size}: lower train.batch_size (--batch-size) to {max(2, most // 2)} "
+            "or below, or give more passages (sample, limit) or queries_per_passage"
+        )
 
 
 def _estimate(run: DistillRun, left: list[str]) -> dict[str, Any]:
