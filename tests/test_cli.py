@@ -316,6 +316,9 @@ def test_train_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert seen["config"] == trainer.TrainConfig()  # the flags default to the config
+    assert seen["config"].model_fields_set == {"matryoshka_dims"}  # what was not given is unset
+    result = CliRunner().invoke(cli, [*args, "--text-format", "plain"])
+    assert seen["config"].model_fields_set == {"matryoshka_dims", "text_format"}
     distilling = ["--objective", "kl", "--distill-weight", "2", "--teacher", "fused"]
     distilling += ["--teacher-temperature", "0.1", "--distill-candidates", "12"]
     result = CliRunner().invoke(cli, [*args, *distilling])

@@ -151,13 +151,19 @@ def setting_option(
     )
 
 
-def setting_overrides(ctx: click.Context, model: type[BaseModel]) -> dict[str, Any]:
+def setting_overrides(
+    ctx: click.Context, model: type[BaseModel], *, given_only: bool = False
+) -> dict[str, Any]:
     """The values of the command's :class:`SettingOption` flags of ``model`` by dotted key:
     None where a flag that defaults to None was not given, paths as strings, a repeated
-    flag's values as a list (None for none)."""
+    flag's values as a list (None for none). ``given_only``: only the flags given (on the
+    command line or from the environment), so that the model knows which were set."""
     out: dict[str, Any] = {}
     for param in ctx.command.params:
         if isinstance(param, SettingOption) and param.setting[0] is model and param.name:
+            source = ctx.get_parameter_source(param.name)
+            if given_only and source in (None, click.core.ParameterSource.DEFAULT):
+                continue
             value = ctx.params.get(param.name)
             if isinstance(value, Path):
                 value = str(value)

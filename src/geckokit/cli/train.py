@@ -86,7 +86,9 @@ def train(
         raise click.BadParameter(
             f"expected integers like 384,256,128, got {dims!r}", param_hint="--dims"
         ) from None
-    config = TrainConfig(**setting_overrides(ctx, TrainConfig), matryoshka_dims=dim_list)
+    config = TrainConfig(
+        **setting_overrides(ctx, TrainConfig, given_only=True), matryoshka_dims=dim_list
+    )
     manifest = run(mixture_dir, out, config=config, prefinetune=prefinetune)
     pre = manifest.get("prefinetune")
     if pre:
