@@ -19,7 +19,7 @@ from geckokit.pipeline.demo import DEMO_SUMMARY, run_demo
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """distill, train and evaluate replaced by recorders with fixed scores."""
-    calls: dict[str, list[Any]] = {"distill": [], "train": [], "evaluate": []}
+    calls: dict[str, list[Any]] = {"distill": [], "train": [], "evaluate": [], "format": []}
     eval_rows = [
         {"benchmark": "demo", "model": "base", "ndcg@10": 68.08, "recall@10": 82.92},
         {
@@ -33,10 +33,12 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
     def distill(config: Any, out: Any, **kwargs: Any) -> dict[str, Any]:
         calls["distill"].append(config.train.seed)
+        calls["format"].append(config.train.text_format.value)
         return {"stages": {"eval": {"results": eval_rows}}, "status": "finished"}
 
     def train(mix: Path, out: Path, *, config: Any, prefinetune: Any) -> dict[str, Any]:
         calls["train"].append(config.seed)
+        calls["format"].append(config.text_format.value)
         (out / "model").mkdir(parents=True)
         return {}
 
@@ -64,6 +66,7 @@ def test_demo_trains_further_seeds_and_summarises_them(
 ) -> None:
     summary = run_demo(tmp_path / "demo")
     assert scripted["distill"] == [0] and scripted["train"] == [1, 2]
+    assert scripted["format"] == ["plain"] * 3  # every seed trains in plain text
     distilled = summary["rows"][2]
     assert [s["ndcg@10"] for s in distilled["seeds"]] == [70.0, 72.0, 71.0]
     assert distilled["ndcg@10"] == 71.0 and (
