@@ -393,8 +393,8 @@ def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
         max_seq_length=64,
         save_steps=1000,
     )
-    with pytest.raises(ValueError, match="pre-finetuning pairs are written in the unified"):
-        train(fret_mixture, tmp_path / "pre", config=config, prefinetune=fret_mixture)
+    pre = train(fret_mixture, tmp_path / "pre", config=config, prefinetune=fret_mixture)
+    assert pre["prefinetune"]["settings"]["text_format"] == "plain"  # its pairs are plain too
     manifest = train(fret_mixture, tmp_path, config=config)
     assert manifest["config"]["text_format"] == "plain"
     assert not any(SentenceTransformer(str(tmp_path / "model")).prompts.values())

@@ -306,11 +306,6 @@ def train(
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
     if config.text_format is TextFormat.PLAIN:
-        if prefinetune is not None:
-            raise ValueError(
-                "pre-finetuning pairs are written in the unified format: drop "
-                "--text-format plain or --prefinetune"
-            )
         table = as_plain_text(table)
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
     weights = config.weights if config.weights is not None else mix_manifest.get("weights")
@@ -536,11 +531,15 @@ def prefinetune_encoder(
         "temperature": config.temperature,
         "seed": config.seed,
     }
+    if config.text_format is TextFormat.PLAIN:  # unified: the key is absent, as it was before
+        settings["text_format"] = config.text_format.value
     done = read_json(out / MANIFEST)
     if resume and done and done.get("settings") == settings and (out / "model").is_dir():
         log.info("pre-finetuning: reusing the finished stage in %s", out)
         return done
     table = load_pairs(pairs)
+    if config.text_format is TextFormat.PLAIN:
+        table = as_plain_text(table)
     rows = table.to_pydict()
     rows["negative"] = [""] * table.num_rows
     model = _load_base(config.base, config)
