@@ -19,6 +19,7 @@ from geckokit.fret.mine_run import SELECTION, MineConfig
 from geckokit.pipeline.config import QUERIES_SHA256
 from geckokit.pipeline.runner import Action, Step
 from geckokit.pipeline.runner import first_stage as _first_stage
+from geckokit.runs.executor import Executor
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.manifest import MineManifest, RunManifest, Stage, finished, read_stage_manifest
 
@@ -58,6 +59,13 @@ class DistillRun:
 
             self.llm = load_llm(self.config.llm)
 
+    def stage_llm(self) -> Any:
+        """The LLM a stage takes: the loaded one (None: none loaded, no LLM work), or for
+        executor ``ray`` its spec, which each Ray worker loads."""
+        if self.llm is None or self.config.executor is Executor.LOCAL:
+            return self.llm
+        return self.config.llm
+
 
 class DistillStep(Step):
     """A stage of a distill run, with what the run's stages share."""
@@ -91,10 +99,11 @@ class Generate(DistillStep):
         gen = generate_queries(
             r.seeds,
             self.folder,
-            llm=r.llm,
+            llm=r.stage_llm(),
             config=r.config.generate,
             prompt=r.prompt,
             show_progress=r.show_progress,
+            executor=r.config.execution,
         )
         return {"summary": gen["summary"], "llm_this_run": gen.get("llm_this_run")}
 
@@ -132,7 +141,7 @@ class Mine(DistillStep):
             r.out / Stage.GENERATE.folder if c.generates else None,
             r.corpus,
             self.folder,
-            llm=r.llm,
+            llm=r.stage_llm(),
             encoder=load_encoder(c.encoder),
             encoder_name=c.encoder,
             config=c.mine,
@@ -140,6 +149,7 @@ class Mine(DistillStep):
             queries_file=c.queries_file,
             queries_task=c.queries_task,
             show_progress=r.show_progress,
+            executor=c.execution,
         )
         return {"summary": mined.get("summary"), "llm_this_run": mined.get("llm_this_run")}
 
