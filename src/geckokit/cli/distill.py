@@ -10,6 +10,7 @@ import click
 from geckokit.cli.logs import verbose_option
 from geckokit.cli.options import (
     distillation_options,
+    executor_options,
     generate_prompt_option,
     llm_option,
     queries_file_option,
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Stop after this stage (rerun without it to go on).",
 )
+@executor_options(show_defaults=False)
 @verbose_option
 def distill(
     corpus: Path | None,
@@ -134,6 +136,9 @@ def distill(
     distill_candidates: int | None,
     prefinetune: str | None,
     until: str,
+    executor: str | None,
+    ray_address: str | None,
+    workers: int | None,
     verbose: int,
 ) -> None:
     """Distil an embedding model from a corpus and an LLM: generate -> mine -> mix -> train
@@ -167,6 +172,9 @@ def distill(
         "train.teacher": teacher,
         "train.teacher_temperature": teacher_temperature,
         "train.distill_candidates": distill_candidates,
+        "executor": executor,
+        "ray_address": ray_address,
+        "workers": workers,
     }
     if corpus is None and config_path is None:
         raise click.UsageError("give --corpus or a --config file that names the corpus")

@@ -8,6 +8,7 @@ import click
 
 from geckokit.cli.options import (
     encoder_option,
+    executor_options,
     llm_option,
     llm_usage_line,
     queries_file_option,
@@ -110,6 +111,7 @@ from geckokit.retrieval.hybrid import RRF_K
     "teach it little; their pairs are not scored). Not in the paper.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@executor_options(show_defaults=True)
 def mine(
     queries_dir: Path | None,
     queries_file: Path | None,
@@ -131,6 +133,9 @@ def mine(
     warmup_encoder: bool,
     drop_solved: bool,
     seed: int,
+    executor: str,
+    ray_address: str | None,
+    workers: int,
 ) -> None:
     """FRet step 2: retrieve top-N candidates per query, score each with the LLM (query
     likelihood and relevance label, one pass), fuse the rankings and pick the positive and
@@ -146,9 +151,9 @@ def mine(
     from geckokit.fret.mine_run import MineConfig, check_seedless
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
-    from geckokit.llm import load_llm
-    from geckokit.registry import DEFAULT_ENCODER, default_fusion
+    from geckokit.registry import DEFAULT_ENCODER, DEFAULT_LLM, default_fusion
     from geckokit.retrieval.hybrid import Retriever
+    from geckokit.runs.executor import Executor, ExecutorSettings
     from geckokit.runs.manifest import MineSummary
     from geckokit.tasks import DEFAULT_QUERY_TASK
 
@@ -186,7 +191,8 @@ def mine(
         queries_dir,
         corpus,
         out,
-        llm=None if config.fusion is Fusion.SEED else load_llm(llm_spec),
+        # loaded here, or by each Ray worker
+        llm=None if config.fusion is Fusion.SEED else llm_spec or DEFAULT_LLM,
         encoder=load_encoder(encoder_name),
         encoder_name=encoder_name,
         config=config,
@@ -194,6 +200,9 @@ def mine(
         queries_file=queries_file,
         queries_task=task or DEFAULT_QUERY_TASK,
         shard_size=shard_size,
+        executor=ExecutorSettings(
+            executor=Executor.parse(executor), ray_address=ray_address, workers=workers
+        ),
     )
     console = Console()
     s = manifest.get("summary", {})

@@ -20,7 +20,8 @@ llm_option = click.option(
     "llm_spec",
     default=None,
     help="Registry name, GGUF path or OpenAI-compatible URL such as http://host:8000/v1 "
-    "(default: qwen2.5-coder-0.5b-instruct).",
+    "(default: qwen2.5-coder-0.5b-instruct); several servers of one model as a "
+    "comma-separated list of URLs or a file of them, one per line.",
 )
 encoder_option = click.option(
     "--encoder",
@@ -171,6 +172,46 @@ def distillation_options(*, show_defaults: bool) -> Callable[[F], F]:
                 default=default if show_defaults else None,
                 show_default=show_defaults,
                 help=text if show_defaults else f"{text} (default: {default})",
+            )(f)
+        return f
+
+    return decorate
+
+
+def executor_options(*, show_defaults: bool) -> Callable[[F], F]:
+    """``--executor``, ``--ray-address`` and ``--workers`` (``ExecutorSettings``): where the
+    sharded LLM stages run. ``geckokit generate`` and ``mine`` give them their defaults;
+    ``geckokit distill`` leaves them None, so that its config file's value or the default
+    applies."""
+    from geckokit.runs.executor import Executor
+
+    specs: list[tuple[str, Any, Any, str]] = [
+        (
+            "--executor",
+            click.Choice([e.value for e in Executor]),
+            Executor.LOCAL.value,
+            "Where the LLM work runs: local (one loop in this process) or ray (a pool of Ray "
+            "workers, each loading the LLM once and taking whole shards; needs "
+            "geckokit[ray]). A run folder resumes with either.",
+        ),
+        (
+            "--ray-address",
+            str,
+            None,
+            "The Ray cluster to join (HOST:PORT); unset: RAY_ADDRESS, else a local cluster "
+            "started for the run.",
+        ),
+        ("--workers", click.IntRange(min=1), 1, "Ray workers (with --executor ray)."),
+    ]
+
+    def decorate(f: F) -> F:
+        for flag, kind, default, text in reversed(specs):
+            f = click.option(
+                flag,
+                type=kind,
+                default=default if show_defaults else None,
+                show_default=show_defaults and default is not None,
+                help=text if show_defaults or default is None else f"{text} (default: {default})",
             )(f)
         return f
 
