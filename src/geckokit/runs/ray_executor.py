@@ -121,31 +121,28 @@ class RayShards:
             self._started = True
         elif settings.ray_address is not None:
             log.info("Ray is already initialised in this process; ray_address is not used")
-        self._check_resources(ray)
-        self._load = ray.put(load)
         self.actors: list[Any] = []
         try:
+            self._check_resources(ray)
+            self._load = ray.put(load)
             self.info = self._start(1)[0]
         except BaseException:
             self.close()
             raise
 
     def _check_resources(self, ray: Any) -> None:
-        """Refuse a pool the cluster cannot place (its actors would wait forever, and the
-        run with them); on a cluster that was joined, which may grow, only warn."""
+        """Refuse a pool the cluster cannot place: its actors would wait for resources
+        forever, and the run with them, without a word."""
         s = self.settings
         have = ray.cluster_resources()
         for what, per in (("CPU", s.worker_cpus), ("GPU", s.worker_gpus)):
             need, got = s.workers * per, float(have.get(what, 0.0))
-            if need <= got + 1e-9:
-                continue
-            message = (
-                f"{s.workers} Ray workers of {per:g} {what} each need {need:g} {what}s but the "
-                f"Ray cluster has {got:g}; lower workers or worker_{what.lower()}s"
-            )
-            if self._started and s.ray_address is None:
-                raise ValueError(message)
-            log.warning("%s (or wait for the cluster to grow)", message)
+            if need > got + 1e-9:
+                raise ValueError(
+                    f"{s.workers} Ray workers of {per:g} {what} each need {need:g} {what}s "
+                    f"but the Ray cluster has {got:g}; lower workers or "
+                    f"worker_{what.lower()}s (or start the cluster with more nodes)"
+                )
 
     def _start(self, n: int) -> list[dict[str, Any]]:
         """Start actors up to ``n`` in all; returns the new ones' :attr:`Loaded.info` once
@@ -161,8 +158,9 @@ class RayShards:
         self.actors += new
         try:
             return list(ray.get([a.info.remote() for a in new]))
-        except ray.exceptions.RayError as exc:
-            raise RuntimeError(f"a Ray worker could not load its model: {exc}") from exc
+        except ray.exceptions.RayError as exc:  # its last line is the cause's own
+            cause = str(exc).strip().splitlines()[-1]
+            raise RuntimeError(f"a Ray worker could not load its model: {cause}") from exc
 
     def run(
         self,
