@@ -3,7 +3,10 @@
 
 The local executor takes a loaded LLM, or loads one from its spec here; the Ray executor
 takes the spec (a registry name, a GGUF path, one or several server URLs) and each of its
-workers loads the LLM from it once, with :func:`load_worker`.
+workers loads the LLM from it once, with :func:`load_worker`. An in-process llama.cpp model
+in a Ray worker computes with as many threads as the CPUs Ray reserves for the worker (at
+least one): with its default of one per core, workers sharing a machine would contend for
+every core.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 from contextlib import AbstractContextManager
 from typing import Any
 
-from geckokit.llm import load_llm, model_fingerprint
+from geckokit.llm import Backend, detect_backend, load_llm, model_fingerprint
 from geckokit.llm.base import LLM
 from geckokit.runs.executor import (
     Executor,
@@ -23,9 +26,13 @@ from geckokit.runs.executor import (
 )
 
 
-def load_worker(spec: str) -> Loaded:
-    """The LLM of ``spec``, its token counter, and its fingerprint for the manifest."""
-    llm = load_llm(spec)
+def load_worker(spec: str, *, threads: int | None = None) -> Loaded:
+    """The LLM of ``spec``, its token counter, and its fingerprint for the manifest;
+    ``threads`` is an in-process llama.cpp model's thread count (None: one per core)."""
+    options: dict[str, Any] = {}
+    if detect_backend(spec) is Backend.LLAMACPP:
+        options["n_threads"] = threads
+    llm = load_llm(spec, **options)
     return Loaded(llm, usage=llm.usage, info={"model": model_fingerprint(llm)})
 
 
@@ -47,6 +54,7 @@ def llm_executor(
                 f"pass the spec (a registry name, GGUF path or server URLs), not a loaded "
                 f"{type(llm).__name__}"
             )
-        return shard_executor(functools.partial(load_worker, llm), settings)
+        threads = max(1, int(settings.worker_cpus))
+        return shard_executor(functools.partial(load_worker, llm, threads=threads), settings)
     model = load_llm(llm) if isinstance(llm, str) else llm
     return shard_executor(functools.partial(_loaded, model), settings)

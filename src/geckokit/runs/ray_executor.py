@@ -1,8 +1,8 @@
 """The sharded LLM stages on a pool of Ray actors (``executor = "ray"``).
 
-How a shard travels: the driver puts the stage's ``load`` (e.g. ``load_llm`` of a spec) in
-Ray's object store once; each actor loads its model from it once, when it starts (and again
-when Ray restarts it). For a run, the driver puts the job once (``make_stage``, the output
+How a shard travels: each actor is created with the stage's ``load`` (small: e.g.
+``load_llm`` and a spec string) and calls it once, when it starts (and again when Ray
+restarts it). For a run, the driver puts the job once (``make_stage``, the output
 folder and names, ``split``), then sends each actor a shard at a time: its index and a copy
 of its rows (a slice of the work table would carry the whole table with it). The actor
 builds the stage from its model on its first shard of the job, runs the shard through
@@ -124,7 +124,7 @@ class RayShards:
         self.actors: list[Any] = []
         try:
             self._check_resources(ray)
-            self._load = ray.put(load)
+            self._load = load
             self.info = self._start(1)[0]
         except BaseException:
             self.close()
