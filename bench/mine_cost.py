@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from geckokit.corpus import load_corpus
-from geckokit.encoder import load_encoder
+from geckokit.encoder import EncoderRef
 from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates
 from geckokit.llm.llamacpp import LlamaCppLLM
@@ -71,12 +71,12 @@ def main() -> None:
             "query": [r["title"] or r["text"][:80] for r in rows],
         }
     )
-    encoder = load_encoder()
+    encoder = EncoderRef.load()
     emb = embed_passages(encoder, corpus, show_progress=False)
     cands = retrieve_candidates(
         queries,
         corpus,
-        encoder=encoder,
+        encoder=encoder.model,
         passage_embeddings=emb,
         top_n=args.top_n,
         show_progress=False,

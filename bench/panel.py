@@ -31,6 +31,10 @@ writes ``OUT/<variant>/panel.json`` and ``panel.md``; ``--publish`` also copies 
 ``distilled_seeds``, ``ablation`` (likewise, with ``ablation_seeds``), ``p_vs_base`` (the
 distilled model's per-query nDCG@10, averaged over seeds, against the base's better format),
 ``p_vs_ablation``, ``beats_bm25``, STS-Benchmark figures, the settings and the command.
+
+``--rows user_queries`` adds a row for corpora with a train split (SciFact: 809 claims):
+their train queries' texts, without the labels, are given to ``geckokit distill`` as
+``--queries-file`` in place of FRet step 1, mined and trained with the same settings.
 """
 
 from __future__ import annotations
@@ -133,6 +137,26 @@ def run_distill(config: dict[str, Any], out: Path, *, until: str, log: Path) -> 
         raise SystemExit(f"geckokit distill failed ({done.returncode}) for {out}:\n{tail}")
 
 
+def train_queries_file(corpus: Path, out: Path) -> Path | None:
+    """The texts of the corpus's train queries (those in ``qrels/train.tsv``), one per line,
+    written to ``out/train-queries.txt``: a query log without its labels, for the row that
+    mines the user's own queries. None when the corpus has no train split."""
+    qrels = corpus / "qrels" / "train.tsv"
+    if not qrels.exists():
+        return None
+    ids = {line.split("\t")[0] for line in qrels.read_text().splitlines()[1:] if line.strip()}
+    texts = []
+    for line in (corpus / "queries.jsonl").read_text().splitlines():
+        if line.strip():
+            q = json.loads(line)
+            if str(q["_id"]) in ids:
+                texts.append(" ".join(q["text"].split()))
+    path = out / "train-queries.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(t + "\n" for t in texts))
+    return path
+
+
 def copy_llm_stages(src: Path, dst: Path) -> None:
     """A training folder starts from the LLM run's queries/ and mine/ (hard links: nothing
     is written into them once finished) and its config."""
@@ -140,18 +164,20 @@ def copy_llm_stages(src: Path, dst: Path) -> None:
         return
     dst.mkdir(parents=True, exist_ok=True)
     for name in ("queries", "mine"):
+        if name == "queries" and not (src / name).exists():
+            continue  # the user's queries in place of FRet step 1: nothing was written
         shutil.copytree(src / name, dst / name, copy_function=os.link)
     shutil.copy2(src / "config.json", dst / "config.json")
 
 
 def score_retrieval(model: Any, corpus: Path, *, gecko: bool, name: str = "") -> dict[str, Any]:
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.tasks import task_string
 
     task = task_string(corpus.name, "retrieval")
-    r = evaluate_retrieval(
-        model, corpus, task=task, gecko_format=gecko, per_query=True, encoder_name=name
-    )
+    encoder = EncoderRef.named(model, name) if name else EncoderRef(model)
+    r = evaluate_retrieval(encoder, corpus, task=task, gecko_format=gecko, per_query=True)
     return {
         "ndcg@10": r["ndcg@10"],
         "recall@10": r["recall@10"],
@@ -270,28 +296,38 @@ def run_corpus(
     base_name = flat.get("base", "all-minilm-l6-v2")
     t0 = time.perf_counter()
     llm_dir = root / f"llm-{llm_key({'sample': args.sample, **flat})}"
-    run_distill(config, llm_dir, until="mine", log=root / "llm.log")
+    if {"distilled", "ablation"} & set(args.rows):
+        run_distill(config, llm_dir, until="mine", log=root / "llm.log")
+    # the user-queries row: the corpus's train queries, unlabelled, in place of FRet step 1
+    user_log = train_queries_file(corpus, root) if "user_queries" in args.rows else None
+    user_flat = {**flat, "queries_file": str(user_log)}
+    user_dir = root / f"llm-{llm_key(user_flat)}"
+    if user_log is not None:
+        run_distill(
+            {"corpus": str(corpus), **nest(user_flat)}, user_dir, until="mine", log=root / "llm.log"
+        )
     llm_seconds = round(time.perf_counter() - t0)
     if args.llm_only:
         return {"corpus": name, "llm_run": str(llm_dir), "llm_stage_seconds": llm_seconds}
 
-    rows: dict[str, list[dict[str, Any]]] = {"distilled": [], "ablation": []}
+    rows: dict[str, list[dict[str, Any]]] = {"distilled": [], "ablation": [], "user_queries": []}
     for row in args.rows:
-        if row not in rows:
+        if row not in rows or (row == "user_queries" and user_log is None):
             continue
         for seed in args.seeds:
             folder = root / variant / f"{row}-seed{seed}"
-            copy_llm_stages(llm_dir, folder)
             cfg = nest({**flat, "train.seed": seed})
             if row == "ablation":  # no LLM judgement at all: no scores to distil either
                 cfg.setdefault("mine", {})["fusion"] = "seed"
                 cfg.setdefault("train", {})["objective"] = "contrastive"
-            run_distill(
-                {"corpus": str(corpus), "sample": args.sample, **cfg},
-                folder,
-                until="train",
-                log=root / variant / "train.log",
-            )
+            run: dict[str, Any] = {"corpus": str(corpus), "sample": args.sample, **cfg}
+            if row == "user_queries":
+                copy_llm_stages(user_dir, folder)
+                del run["sample"]
+                run["queries_file"] = str(user_log)
+            else:
+                copy_llm_stages(llm_dir, folder)
+            run_distill(run, folder, until="train", log=root / variant / "train.log")
             rows[row].append({"seed": seed, **score_trained(folder, corpus, args.shared)})
 
     base = score_base(base_name, corpus, args.shared, root)
@@ -333,8 +369,10 @@ def run_corpus(
         command=command,
         llm_run=str(llm_dir),
         llm_stage_seconds=llm_seconds,
-        llm_manifest=_llm_summary(llm_dir),
+        llm_manifest=_llm_summary(llm_dir) if (llm_dir / "manifest.json").exists() else None,
     )
+    if user_log is not None:
+        result["user_queries_run"] = {"llm_run": str(user_dir), **_llm_summary(user_dir)}
     return result
 
 
@@ -354,6 +392,9 @@ def table(results: list[dict[str, Any]]) -> str:
     """The markdown table: one row per corpus, the mean over corpora last."""
     cols = ["base (plain)", "base (unified)", "BM25", "distilled", "ablation"]
     keys = ["base", "base_unified", "bm25", "distilled", "ablation"]
+    if any(r.get("user_queries") for r in results):
+        cols.append("your queries")
+        keys.append("user_queries")
     head = "| corpus (test queries) | " + " | ".join(cols)
     head += " | distilled - base | p vs base | p vs ablation | beats BM25 | STS-B (base 82.03) |"
     lines = [head, "|" + "---|" * (len(cols) + 6)]
@@ -395,7 +436,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=400, help="passages to write queries for")
     parser.add_argument("--seeds", default="0,1", help="training seeds (comma-separated)")
     parser.add_argument(
-        "--rows", default="distilled,ablation", help="trained rows: distilled, ablation"
+        "--rows",
+        default="distilled,ablation",
+        help="trained rows: distilled, ablation, user_queries (the corpus's train queries "
+        "without their labels given as --queries-file, where it has a train split)",
     )
     parser.add_argument(
         "--set",

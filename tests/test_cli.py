@@ -415,6 +415,7 @@ def noisy_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     import geckokit.llm
     import geckokit.mixture.build
     from geckokit.io import write_json
+    from geckokit.testing import ScriptedLLM
 
     def generate_queries(seeds: Any, out: Path, **kwargs: Any) -> dict[str, Any]:
         _noisy()
@@ -437,8 +438,8 @@ def noisy_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     monkeypatch.setattr(geckokit.fret.generate_run, "generate_queries", generate_queries)
     monkeypatch.setattr(geckokit.fret.mine_run, "mine", mine)
     monkeypatch.setattr(geckokit.mixture.build, "build_mixture", build_mixture)
-    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: object())
-    monkeypatch.setattr(geckokit.encoder, "load_encoder", lambda name: None)
+    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: ScriptedLLM())
+    monkeypatch.setattr(geckokit.encoder, "load_encoder", lambda name, **kwargs: None)
     corpus = tmp_path / "corpus.jsonl"
     rows = [{"_id": f"p{i}", "title": "", "text": f"passage number {i} " * 5} for i in range(3)]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))

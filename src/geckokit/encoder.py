@@ -1,7 +1,9 @@
-"""Loading sentence-transformers encoders by registry name, path or hub id."""
+"""Loading sentence-transformers encoders by registry name, path or hub id, and
+:class:`EncoderRef`: a loaded encoder together with the name it was loaded by."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from geckokit._deps import require
@@ -15,6 +17,48 @@ def load_encoder(name: str | None = None, *, device: str | None = None) -> Any:
     return st.SentenceTransformer(
         resolve(name or DEFAULT_ENCODER, kind=ModelKind.ENCODER), device=device
     )
+
+
+@dataclass(frozen=True)
+class EncoderRef:
+    """An encoder as mining, evaluation and rerank-eval take it: the loaded ``model`` (a
+    ``SentenceTransformer``, or anything with its ``encode(texts, batch_size=...,
+    normalize_embeddings=..., convert_to_numpy=..., show_progress_bar=...)``), the ``name``
+    it was loaded by (a registry name, a path or a hub id, as the user gave it; a run's
+    manifest records it; "" for none) and whether that name fixes its weights (``pinned``: a
+    registry encoder, whose sha256 the registry pins). Only a pinned encoder's embeddings are
+    kept on disk under its name (``$GECKOKIT_HOME/embeddings``) for any later run to reuse: a
+    path's or a hub id's weights may change under the same name."""
+
+    model: Any
+    name: str = ""
+    pinned: bool = False
+
+    @classmethod
+    def named(cls, model: Any, name: str) -> EncoderRef:
+        """``model`` loaded by ``name``, pinned when the name is a registry encoder's
+        (:func:`geckokit.registry.pinned_encoder`)."""
+        from geckokit.registry import pinned_encoder
+
+        return cls(model, name, pinned=pinned_encoder(name) is not None)
+
+    @classmethod
+    def load(cls, name: str | None = None, *, device: str | None = None) -> EncoderRef:
+        """Load the encoder called ``name`` (None: the registry's default encoder)."""
+        from geckokit.registry import DEFAULT_ENCODER
+
+        name = name or DEFAULT_ENCODER
+        return cls.named(load_encoder(name, device=device), name)
+
+    @property
+    def cache_name(self) -> str:
+        """The name its embeddings are kept under: for a pinned encoder the registry's own
+        name, which all of its aliases share; else its name."""
+        if self.pinned:
+            from geckokit.registry import pinned_encoder
+
+            return pinned_encoder(self.name) or self.name
+        return self.name
 
 
 def embedding_width(model: Any) -> int:

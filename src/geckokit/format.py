@@ -18,3 +18,21 @@ def document_text(title: str | None, text: str) -> str:
     """``title: {title} | text: {text}`` (title ``none`` when empty or missing)."""
     title = (title or "").strip() or "none"
     return f"title: {title} | text: {text.strip()}"
+
+
+def plain_query(text: str) -> str:
+    """A unified-format query as plain text: the query without its ``task: ... | query: ``
+    prefix (text not in that form is returned as it is)."""
+    if text.startswith("task: ") and " | query: " in text:
+        return text.split(" | query: ", 1)[1]
+    return text
+
+
+def plain_document(text: str) -> str:
+    """A unified-format document as plain text: its title and text joined by a space (the
+    text alone for title ``none``). The query form (a symmetric task's side) loses its task
+    prefix; other text is returned as it is."""
+    if not text.startswith("title: ") or " | text: " not in text:
+        return plain_query(text)
+    title, body = text[len("title: ") :].split(" | text: ", 1)
+    return body if title == "none" else f"{title} {body}".strip()

@@ -548,10 +548,11 @@ def verify(name: str) -> Path:
     return target
 
 
-def default_fusion(llm_spec: str | None) -> str:
-    """The fusion to use for an LLM given by name: its measured default, else ``rrf``."""
+def default_fusion(llm_spec: str | None) -> str | None:
+    """The fusion to use for an LLM given by name (None: the default LLM): the one
+    rerank-eval measured best for it, else None (the mining settings' default applies)."""
     try:
         entry = get_entry(llm_spec or DEFAULT_LLM)
     except UnknownModelError:
-        return "rrf"
-    return entry.rerank_fusion or "rrf"
+        return None
+    return entry.rerank_fusion or None

@@ -71,3 +71,24 @@ def test_over_seeds_averages_each_query(panel) -> None:  # type: ignore[no-untyp
     assert s["ndcg@10"] == 52.0 and s["ndcg@10_range"] == [50.0, 54.0]
     assert s["per_query"] == pytest.approx([0.3, 0.7])
     assert s["ndcg@10_stdev"] == pytest.approx(2.83, abs=0.01)
+
+
+def test_the_user_queries_row_reads_the_train_queries_without_labels(panel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "beir"
+    (corpus / "qrels").mkdir(parents=True)
+    (corpus / "queries.jsonl").write_text(
+        '{"_id": "1", "text": "a train claim\\n split"}\n'
+        '{"_id": "2", "text": "a test claim"}\n'
+        '{"_id": "3", "text": "another train claim"}\n'
+    )
+    (corpus / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n3\td9\t1\n")
+    path = panel.train_queries_file(corpus, tmp_path / "out")
+    assert path is not None
+    assert path.read_text() == "a train claim split\nanother train claim\n"
+    (corpus / "qrels" / "train.tsv").unlink()
+    assert panel.train_queries_file(corpus, tmp_path / "out") is None
+    # the file is part of the LLM run's identity; training settings are not
+    with_file = panel.llm_key({"queries_file": str(path), "train.epochs": 2})
+    assert with_file != panel.llm_key({}) and with_file == panel.llm_key(
+        {"queries_file": str(path)}
+    )

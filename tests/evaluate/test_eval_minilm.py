@@ -160,12 +160,12 @@ def test_report_of_the_real_evaluation(minilm_eval: dict[str, Any], tmp_path: Pa
 def test_per_query_ndcg_averages_to_the_reported_score() -> None:
     """The per-query nDCG@10 that paired significance tests use, on the shipped demo set
     with the real MiniLM, is the reported mean taken apart."""
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef, load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.pipeline.demo import demo_dir
 
     got = evaluate_retrieval(
-        load_encoder("all-minilm-l6-v2"),
+        EncoderRef(load_encoder("all-minilm-l6-v2")),  # unnamed: nothing cached
         demo_dir(),
         task="Given a question, retrieve passages that answer it.",
         gecko_format=False,
@@ -180,12 +180,12 @@ def test_per_query_ndcg_averages_to_the_reported_score() -> None:
 def test_named_encoder_reuses_its_cached_corpus_embeddings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With ``encoder_name``, the real MiniLM's corpus embeddings of the demo set are kept
+    """A registry encoder's (pinned) real MiniLM corpus embeddings of the demo set are kept
     under the embeddings cache and a second evaluation reuses them to the same scores."""
     import numpy as np
 
     import geckokit.registry
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef, load_encoder
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.pipeline.demo import demo_dir
 
@@ -195,12 +195,11 @@ def test_named_encoder_reuses_its_cached_corpus_embeddings(
 
     def run() -> dict[str, Any]:
         return evaluate_retrieval(
-            encoder,
+            EncoderRef.named(encoder, "all-minilm-l6-v2"),
             demo_dir(),
             task="Given a question, retrieve passages that answer it.",
             gecko_format=False,
             per_query=True,
-            encoder_name="all-minilm-l6-v2",
         )
 
     first = run()

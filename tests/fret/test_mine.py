@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from geckokit.corpus import load_corpus
+from geckokit.encoder import EncoderRef
 from geckokit.fret.mine_run import MineConfig, mine, scoring_left
 from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.io import read_shards, write_table
@@ -76,8 +77,7 @@ def test_mine_selects_distinct_positive_and_negative(llm, encoder, setup, tmp_pa
             corpus,
             tmp_path / "m",
             llm=llm,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"),
             config=config,
             show_progress=False,
             **kwargs,
@@ -203,8 +203,7 @@ def test_drop_solved_scores_only_the_queries_the_encoder_misses(
             corpus,
             tmp_path / out,
             llm=llm,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"),
             config=config,
             show_progress=False,
         )
@@ -248,8 +247,7 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
             corpus,
             tmp_path / "m",
             llm=None,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"),
             config=config,
             show_progress=False,
         )
@@ -291,8 +289,7 @@ def test_seed_fusion_needs_no_llm(encoder, setup, tmp_path: Path) -> None:  # ty
             corpus,
             tmp_path / "other",
             llm=None,
-            encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"),
             config=MineConfig(top_n=4),
             show_progress=False,
         )
@@ -377,7 +374,7 @@ def test_a_registry_encoders_passage_embeddings_serve_every_run(
 
     def run(out: str, name: str = "all-minilm-l6-v2") -> list[Any]:
         mine(
-            queries, corpus, tmp_path / out, llm=None, encoder=encoder, encoder_name=name,
+            queries, corpus, tmp_path / out, llm=None, encoder=EncoderRef.named(encoder, name),
             config=MineConfig(top_n=4, fusion=Fusion.SEED), show_progress=False,
         )  # fmt: skip
         fret = read_shards(tmp_path / out / "fret")
@@ -425,8 +422,9 @@ def test_bm25_and_hybrid_candidates_keep_the_seed_and_the_encoders_scores(
 
     def run(out: str, config: MineConfig) -> dict[str, Any]:
         return mine(
-            queries, corpus, tmp_path / out, llm=None, encoder=encoder,
-            encoder_name="all-minilm-l6-v2", config=config, show_progress=False,
+            queries, corpus, tmp_path / out, llm=None,
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"), config=config,
+            show_progress=False,
         )  # fmt: skip
 
     config = MineConfig(top_n=4, fusion=Fusion.SEED, retriever=retriever)
@@ -492,8 +490,8 @@ def test_user_queries_are_mined_without_a_seed(
 
     def run(config: MineConfig = config, task: str = "search result") -> dict[str, Any]:
         return mine(
-            None, corpus, tmp_path / "m", llm=llm, encoder=encoder,
-            encoder_name="all-minilm-l6-v2", config=config, queries_file=log,
+            None, corpus, tmp_path / "m", llm=llm,
+            encoder=EncoderRef.named(encoder, "all-minilm-l6-v2"), config=config, queries_file=log,
             queries_task=task, show_progress=False,
         )  # fmt: skip
 

@@ -238,7 +238,7 @@ def test_two_servers_with_one_killed_midway(
 def test_mine_scores_on_ray_the_pairs_the_local_loop_scores(
     ray_cluster: str, llm, llm_path: str, corpus: Path, tmp_path: Path
 ) -> None:
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.mine_run import MineConfig, mine
 
     queries = tmp_path / "queries.txt"
@@ -247,7 +247,7 @@ def test_mine_scores_on_ray_the_pairs_the_local_loop_scores(
         "where does tor keep its state\n"
         "ignore a missing torrc\n"
     )
-    encoder = load_encoder("all-minilm-l6-v2")
+    encoder = EncoderRef.load("all-minilm-l6-v2")
 
     def run(out: str, llm: Any, **options: Any) -> dict[str, Any]:
         return mine(
@@ -256,7 +256,6 @@ def test_mine_scores_on_ray_the_pairs_the_local_loop_scores(
             tmp_path / out,
             llm=llm,
             encoder=encoder,
-            encoder_name="all-minilm-l6-v2",
             config=MineConfig(top_n=2, passage_max_tokens=64),
             queries_file=queries,
             shard_size=2,

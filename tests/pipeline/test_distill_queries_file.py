@@ -19,7 +19,14 @@ from geckokit.pipeline.distill import DistillConfig, distill, load_config
 from geckokit.pipeline.stages import check_config, llm_stages_left
 from geckokit.runs.folder import RunMismatchError
 
-PASSAGES = ["DataDirectory", "CacheDirectory", "BandwidthRate", "AvoidDiskWrites", "SocksPort", "Log"]
+PASSAGES = [
+    "DataDirectory",
+    "CacheDirectory",
+    "BandwidthRate",
+    "AvoidDiskWrites",
+    "SocksPort",
+    "Log",
+]
 LOG = "where does tor keep its state\n\nlimit the bandwidth my relay uses\nwhere does tor keep its state\n"
 
 

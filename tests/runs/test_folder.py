@@ -75,6 +75,7 @@ def test_a_run_folder_in_use_by_another_process_is_refused_until_it_exits(
     import subprocess
     import sys
 
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.generate_run import generate_queries
     from geckokit.fret.mine_run import mine
     from geckokit.pipeline.distill import DistillConfig, distill
@@ -100,7 +101,7 @@ def test_a_run_folder_in_use_by_another_process_is_refused_until_it_exits(
         with pytest.raises(RunLockedError):
             generate_queries(tmp_path / "c.jsonl", out, llm=None)
         with pytest.raises(RunLockedError):
-            mine(tmp_path / "q", tmp_path / "c.jsonl", out, llm=None, encoder=None, encoder_name="")
+            mine(tmp_path / "q", tmp_path / "c.jsonl", out, llm=None, encoder=EncoderRef(None))
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

@@ -334,3 +334,60 @@ def test_distillation_settings_are_validated() -> None:
         TrainConfig(distill_candidates=1)
     with pytest.raises(ValidationError, match="teacher_temperature"):
         TrainConfig(teacher_temperature=0)
+
+
+def test_plain_text_strips_the_unified_prefixes_and_nothing_else() -> None:
+    import pyarrow as pa
+
+    from geckokit.format import document_text, plain_document, plain_query, query_text
+    from geckokit.train.trainer import as_plain_text
+
+    assert plain_query(query_text("fact checking", "Aspirin | thins blood")) == (
+        "Aspirin | thins blood"
+    )
+    assert plain_query("no prefix here") == "no prefix here"
+    assert plain_document(document_text("Aspirin", "It thins blood.")) == "Aspirin It thins blood."
+    assert plain_document(document_text(None, "It thins blood.")) == "It thins blood."
+    assert plain_document(query_text("sts", "a dog runs")) == "a dog runs"  # symmetric side
+    table = pa.table(
+        {
+            "query": [query_text("search result", "q one"), query_text("sts", "q two")],
+            "positive": [document_text("T", "p"), query_text("sts", "a twin")],
+            "negative": [document_text(None, "n"), None],
+            "source": ["fret", "sts"],
+            "candidate_texts": [[document_text("T", "p"), document_text("U", "c")], None],
+        }
+    )
+    plain = as_plain_text(table).to_pydict()
+    assert plain["query"] == ["q one", "q two"]
+    assert plain["positive"] == ["T p", "a twin"] and plain["negative"] == ["n", None]
+    assert plain["candidate_texts"] == [["T p", "U c"], None] and plain["source"] == ["fret", "sts"]
+
+
+@pytest.mark.slow
+def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
+    fret_mixture: Path, tmp_path: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from geckokit.evaluate.models import PromptFormat, describe_model
+    from geckokit.train.trainer import TrainConfig, train
+
+    config = TrainConfig(
+        text_format="plain",
+        objective="kl",
+        distill_candidates=4,
+        max_steps=2,
+        batch_size=4,
+        max_seq_length=64,
+        save_steps=1000,
+    )
+    with pytest.raises(ValueError, match="pre-finetuning pairs are written in the unified"):
+        train(fret_mixture, tmp_path / "pre", config=config, prefinetune=fret_mixture)
+    manifest = train(fret_mixture, tmp_path, config=config)
+    assert manifest["config"]["text_format"] == "plain"
+    assert not any(SentenceTransformer(str(tmp_path / "model")).prompts.values())
+    info = json.loads((tmp_path / "model" / "geckokit.json").read_text())
+    assert info["prompts"] == {}
+    formats = describe_model(str(tmp_path / "model")).formats([PromptFormat.AUTO])
+    assert formats == [PromptFormat.PLAIN]

@@ -9,6 +9,7 @@ import click
 
 from geckokit.cli.logs import verbose_option
 from geckokit.cli.options import (
+    FUSION_DEFAULT,
     distillation_options,
     executor_options,
     generate_prompt_option,
@@ -17,6 +18,8 @@ from geckokit.cli.options import (
     queries_task_option,
     retriever_option,
 )
+from geckokit.cli.settings import setting_option, setting_overrides
+from geckokit.pipeline.config import DistillConfig
 from geckokit.runs.manifest import Stage
 
 if TYPE_CHECKING:
@@ -27,10 +30,10 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option(
-    "--corpus",
+@setting_option(
+    DistillConfig,
+    "corpus",
     type=click.Path(exists=True, path_type=Path),
-    default=None,
     help="Passages: JSONL, Parquet, CSV, a BEIR folder or a folder of .txt/.md files "
     "(or `corpus` in the config file).",
 )
@@ -46,8 +49,10 @@ if TYPE_CHECKING:
     "tables generate, mine, mix and train.",
 )
 @llm_option
-@click.option("--base", default=None, help="Encoder to distil into (default: all-minilm-l6-v2).")
-@click.option(
+@setting_option(DistillConfig, "base", inherit=True, help="Encoder to distil into.")
+@setting_option(
+    DistillConfig,
+    "eval",
     "--eval",
     "eval_dirs",
     multiple=True,
@@ -55,49 +60,51 @@ if TYPE_CHECKING:
     help="Benchmark to evaluate base and distilled model on with mteb (repeatable): a BEIR "
     "folder or any task `geckokit eval` takes.",
 )
-@click.option("--limit", type=int, default=None, help="Use the first N passages only.")
-@click.option(
-    "--sample",
-    type=int,
-    default=None,
+@setting_option(DistillConfig, "limit", help="Use the first N passages only.")
+@setting_option(
+    DistillConfig,
+    "sample",
     help="Write queries for N passages drawn at random; neighbours still come from the "
     "whole corpus.",
 )
 @generate_prompt_option
 @queries_file_option
 @queries_task_option
-@click.option(
-    "--also-generate",
-    is_flag=True,
-    default=None,
+@setting_option(
+    DistillConfig,
+    "also_generate",
+    inherit=True,
     help="With --queries-file: also write queries for the corpus (FRet step 1) and mine both "
     "together. Without it, --queries-file takes FRet step 1's place (no queries/).",
 )
-@click.option("--top-n", type=int, default=None, help="Neighbours per query (default 20).")
-@retriever_option(default=None)
-@click.option(
-    "--fusion",
-    type=click.Choice(["rrf", "ql", "rc", "seed"]),
-    default=None,
-    help="FRet step 2: how the LLM's QL and RC rankings choose the positive (default: the "
-    "LLM's measured best, else rrf; seed: no relabelling). Changed before mix/ has run, it "
-    "re-selects from the stored scores with no LLM work.",
+@setting_option(DistillConfig, "mine.top_n", inherit=True, help="Neighbours per query.")
+@retriever_option(DistillConfig, "mine.retriever", inherit=True)
+@setting_option(
+    DistillConfig,
+    "mine.fusion",
+    inherit=True,
+    default_text=FUSION_DEFAULT,
+    help="FRet step 2: how the LLM's QL and RC rankings choose the positive (seed: no "
+    "relabelling). Changed before mix/ has run, it re-selects from the stored scores with "
+    "no LLM work.",
 )
-@click.option(
-    "--drop-solved",
-    is_flag=True,
-    default=None,
+@setting_option(
+    DistillConfig,
+    "mine.drop_solved",
+    inherit=True,
     help="FRet step 2: leave out the queries whose seed passage the initial encoder already "
     "ranks first (they teach it little; their pairs are not scored). Not in the paper.",
 )
-@click.option("--max-steps", type=int, default=None, help="Training steps (default: 1 epoch).")
-@click.option("--epochs", type=float, default=None, help="Training epochs (default 1).")
-@click.option("--batch-size", type=int, default=None, help="Training batch size (default 32).")
-@distillation_options(show_defaults=False)
-@click.option(
-    "--prefinetune",
+@setting_option(
+    DistillConfig, "train.max_steps", inherit=True, help="Training steps (-1: run --epochs)."
+)
+@setting_option(DistillConfig, "train.epochs", inherit=True, help="Training epochs.")
+@setting_option(DistillConfig, "train.batch_size", inherit=True, help="Training batch size.")
+@distillation_options(DistillConfig, "train.", inherit=True)
+@setting_option(
+    DistillConfig,
+    "prefinetune",
     type=click.Path(exists=True),
-    default=None,
     help="Text pairs to pre-finetune on first (see `geckokit train --help`).",
 )
 @click.option(
@@ -107,39 +114,16 @@ if TYPE_CHECKING:
     show_default=True,
     help="Stop after this stage (rerun without it to go on).",
 )
-@executor_options(show_defaults=False)
+@executor_options(DistillConfig, inherit=True)
 @verbose_option
+@click.pass_context
 def distill(
-    corpus: Path | None,
+    ctx: click.Context,
     out: Path,
     config_path: Path | None,
-    llm_spec: str | None,
-    base: str | None,
-    eval_dirs: tuple[str, ...],
-    limit: int | None,
-    sample: int | None,
-    prompt: str | None,
-    queries_file: Path | None,
-    task: str | None,
-    also_generate: bool | None,
-    top_n: int | None,
-    retriever: str | None,
-    fusion: str | None,
-    drop_solved: bool | None,
-    max_steps: int | None,
-    epochs: float | None,
-    batch_size: int | None,
-    objective: str | None,
-    distill_weight: float | None,
-    teacher: str | None,
-    teacher_temperature: float | None,
-    distill_candidates: int | None,
-    prefinetune: str | None,
     until: str,
-    executor: str | None,
-    ray_address: str | None,
-    workers: int | None,
     verbose: int,
+    **settings: Any,  # the DistillConfig flags, read by setting_overrides
 ) -> None:
     """Distil an embedding model from a corpus and an LLM: generate -> mine -> mix -> train
     -> eval -> report, in one run folder. Rerun the same command to resume after a stop.
@@ -148,35 +132,8 @@ def distill(
     (the libraries' logs, warnings and progress bars) go to OUT/distill.log."""
     from geckokit.pipeline.distill import load_config
 
-    overrides: dict[str, Any] = {
-        "corpus": str(corpus) if corpus else None,
-        "llm": llm_spec,
-        "base": base,
-        "eval": list(eval_dirs) or None,
-        "limit": limit,
-        "sample": sample,
-        "prompt": prompt,
-        "queries_file": str(queries_file) if queries_file else None,
-        "queries_task": task,
-        "also_generate": also_generate or None,  # unset: the config file's, else off
-        "prefinetune": prefinetune,
-        "mine.top_n": top_n,
-        "mine.retriever": retriever,
-        "mine.fusion": fusion,
-        "mine.drop_solved": drop_solved or None,  # unset: the config file's, else off
-        "train.max_steps": max_steps,
-        "train.epochs": epochs,
-        "train.batch_size": batch_size,
-        "train.objective": objective,
-        "train.distill_weight": distill_weight,
-        "train.teacher": teacher,
-        "train.teacher_temperature": teacher_temperature,
-        "train.distill_candidates": distill_candidates,
-        "executor": executor,
-        "ray_address": ray_address,
-        "workers": workers,
-    }
-    if corpus is None and config_path is None:
+    overrides = setting_overrides(ctx, DistillConfig)  # unset (None): the config file's
+    if overrides["corpus"] is None and config_path is None:
         raise click.UsageError("give --corpus or a --config file that names the corpus")
     config = load_config(config_path, overrides)
     run_and_print(config, out, until=until)

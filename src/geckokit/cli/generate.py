@@ -13,6 +13,10 @@ from geckokit.cli.options import (
     llm_option,
     llm_usage_line,
 )
+from geckokit.cli.settings import setting_option
+from geckokit.fret.generate import GenerateConfig
+from geckokit.pipeline.config import DistillConfig
+from geckokit.runs.executor import ExecutorSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,36 +37,25 @@ if TYPE_CHECKING:
 )
 @llm_option
 @click.option("--limit", type=int, default=None, help="Use only the first N passages.")
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seeds task-type draws and sampling, per passage.",
-)
-@click.option("--queries-per-passage", type=int, default=1, show_default=True)
-@click.option(
-    "--task-types",
-    default=None,
+@setting_option(GenerateConfig, "seed", help="Seeds task-type draws and sampling, per passage.")
+@setting_option(GenerateConfig, "queries_per_passage", help="Query slots per passage.")
+@setting_option(
+    GenerateConfig,
+    "task_types",
+    type=str,
     help="Comma-separated task types to draw from (default: the prompt's whole pool), "
     "e.g. 'fact checking' for a corpus meant for claim verification.",
 )
-@click.option(
-    "--max-attempts",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Tries per query, each with a new seed.",
-)
-@click.option(
-    "--max-word-overlap",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
+@setting_option(GenerateConfig, "max_attempts", help="Tries per query, each with a new seed.")
+@setting_option(
+    GenerateConfig,
+    "validation.max_word_overlap",
     help="Reject a query when more than this share of its content words occur in the "
     "passage or its title (1 = no limit); e.g. 0.6 for queries in other words.",
 )
-@click.option("--temperature", type=float, default=0.7, show_default=True)
+@setting_option(
+    GenerateConfig, "temperature", help="Sampling temperature of a query's first attempt."
+)
 @generate_prompt_option
 @click.option(
     "--shard-size",
@@ -71,11 +64,9 @@ if TYPE_CHECKING:
     show_default=True,
     help="Passages per output shard (the unit of resumption).",
 )
-@click.option(
-    "--passage-tokens",
-    type=int,
-    default=512,
-    show_default=True,
+@setting_option(
+    DistillConfig,
+    "passage_tokens",
     help="Split longer documents into passages of this many tokens.",
 )
 @click.option(
@@ -83,7 +74,7 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Skip unreadable corpus lines (reported) instead of stopping.",
 )
-@executor_options(show_defaults=True)
+@executor_options(ExecutorSettings)
 def generate(
     corpus: Path,
     out: Path,
@@ -111,12 +102,11 @@ def generate(
     from rich.console import Console
 
     from geckokit.corpus import load_corpus
-    from geckokit.fret.generate import GenerateConfig
     from geckokit.fret.generate_run import generate_queries
     from geckokit.fret.prompts import load_generate_prompt
     from geckokit.fret.validate import ValidationConfig
     from geckokit.registry import DEFAULT_LLM
-    from geckokit.runs.executor import Executor, ExecutorSettings
+    from geckokit.runs.executor import Executor
 
     loaded = load_corpus(
         corpus, max_tokens=passage_tokens, errors="skip" if skip_invalid else "raise", limit=limit

@@ -23,7 +23,8 @@ def llm_serve(model: str | None, host: str, port: int, n_ctx: int) -> None:
     from geckokit._deps import require
     from geckokit.llm.llamacpp import LlamaCppLLM
     from geckokit.llm.server import create_app
+    from geckokit.registry import DEFAULT_LLM
 
     uvicorn = require("uvicorn", extra="serve", purpose="the LLM server")
-    llm = LlamaCppLLM(model or "qwen2.5-coder-0.5b-instruct", n_ctx=n_ctx)
+    llm = LlamaCppLLM(model or DEFAULT_LLM, n_ctx=n_ctx)
     uvicorn.run(create_app(llm), host=host, port=port, log_level="info")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from geckokit.cli.options import (
+    FUSION_DEFAULT,
     encoder_option,
     executor_options,
     llm_option,
@@ -16,7 +17,10 @@ from geckokit.cli.options import (
     retriever_option,
     solved_hint,
 )
-from geckokit.retrieval.hybrid import RRF_K
+from geckokit.cli.settings import setting_option
+from geckokit.fret.mine_run import MineConfig
+from geckokit.pipeline.config import DistillConfig
+from geckokit.runs.executor import ExecutorSettings
 
 
 @click.command()
@@ -44,52 +48,43 @@ from geckokit.retrieval.hybrid import RRF_K
 )
 @encoder_option
 @llm_option
-@click.option(
-    "--top-n", type=int, default=20, show_default=True, help="Neighbours per query (the paper's N)."
+@setting_option(MineConfig, "top_n", help="Neighbours per query (the paper's N).")
+@retriever_option(MineConfig, "retriever")
+@setting_option(
+    MineConfig, "hybrid_k", help="k of --retriever hybrid's 1/(k + rank) (Cormack et al. 2009)."
 )
-@retriever_option(default="encoder")
-@click.option(
-    "--hybrid-k",
-    type=int,
-    default=RRF_K,
-    show_default=True,
-    help="k of --retriever hybrid's 1/(k + rank) (Cormack et al. 2009).",
-)
-@click.option(
-    "--fusion",
-    type=click.Choice(["rrf", "ql", "rc", "weighted", "seed"]),
-    default=None,
+@setting_option(
+    MineConfig,
+    "fusion",
+    inherit=True,
+    default_text=FUSION_DEFAULT,
     help="How QL and RC ranks are combined (rrf: 1/rank_QL + 1/rank_RC, the paper's; "
-    "seed: no LLM, the seed passage stays the positive, the paper's baseline). "
-    "Default: what rerank-eval measured best for the LLM (ql for qwen2.5-coder-0.5b-instruct), else rrf.",
+    "seed: no LLM, the seed passage stays the positive, the paper's baseline).",
 )
-@click.option(
-    "--weights",
-    default="1,1,0",
-    show_default=True,
+@setting_option(
+    MineConfig,
+    "weights",
+    type=str,
     help="w_ql,w_rc,w_encoder for --fusion weighted (w_encoder weighs the rank in the "
     "retriever's order).",
 )
-@click.option(
-    "--negative",
-    type=click.Choice(["rank-n", "random", "lowest-k"]),
-    default="rank-n",
-    show_default=True,
+@setting_option(
+    MineConfig,
+    "negative",
     help="Hard negative: the rank-N candidate, a random lower-half one, or the k lowest.",
 )
-@click.option("--negatives-k", type=int, default=1, show_default=True)
-@click.option(
+@setting_option(MineConfig, "negatives_k", help="How many for --negative lowest-k.")
+@setting_option(
+    DistillConfig,
+    "rerank_prompt",
     "--prompt",
     "prompt_spec",
-    default="binary",
-    show_default=True,
     help="Rerank prompt: binary, graded, or a TOML file.",
 )
-@click.option(
+@setting_option(
+    MineConfig,
+    "passage_max_tokens",
     "--passage-tokens",
-    type=int,
-    default=384,
-    show_default=True,
     help="Passages are cut to this many LLM tokens in the prompt.",
 )
 @click.option(
@@ -99,19 +94,19 @@ from geckokit.retrieval.hybrid import RRF_K
     show_default=True,
     help="Candidate passages per scores shard (the unit of resumption).",
 )
-@click.option(
-    "--warmup-encoder",
-    is_flag=True,
+@setting_option(
+    MineConfig,
+    "warmup_encoder",
     help="First fine-tune the encoder on the (query, seed passage) pairs (Gecko, footnote 1).",
 )
-@click.option(
-    "--drop-solved",
-    is_flag=True,
+@setting_option(
+    MineConfig,
+    "drop_solved",
     help="Leave out the queries whose seed passage the encoder already ranks first (they "
     "teach it little; their pairs are not scored). Not in the paper.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@executor_options(show_defaults=True)
+@setting_option(MineConfig, "seed", help="Seeds the random negative choice.")
+@executor_options(ExecutorSettings)
 def mine(
     queries_dir: Path | None,
     queries_file: Path | None,
@@ -146,14 +141,14 @@ def mine(
     LLM work."""
     from rich.console import Console
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.fusion import Fusion, NegativeChoice
-    from geckokit.fret.mine_run import MineConfig, check_seedless
+    from geckokit.fret.mine_run import check_seedless
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
-    from geckokit.registry import DEFAULT_ENCODER, DEFAULT_LLM, default_fusion
+    from geckokit.registry import DEFAULT_LLM, default_fusion
     from geckokit.retrieval.hybrid import Retriever
-    from geckokit.runs.executor import Executor, ExecutorSettings
+    from geckokit.runs.executor import Executor
     from geckokit.runs.manifest import MineSummary
     from geckokit.tasks import DEFAULT_QUERY_TASK
 
@@ -175,7 +170,7 @@ def mine(
         top_n=top_n,
         retriever=Retriever.parse(retriever),
         hybrid_k=hybrid_k,
-        fusion=Fusion.parse(fusion or default_fusion(llm_spec)),
+        fusion=Fusion.parse(fusion or default_fusion(llm_spec) or MineConfig().fusion),
         weights=w,
         negative=NegativeChoice.parse(negative),
         negatives_k=negatives_k,
@@ -186,15 +181,13 @@ def mine(
     )
     check_seedless(config, queries_file, generated=queries_dir is not None)  # before loading
     prompt = load_rerank_prompt(prompt_spec)
-    encoder_name = encoder or DEFAULT_ENCODER
     manifest = run_mine(
         queries_dir,
         corpus,
         out,
         # loaded here, or by each Ray worker
         llm=None if config.fusion is Fusion.SEED else llm_spec or DEFAULT_LLM,
-        encoder=load_encoder(encoder_name),
-        encoder_name=encoder_name,
+        encoder=EncoderRef.load(encoder),
         config=config,
         prompt=prompt,
         queries_file=queries_file,

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from geckokit.cli.settings import setting_option
+from geckokit.pipeline.config import MixSources
+
 
 def _weights(value: str | None) -> dict[str, float] | None:
     if not value:
@@ -54,11 +57,9 @@ def _weights(value: str | None) -> dict[str, float] | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="STS JSONL: sentence1, sentence2, score.",
 )
-@click.option(
-    "--sts-min-score",
-    type=float,
-    default=4.0,
-    show_default=True,
+@setting_option(
+    MixSources,
+    "sts_min_score",
     help="STS pairs at or above this score become positives.",
 )
 @click.option(

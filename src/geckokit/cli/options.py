@@ -7,33 +7,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from pydantic import BaseModel
 
-from geckokit.tasks import DEFAULT_QUERY_TASK
+from geckokit.cli.settings import setting_default, setting_option
+from geckokit.fret.mine_run import MineConfig
+from geckokit.pipeline.config import DistillConfig
+from geckokit.registry import DEFAULT_ENCODER, DEFAULT_LLM, default_fusion
 
 if TYPE_CHECKING:
     from geckokit.runs.manifest import MineSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-llm_option = click.option(
+#: What FRet step 2's fusion is when no flag or config file sets it
+#: (:func:`geckokit.pipeline.config.resolve_defaults`).
+FUSION_DEFAULT = (
+    f"the LLM's measured best ({default_fusion(DEFAULT_LLM)} for {DEFAULT_LLM}), else "
+    f"{setting_default(MineConfig, 'fusion').value}"
+)
+
+
+llm_option = setting_option(
+    DistillConfig,
+    "llm",
     "--llm",
     "llm_spec",
-    default=None,
-    help="Registry name, GGUF path or OpenAI-compatible URL such as http://host:8000/v1 "
-    "(default: qwen2.5-coder-0.5b-instruct); several servers of one model as a "
-    "comma-separated list of URLs or a file of them, one per line.",
+    default_text=DEFAULT_LLM,
+    help="Registry name, GGUF path or OpenAI-compatible URL such as http://host:8000/v1; "
+    "several servers of one model as a comma-separated list of URLs or a file of them, one "
+    "per line.",
 )
 encoder_option = click.option(
     "--encoder",
     default=None,
-    help="Registry name, sentence-transformers folder or hub id (default: all-minilm-l6-v2).",
+    help=f"Registry name, sentence-transformers folder or hub id (default: {DEFAULT_ENCODER}).",
 )
 
 
-queries_file_option = click.option(
-    "--queries-file",
+queries_file_option = setting_option(
+    DistillConfig,
     "queries_file",
-    default=None,
+    "--queries-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Your own queries (a query log without labels), mined like generated ones: JSONL "
     "with a `query` or `text` field (`_id`, `id` or `query_id` as the id), CSV/TSV with a "
@@ -42,12 +56,13 @@ queries_file_option = click.option(
 )
 
 
-queries_task_option = click.option(
+queries_task_option = setting_option(
+    DistillConfig,
+    "queries_task",
     "--task",
     "task",
-    default=None,
-    help="The task of the --queries-file queries, as in `task: TASK | query: ...` "
-    f"(default: {DEFAULT_QUERY_TASK!r}).",
+    inherit=True,
+    help="The task of the --queries-file queries, as in `task: TASK | query: ...`.",
 )
 
 
@@ -65,10 +80,9 @@ def _check_generate_prompt(
     return value
 
 
-generate_prompt_option = click.option(
-    "--prompt",
+generate_prompt_option = setting_option(
+    DistillConfig,
     "prompt",
-    default=None,
     callback=_check_generate_prompt,
     help="FRet step 1 prompt template: a TOML file, e.g. written for the corpus's domain "
     "(copy the bundled generate_v1.toml to start), or a bundled one by name: default "
@@ -76,18 +90,15 @@ generate_prompt_option = click.option(
 )
 
 
-def retriever_option(*, default: str | None) -> Any:
+def retriever_option(model: type[BaseModel], path: str, *, inherit: bool = False) -> Any:
     """``--retriever``: what proposes FRet step 2's candidates (``mine.retriever``)."""
-    from geckokit.retrieval.hybrid import Retriever
-
-    return click.option(
-        "--retriever",
-        type=click.Choice([r.value for r in Retriever]),
-        default=default,
-        show_default=default is not None,
+    return setting_option(
+        model,
+        path,
+        inherit=inherit,
         help="What proposes the N candidates of FRet step 2: the initial encoder (the "
         "paper), bm25 (lexical, as InPars; needs geckokit[bm25]) or hybrid (reciprocal rank "
-        "fusion of the two rankings)." + ("" if default else " Default: encoder."),
+        "fusion of the two rankings).",
     )
 
 
@@ -116,18 +127,17 @@ def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> st
     )
 
 
-def distillation_options(*, show_defaults: bool) -> Callable[[F], F]:
-    """The score-distillation flags (``TrainConfig.objective`` ... ``distill_candidates``).
-    ``geckokit train`` gives them their defaults; ``geckokit distill`` leaves them None, so
-    that its config file's value or the setting's default applies."""
-    from geckokit.train.losses import Objective
-    from geckokit.train.teacher import Teacher
-
-    specs: list[tuple[str, Any, Any, str]] = [
+def distillation_options(
+    model: type[BaseModel], prefix: str = "", *, inherit: bool = False
+) -> Callable[[F], F]:
+    """The score-distillation flags (``TrainConfig.objective`` ... ``distill_candidates``,
+    with ``text_format``) of
+    ``model``, whose training table is at ``prefix`` (``train.`` in a distill config).
+    ``geckokit train`` gives them their defaults; ``geckokit distill`` leaves them None
+    (``inherit``), so that its config file's value or the setting's default applies."""
+    specs: list[tuple[str, str]] = [
         (
-            "--objective",
-            click.Choice([o.value for o in Objective]),
-            Objective.CONTRASTIVE.value,
+            "objective",
             "Training objective: contrastive (eq. 3 alone), kl (eq. 3 + the listwise KL "
             "divergence from the LLM's softmax over each FRet query's candidates to the "
             "encoder's, as in ART) or margin-mse (eq. 3 + the MSE between the encoder's and "
@@ -135,29 +145,27 @@ def distillation_options(*, show_defaults: bool) -> Callable[[F], F]:
             "reuses the scores the mine stored: no LLM work.",
         ),
         (
-            "--distill-weight",
-            click.FloatRange(min=0),
-            1.0,
+            "distill_weight",
             "Weight of the kl / margin-mse term added to eq. 3.",
         ),
         (
-            "--teacher",
-            click.Choice([t.value for t in Teacher]),
-            Teacher.QL.value,
+            "teacher",
             "Which stored LLM score the encoder learns: ql (query likelihood, ART's teacher), "
             "rc (relevance classification) or fused (the fusion that chose the positive).",
         ),
         (
-            "--teacher-temperature",
-            click.FloatRange(min=0, min_open=True),
-            1.0,
+            "teacher_temperature",
             "The teacher's scores are divided by this (kl: before its softmax; margin-mse: "
             "its margins). The encoder's scores are cosine / the temperature of eq. 3.",
         ),
         (
-            "--distill-candidates",
-            click.IntRange(2, 200),
-            8,
+            "text_format",
+            "unified: train in Gecko's format (task and title prefixes) and save its prompts "
+            "with the model; plain: strip the prefixes and save no prompts, so the model "
+            "reads queries and passages as the base did.",
+        ),
+        (
+            "distill_candidates",
             "Candidates per query in the distillation term: the positive, the hard negative "
             "and the rest drawn spread over the teacher's ranking. Each is one more passage "
             "embedded per FRet example and step.",
@@ -165,54 +173,37 @@ def distillation_options(*, show_defaults: bool) -> Callable[[F], F]:
     ]
 
     def decorate(f: F) -> F:
-        for flag, kind, default, text in reversed(specs):
-            f = click.option(
-                flag,
-                type=kind,
-                default=default if show_defaults else None,
-                show_default=show_defaults,
-                help=text if show_defaults else f"{text} (default: {default})",
-            )(f)
+        for name, text in reversed(specs):
+            f = setting_option(model, prefix + name, inherit=inherit, help=text)(f)
         return f
 
     return decorate
 
 
-def executor_options(*, show_defaults: bool) -> Callable[[F], F]:
-    """``--executor``, ``--ray-address`` and ``--workers`` (``ExecutorSettings``): where the
-    sharded LLM stages run. ``geckokit generate`` and ``mine`` give them their defaults;
-    ``geckokit distill`` leaves them None, so that its config file's value or the default
-    applies."""
-    from geckokit.runs.executor import Executor
-
-    specs: list[tuple[str, Any, Any, str]] = [
+def executor_options(model: type[BaseModel], *, inherit: bool = False) -> Callable[[F], F]:
+    """``--executor``, ``--ray-address`` and ``--workers``: where the sharded LLM stages run,
+    the :class:`~geckokit.runs.executor.ExecutorSettings` fields of ``model`` (that model
+    itself for ``geckokit generate`` and ``mine``, which give them their defaults; a
+    :class:`~geckokit.pipeline.config.DistillConfig` for ``geckokit distill``, which leaves
+    them None with ``inherit``, so that its config file's value or the default applies)."""
+    specs: list[tuple[str, str]] = [
         (
-            "--executor",
-            click.Choice([e.value for e in Executor]),
-            Executor.LOCAL.value,
+            "executor",
             "Where the LLM work runs: local (one loop in this process) or ray (a pool of Ray "
             "workers, each loading the LLM once and taking whole shards; needs "
             "geckokit[ray]). A run folder resumes with either.",
         ),
         (
-            "--ray-address",
-            str,
-            None,
+            "ray_address",
             "The Ray cluster to join (HOST:PORT); unset: RAY_ADDRESS, else a local cluster "
             "started for the run.",
         ),
-        ("--workers", click.IntRange(min=1), 1, "Ray workers (with --executor ray)."),
+        ("workers", "Ray workers, with --executor ray."),
     ]
 
     def decorate(f: F) -> F:
-        for flag, kind, default, text in reversed(specs):
-            f = click.option(
-                flag,
-                type=kind,
-                default=default if show_defaults else None,
-                show_default=show_defaults and default is not None,
-                help=text if show_defaults or default is None else f"{text} (default: {default})",
-            )(f)
+        for name, text in reversed(specs):
+            f = setting_option(model, name, inherit=inherit, help=text)(f)
         return f
 
     return decorate

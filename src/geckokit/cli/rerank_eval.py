@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from geckokit.cli.options import encoder_option, llm_option
+from geckokit.cli.settings import setting_option
+from geckokit.pipeline.config import DistillConfig
 
 
 @click.command("rerank-eval")
@@ -31,11 +33,11 @@ from geckokit.cli.options import encoder_option, llm_option
     show_default=True,
     help="The first N test queries by id (0: all).",
 )
-@click.option(
+@setting_option(
+    DistillConfig,
+    "rerank_prompt",
     "--prompt",
     "prompt_spec",
-    default="binary",
-    show_default=True,
     help="Rerank prompt: binary, graded, or a TOML file.",
 )
 @click.option(
@@ -70,17 +72,15 @@ def rerank_eval(
     from rich.console import Console
     from rich.table import Table
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.rerank import load_rerank_prompt
     from geckokit.fret.rerank_eval import rerank_eval as run
     from geckokit.llm import load_llm
-    from geckokit.registry import DEFAULT_ENCODER
 
     result = run(
         beir_dir,
         llm=load_llm(llm_spec),
-        encoder=load_encoder(encoder),
-        encoder_name=encoder or DEFAULT_ENCODER,
+        encoder=EncoderRef.load(encoder),
         prompt=load_rerank_prompt(prompt_spec),
         top_k=top_k,
         n_queries=n_queries or None,

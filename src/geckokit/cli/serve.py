@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+from geckokit.cli.settings import setting_option, setting_overrides
+from geckokit.registry import DEFAULT_ENCODER
+from geckokit.serve.app import ServeOptions
 
 
 @click.command()
@@ -10,7 +16,7 @@ import click
     "--model",
     default=None,
     help="Registry name, sentence-transformers folder (e.g. a `geckokit train` OUT/model) or "
-    "hub id (default: all-minilm-l6-v2).",
+    f"hub id (default: {DEFAULT_ENCODER}).",
 )
 @click.option(
     "--model-name",
@@ -19,64 +25,47 @@ import click
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--api-key",
-    default=None,
+@setting_option(
+    ServeOptions,
+    "api_key",
     envvar="GECKOKIT_API_KEY",
     help="Require `Authorization: Bearer KEY` on /v1/ routes (or set GECKOKIT_API_KEY).",
 )
-@click.option("--max-inputs", default=2048, show_default=True, type=int, help="Texts per request.")
-@click.option(
-    "--max-chars",
-    default=16384,
-    show_default=True,
-    type=int,
+@setting_option(ServeOptions, "max_inputs", help="Texts per request.")
+@setting_option(
+    ServeOptions,
+    "max_chars",
     help="Characters per text; longer texts are refused (400). Texts within this limit but "
     "past the model's token window are truncated and listed in the response's `truncated`.",
 )
-@click.option(
-    "--max-body-bytes",
-    default=16 * 2**20,
-    show_default=True,
-    type=int,
-    help="Request body size; larger bodies get 413.",
+@setting_option(ServeOptions, "max_body_bytes", help="Request body size; larger bodies get 413.")
+@setting_option(
+    ServeOptions, "max_batch_size", help="Most texts in one micro-batch of concurrent requests."
 )
-@click.option(
-    "--max-batch-size",
-    default=64,
-    show_default=True,
-    type=int,
-    help="Most texts in one micro-batch of concurrent requests.",
-)
-@click.option(
-    "--max-wait-ms",
-    default=5.0,
-    show_default=True,
-    type=float,
+@setting_option(
+    ServeOptions,
+    "max_wait_ms",
     help="How long a batch waits for more requests before it is encoded.",
 )
-@click.option(
-    "--workers",
-    default=None,
-    type=click.IntRange(min=1),
+@setting_option(
+    ServeOptions,
+    "workers",
+    inherit=True,
+    default_text="2 where there are at least 2 CPUs, else 1",
     help="Batches encoded at the same time, each on its own thread; torch's threads are "
     "shared out among them, and concurrent requests are split evenly across idle workers "
-    "(default: 2 where there are at least 2 CPUs, else 1; 1 gives a lone request all threads).",
+    "(1 gives a lone request all threads).",
 )
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: auto).")
+@click.pass_context
 def serve(
+    ctx: click.Context,
     model: str | None,
     model_name: str | None,
     host: str,
     port: int,
-    api_key: str | None,
-    max_inputs: int,
-    max_chars: int,
-    max_body_bytes: int,
-    max_batch_size: int,
-    max_wait_ms: float,
-    workers: int | None,
     device: str | None,
+    **settings: Any,  # the ServeOptions flags, read by setting_overrides
 ) -> None:
     """Serve an encoder at /v1/embeddings (OpenAI's shape), /v1/models and /health.
 
@@ -86,7 +75,7 @@ def serve(
     import os
 
     from geckokit._deps import require
-    from geckokit.serve.app import ServeOptions, create_app
+    from geckokit.serve.app import create_app
     from geckokit.serve.model import ServedModel
 
     # The event loop shares the cores with torch's OpenMP threads; threads that spin while
@@ -94,19 +83,10 @@ def serve(
     # setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uvicorn = require("uvicorn", extra="serve", purpose="the embedding server")
-    if workers is None:
-        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
-    options = ServeOptions(
-        api_key=api_key,
-        max_inputs=max_inputs,
-        max_chars=max_chars,
-        max_body_bytes=max_body_bytes,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        workers=workers,
-    )
+    given = setting_overrides(ctx, ServeOptions)
+    options = ServeOptions(**{k: v for k, v in given.items() if v is not None})
     served = ServedModel.load(model, model_id=model_name, device=device)
-    if workers > 1:
+    if options.workers > 1:
         torch = require("torch", extra="train", purpose="encoders")
-        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+        torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
     uvicorn.run(create_app(served, options=options), host=host, port=port, log_level="info")

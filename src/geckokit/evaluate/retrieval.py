@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from geckokit.encoder import EncoderRef
 from geckokit.retrieval.beir import load_beir, sort_ids
 from geckokit.retrieval.metrics import mean_scores, ndcg_at_k
 from geckokit.retrieval.rank import rank_with_bm25, rank_with_encoder
 
 
 def evaluate_retrieval(
-    encoder: Any,
+    encoder: EncoderRef,
     beir_dir: str | Path,
     *,
     task: str,
@@ -25,12 +26,11 @@ def evaluate_retrieval(
     split: str = "test",
     n_queries: int | None = None,
     per_query: bool = False,
-    encoder_name: str = "",
 ) -> dict[str, Any]:
     """nDCG@10 and Recall@10 of ``encoder`` on the judged ``split`` queries of a BEIR folder
     (the first ``n_queries`` by id when given); ``per_query`` adds each query's nDCG@10
-    (0-1, in id order) under ``ndcg@10_per_query``, for paired significance tests.
-    ``encoder_name`` caches the corpus embeddings (``rank_with_encoder``)."""
+    (0-1, in id order) under ``ndcg@10_per_query``, for paired significance tests. A pinned
+    encoder's corpus embeddings are cached (``rank_with_encoder``)."""
     data = load_beir(beir_dir, split=split)
     qids = sort_ids(list(data.queries))[: n_queries or None]
     rankings = rank_with_encoder(
@@ -40,7 +40,6 @@ def evaluate_retrieval(
         task=task,
         gecko_format=gecko_format,
         top_k=10,
-        encoder_name=encoder_name,
     )
     out = {**mean_scores(rankings, data.qrels), "queries": len(qids), "benchmark": data.name}
     if per_query:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from geckokit.fret.generate import GenerateConfig, task_type_pool
 from geckokit.fret.mine_run import MineConfig
 from geckokit.fret.prompts import load_generate_prompt
+from geckokit.llm.base import LLM, TokenizingLLM
 
 
 class CostSettings(Protocol):
@@ -36,7 +37,7 @@ _RETRIES = 1.15  # written tokens per query slot over one answer's: rejected att
 def estimate_cost(
     passages: Any,
     config: CostSettings,
-    llm: Any,
+    llm: LLM | None,
     *,
     corpus: Any = None,
     stages: Collection[str] = ("generate", "mine"),
@@ -71,10 +72,10 @@ def estimate_cost(
     question); with ``mine.drop_solved`` that is an upper bound until the candidates are
     retrieved (``pairs_at_most``). Time: at the rates of a short probe of the LLM (prompt and
     writing speed), so the figure holds for this machine and model."""
-    tokenize = getattr(llm, "tokenize", None)
+    tokenizer = llm if isinstance(llm, TokenizingLLM) else None
 
     def count(text: str) -> int:
-        return len(tokenize(text)) if tokenize is not None else max(1, len(text) // 4)
+        return len(tokenizer.tokenize(text)) if tokenizer is not None else max(1, len(text) // 4)
 
     def lengths_of(table: Any, most: int | None = None) -> list[int]:
         return [count(t) for t in table.column("text").to_pylist()[:most]]
@@ -162,16 +163,16 @@ def estimate_cost(
     }
 
 
-def probe_rates(llm: Any) -> dict[str, float] | None:
-    """Prompt and writing speed of ``llm`` from one short call of each (None when the
-    backend does not count tokens).
+def probe_rates(llm: LLM | None) -> dict[str, float] | None:
+    """Prompt and writing speed of ``llm`` from one short call of each (None without an
+    LLM, or when the backend does not count the tokens it evaluates).
 
     The timed prompt is passage-sized (about 300 tokens), as the prompts of both stages are:
     llama.cpp evaluates a short one at fewer tokens per second, which made the estimate
     pessimistic. An untimed call first keeps one-off start-up costs out of the timing."""
-    usage = getattr(llm, "usage", None)
-    if usage is None:
+    if llm is None:
         return None
+    usage = llm.usage
     llm.score(["Warm-up: a short text the timed calls do not start with."], [" Ready."])
     text = (
         "Gecko distils a compact text embedding model from a large language model. "

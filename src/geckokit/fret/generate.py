@@ -2,8 +2,9 @@
 
 For each passage a task type is drawn uniformly from the prompt's pool (the paper found
 diverse tasks best), the few-shot chat is completed, the JSON answer parsed and the query
-validated. A failed attempt is retried with a new seed up to ``max_attempts`` times; every
-failed attempt is kept as a reject row with its reason, so nothing is dropped silently.
+validated. A failed attempt is retried with a new seed, at ``retry_temperature`` at least, up
+to ``max_attempts`` times; every failed attempt is kept as a reject row with its reason, so
+nothing is dropped silently.
 
 The stage is :class:`QueryGenerator`: built once (prompt, LLM), then called on a batch of
 passages (``pyarrow.Table`` in, ``pyarrow.Table`` out), locally or under Ray Data.
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit.fret.parse import ParseError, parse_task_query
 from geckokit.fret.prompts import GeneratePrompt
 from geckokit.fret.validate import ValidationConfig, check_query
-from geckokit.llm.base import LLM
+from geckokit.llm.base import LLM, PrefixCachingLLM
 
 #: One row per attempt outcome: accepted queries have ``reject_reason`` null.
 GENERATION_SCHEMA = pa.schema(
@@ -75,6 +76,13 @@ def passage_seed(seed: int, passage_id: str, slot: int = 0) -> int:
     return int.from_bytes(digest[:6], "big")
 
 
+def attempt_temperature(config: GenerateConfig, attempt: int) -> float:
+    """The sampling temperature of ``attempt`` (0 first): ``temperature`` first, then at least
+    ``retry_temperature``, so that a retry after a rejected answer differs from it even when
+    the first attempt decodes greedily."""
+    return config.temperature if attempt == 0 else max(config.temperature, config.retry_temperature)
+
+
 def task_type_pool(prompt: GeneratePrompt, names: list[str] | None) -> list[str]:
     """The task types query slots are drawn from: ``names`` (each checked against the
     prompt) or, by default, the prompt's whole pool."""
@@ -95,11 +103,14 @@ class QueryGenerator:
         self.config = config or GenerateConfig()
         names = self.task_types = task_type_pool(prompt, self.config.task_types)
         self.example_queries = [e.query for e in prompt.examples]
-        pin = getattr(llm, "set_shared_prefix", None)
-        if pin is not None:
+        #: the backend's prompt cache, when it has one (None: every prompt is evaluated whole)
+        self.cache = llm if isinstance(llm, PrefixCachingLLM) else None
+        if self.cache is not None:
             # the system turn and few-shot turns: evaluated once, reused for every passage
             a, b = (names * 2)[:2] if len(names) < 2 else names[:2]
-            pin([prompt.messages(a, "a", "a"), prompt.messages(b, "b", "b")])
+            self.cache.set_shared_prefix(
+                [prompt.messages(a, "a", "a"), prompt.messages(b, "b", "b")]
+            )
 
     def __call__(self, passages: pa.Table) -> pa.Table:
         rows: list[dict[str, Any]] = []
@@ -120,11 +131,14 @@ class QueryGenerator:
             chat = self.prompt.messages(task_type, title, passage)
             for attempt in range(cfg.max_attempts):
                 seed = base_seed + attempt
-                if not cfg.reuse_prefix and hasattr(self.llm, "reset_cache"):
-                    self.llm.reset_cache()
+                if not cfg.reuse_prefix and self.cache is not None:
+                    self.cache.reset_cache()
                 t0 = time.perf_counter()
                 gen = self.llm.generate(
-                    [chat], max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=seed
+                    [chat],
+                    max_tokens=cfg.max_tokens,
+                    temperature=attempt_temperature(cfg, attempt),
+                    seed=seed,
                 )[0]
                 seconds = time.perf_counter() - t0
                 try:

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.corpus import Corpus, load_corpus
+from geckokit.encoder import EncoderRef
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
@@ -51,7 +52,6 @@ from geckokit.fret.user_queries import QuerySource, generated_queries, read_user
 from geckokit.fret.workers import llm_executor
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
 from geckokit.llm.base import LLM
-from geckokit.registry import embeddings_dir, pinned_encoder
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
@@ -348,16 +348,16 @@ def _llm_time(scores: pa.Table) -> dict[str, Any]:
 
 
 def _warmed_up(
-    encoder: Any,
-    encoder_name: str,
+    encoder: EncoderRef,
     queries: pa.Table,
     passages: dict[str, dict[str, str]],
     out: Path,
     config: MineConfig,
     show_progress: bool,
-) -> tuple[Any, str]:
+) -> EncoderRef:
     """The encoder fine-tuned on (query, seed passage) pairs, saved in the run (and reused);
-    the queries without a seed passage (the user's) take no part."""
+    the queries without a seed passage (the user's) take no part. Its weights are the
+    run's own: not pinned."""
     import shutil
 
     from geckokit.encoder import load_encoder
@@ -365,9 +365,9 @@ def _warmed_up(
     from geckokit.fret.warmup import warmup_encoder
 
     folder = out / "warmup_encoder"
-    name = f"{encoder_name}+warmup{config.warmup_epochs}"
+    name = f"{encoder.name}+warmup{config.warmup_epochs}"
     if (folder / "modules.json").exists():
-        return load_encoder(str(folder)), name
+        return EncoderRef(load_encoder(str(folder)), name)
     queries = queries.filter(pc.is_valid(queries["passage_id"]))
     pairs = [
         (query_text(t, q), document_text(passages[p]["title"], passages[p]["text"]))
@@ -378,15 +378,16 @@ def _warmed_up(
             strict=True,
         )
     ]
+    model = encoder.model
     losses = warmup_encoder(
-        encoder, pairs, epochs=config.warmup_epochs, seed=config.seed, show_progress=show_progress
+        model, pairs, epochs=config.warmup_epochs, seed=config.seed, show_progress=show_progress
     )
     log.info("warm-up: %d steps, loss %.3f -> %.3f", len(losses), losses[0], losses[-1])
     tmp = out / ".warmup_encoder.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    encoder.save(str(tmp))
+    model.save(str(tmp))
     tmp.rename(folder)
-    return encoder, name
+    return EncoderRef(model, name)
 
 
 def check_seedless(config: MineConfig, queries_file: str | Path | None, *, generated: bool) -> None:
@@ -454,8 +455,7 @@ def mine(
     out: str | Path,
     *,
     llm: LLM | str | None,
-    encoder: Any,
-    encoder_name: str,
+    encoder: EncoderRef,
     config: MineConfig | None = None,
     prompt: RerankPrompt | None = None,
     queries_file: str | Path | None = None,
@@ -468,17 +468,18 @@ def mine(
     """Run FRet step 2 for the queries of a generate run (``queries_dir``), of a file of
     the user's own (``queries_file``, whose queries all get ``queries_task`` as their task;
     see :func:`~geckokit.fret.user_queries.read_user_queries`), or both, and return the
-    manifest. ``llm`` is a loaded LLM or its spec (:func:`~geckokit.llm.load_llm`), or None
-    for the ``seed`` fusion (no relabelling, the paper's baseline), which the user's
-    queries cannot take: they have no seed passage to keep. ``executor`` (default: local)
-    says where the pairs are scored: executor ``ray`` needs the spec, which each of its
-    workers loads (:mod:`geckokit.runs.ray_executor`); the retrieval runs here either way."""
+    manifest. ``encoder`` is the initial encoder, which retrieves the candidates (its name is
+    part of the run's identity). ``llm`` is a loaded LLM or its spec
+    (:func:`~geckokit.llm.load_llm`), or None for the ``seed`` fusion (no relabelling, the
+    paper's baseline), which the user's queries cannot take: they have no seed passage to
+    keep. ``executor`` (default: local) says where the pairs are scored: executor ``ray``
+    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`); the
+    retrieval runs here either way."""
     config = config or MineConfig()
     if llm is None and config.fusion is not Fusion.SEED:
         raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
-    settings = dict(
+    settings: dict[str, Any] = dict(
         encoder=encoder,
-        encoder_name=encoder_name,
         config=config,
         prompt=prompt,
         queries_file=queries_file,
@@ -499,8 +500,7 @@ def _mine(
     out: Path,
     *,
     work: ShardExecutor | None,
-    encoder: Any,
-    encoder_name: str,
+    encoder: EncoderRef,
     config: MineConfig,
     prompt: RerankPrompt | None,
     queries_file: str | Path | None,
@@ -524,7 +524,7 @@ def _mine(
         "config": _identity_config(config),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
         "model": work.info["model"] if work is not None else {"id": None},
-        "encoder": encoder_name,
+        "encoder": encoder.name,
         "queries": sources["queries"],  # the generate run's (None: none)
         # the user's file: path, sha256, task and counts (None: none); its content is compared
         "queries_file": sources["queries_file"],
@@ -547,24 +547,19 @@ def _mine(
 
             require_bm25()  # before the corpus is embedded, not after
         if config.warmup_encoder:
-            encoder, encoder_name = _warmed_up(
-                encoder, encoder_name, queries, passages, out, config, show_progress
-            )
+            encoder = _warmed_up(encoder, queries, passages, out, config, show_progress)
         # a registry encoder's passage embeddings serve every run over the same passages
         # (the distilled run's and its ablation's, a second run with another prompt)
-        pinned = pinned_encoder(encoder_name)
         emb = embed_passages(
             encoder,
             corpus.passages,
-            cache=None if pinned else out / "corpus_embeddings.npy",
-            shared_dir=embeddings_dir() if pinned else None,
-            encoder_name=pinned or encoder_name,
+            cache=out / "corpus_embeddings.npy",
             show_progress=show_progress,
         )
         candidates = retrieve_candidates(
             queries,
             corpus.passages,
-            encoder=encoder,
+            encoder=encoder.model,
             passage_embeddings=emb,
             top_n=config.top_n,
             retriever=config.retriever,

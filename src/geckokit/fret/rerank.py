@@ -7,10 +7,11 @@ both scores (Gecko, Appendix A):
 - RC, relevance classification: from the label distribution after the question, either
   log P(relevant) normalised over the labels (binary) or the expected grade (graded).
 
-With the in-process llama.cpp backend, pairs are scored passage by passage: the instruction
-is evaluated once per run, each passage once, and every query that retrieved the passage
-continues from its cached state, so a pair costs about (lead + query + question) tokens.
-Other backends get two requests per pair (``score`` and ``label_logprobs``).
+With a backend that returns logits rows (:class:`~geckokit.llm.base.LogitRowsLLM`: the
+in-process llama.cpp one), pairs are scored passage by passage: the instruction is evaluated
+once per run, each passage once, and every query that retrieved the passage continues from
+its cached state, so a pair costs about (lead + query + question) tokens. Other backends get
+two requests per pair (``score`` and ``label_logprobs``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from geckokit.llm.base import LLM, log_softmax, logsumexp
+from geckokit.llm.base import LLM, LogitRowsLLM, TokenizingLLM, log_softmax, logsumexp
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,12 @@ class PairScorer:
         self.llm = llm
         self.prompt = prompt
         self.passage_max_tokens = passage_max_tokens
-        self.fast = hasattr(llm, "eval_rows") and hasattr(llm, "tokenize")
-        if self.fast:
-            tok = llm.tokenize  # type: ignore[attr-defined]
+        #: the backend's tokenizer, when it has one (None: passages are cut by characters)
+        self.tokenizer = llm if isinstance(llm, TokenizingLLM) else None
+        #: the backend's logits rows, when it has them (None: two requests per pair)
+        self.rows = llm if isinstance(llm, LogitRowsLLM) else None
+        if self.rows is not None:
+            tok = self.rows.tokenize
             self._instruction = tok(prompt.instruction, add_bos=True, special=True)
             self._question = tok(prompt.question)
             self._label_ids: dict[str, list[int]] = {}
@@ -118,14 +121,14 @@ class PairScorer:
                         f"label {label!r}: no spelling is a single token for {llm.model_id}: {spellings}"
                     )
                 self._label_ids[label] = sorted(set(ids))
-            llm.set_shared_tokens(self._instruction)  # type: ignore[attr-defined]
+            self.rows.set_shared_tokens(self._instruction)
 
     def passage_text(self, title: str, text: str) -> str:
         """The passage segment, cut to the token budget (approximated by characters when the
         backend cannot tokenize)."""
-        if self.fast:
-            ids = self.llm.tokenize(text)[: self.passage_max_tokens]  # type: ignore[attr-defined]
-            text = self.llm.detokenize(ids)  # type: ignore[attr-defined]
+        if self.tokenizer is not None:
+            ids = self.tokenizer.tokenize(text)[: self.passage_max_tokens]
+            text = self.tokenizer.detokenize(ids)
         else:
             text = text[: 4 * self.passage_max_tokens]
         return self.prompt.passage.format(title=title or "none", text=text.strip())
@@ -133,8 +136,8 @@ class PairScorer:
     def score(self, title: str, text: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
         """Scores of ``queries`` (task, query) against one passage."""
         segment = self.passage_text(title, text)
-        if self.fast:
-            return self._score_fast(segment, queries)
+        if self.rows is not None:
+            return self._score_fast(self.rows, segment, queries)
         return self._score_generic(segment, queries)
 
     def _score_generic(self, segment: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
@@ -152,8 +155,9 @@ class PairScorer:
             for ql, lab in zip(qls, labels, strict=True)
         ]
 
-    def _score_fast(self, segment: str, queries: Sequence[tuple[str, str]]) -> list[PairScore]:
-        llm: Any = self.llm
+    def _score_fast(
+        self, llm: LogitRowsLLM, segment: str, queries: Sequence[tuple[str, str]]
+    ) -> list[PairScore]:
         head = self._instruction + llm.tokenize(segment)
         llm.eval_rows(head, [])  # the passage, evaluated alone right after the instruction
         out = []

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from geckokit.encoder import EncoderRef
 from geckokit.fret.fusion import Fusion, fuse, ranks
 from geckokit.fret.rerank import PairScorer, RerankPrompt
 from geckokit.llm.base import LLM
@@ -29,20 +30,19 @@ def rerank_eval(
     beir_dir: str | Path,
     *,
     llm: LLM,
-    encoder: Any,
+    encoder: EncoderRef,
     prompt: RerankPrompt,
     top_k: int = 20,
     n_queries: int | None = 50,
     task: str | None = None,
     gecko_format: bool = False,
     passage_max_tokens: int = 384,
-    encoder_name: str = "",
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """nDCG@10 (and Recall@10) of each ordering of the encoder's top ``top_k`` for the first
     ``n_queries`` test queries (by id). ``gecko_format`` embeds with the unified format (for
-    models trained on it); otherwise plain text, as a base model expects. With
-    ``encoder_name`` the corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
+    models trained on it); otherwise plain text, as a base model expects. A pinned
+    encoder's corpus embeddings are cached under ``$GECKOKIT_HOME/embeddings``."""
     data = load_beir(beir_dir)
     task = task or rerank_task(data.name)
     qids = sort_ids(list(data.queries))[: n_queries or None]
@@ -53,7 +53,6 @@ def rerank_eval(
         task=task,
         gecko_format=gecko_format,
         top_k=top_k,
-        encoder_name=encoder_name,
         show_progress=show_progress,
     )
 
@@ -62,8 +61,7 @@ def rerank_eval(
         for p in cands[q]:
             by_passage[p].append(q)
     scorer = PairScorer(llm, prompt, passage_max_tokens=passage_max_tokens)
-    usage = getattr(llm, "usage", None)
-    before = usage.copy() if usage is not None else None
+    before = llm.usage.copy()
     ql: dict[tuple[str, str], float] = {}
     rc: dict[tuple[str, str], float] = {}
     t0 = time.perf_counter()
@@ -83,11 +81,7 @@ def rerank_eval(
                 ql[(q, p)], rc[(q, p)] = s.ql, s.rc
             progress.update(bar, advance=len(qs))
     seconds = time.perf_counter() - t0
-    tokens = (
-        usage.since(before)["prompt_tokens_evaluated"]
-        if usage is not None and before is not None
-        else 0
-    )
+    tokens = llm.usage.since(before)["prompt_tokens_evaluated"]
 
     orderings: dict[str, list[list[str]]] = defaultdict(list)
     for q in qids:
@@ -117,6 +111,7 @@ def rerank_eval(
         "top_k": top_k,
         "task": task,
         "llm": llm.model_id,
+        "encoder": encoder.name,
         "prompt": {"version": prompt.version, "mode": prompt.mode, "sha256": prompt.sha256},
         "gecko_format": gecko_format,
         "results": results,

@@ -23,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geckokit.encoder import EncoderRef
 from geckokit.format import document_text, query_text
+from geckokit.registry import embeddings_dir
 from geckokit.retrieval.hybrid import RRF_K, Retriever, hybrid_depth, reciprocal_rank_fusion
 from geckokit.retrieval.index import build_index, cached_encode
 
@@ -48,31 +50,30 @@ CANDIDATE_SCHEMA = pa.schema(
 
 
 def embed_passages(
-    encoder: Any,
+    encoder: EncoderRef,
     passages: pa.Table,
     *,
     cache: Path | None = None,
-    shared_dir: Path | None = None,
-    encoder_name: str = "",
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim),
-    cached at ``cache`` for the same encoder and texts. ``shared_dir`` instead keeps them in
-    that folder as ``{encoder_name}-passages-{hash of the texts}.npy``, so that every run
-    over the same passages reuses them; only for an encoder whose name fixes its weights
-    (:func:`geckokit.registry.pinned_encoder`)."""
+    """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim).
+    A pinned encoder's (:class:`~geckokit.encoder.EncoderRef`) are kept in
+    ``$GECKOKIT_HOME/embeddings`` as ``{name}-passages-{hash of the texts}.npy``, so that
+    every run over the same passages reuses them; any other encoder's at ``cache``, for the
+    same encoder name and texts (None: not kept)."""
     texts = [
         document_text(t, x)
         for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
     ]
+    name = encoder.cache_name
     return cached_encode(
-        encoder,
+        encoder.model,
         texts,
-        cache=cache,
-        folder=shared_dir,
-        label=f"{encoder_name}-passages",
-        key={"encoder": encoder_name},
+        cache=None if encoder.pinned else cache,
+        folder=embeddings_dir() if encoder.pinned else None,
+        label=f"{name}-passages",
+        key={"encoder": name},
         batch_size=batch_size,
         show_progress=show_progress,
     )

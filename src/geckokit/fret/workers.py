@@ -36,8 +36,8 @@ def load_worker(spec: str, *, threads: int | None = None) -> Loaded:
     return Loaded(llm, usage=llm.usage, info={"model": model_fingerprint(llm)})
 
 
-def _loaded(llm: Any) -> Loaded:
-    return Loaded(llm, usage=getattr(llm, "usage", None), info={"model": model_fingerprint(llm)})
+def _loaded(llm: LLM) -> Loaded:
+    return Loaded(llm, usage=llm.usage, info={"model": model_fingerprint(llm)})
 
 
 def llm_executor(

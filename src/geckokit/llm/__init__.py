@@ -22,8 +22,13 @@ from geckokit.llm.base import (
     ContinuationScore,
     Generation,
     Labels,
+    LocalFileLLM,
+    LogitRowsLLM,
     Message,
+    PrefixCachingLLM,
     Prompt,
+    ServedLLM,
+    TokenizingLLM,
     UsageStats,
     yes_no_labels,
 )
@@ -35,8 +40,13 @@ __all__ = [
     "ContinuationScore",
     "Generation",
     "Labels",
+    "LocalFileLLM",
+    "LogitRowsLLM",
     "Message",
+    "PrefixCachingLLM",
     "Prompt",
+    "ServedLLM",
+    "TokenizingLLM",
     "UsageStats",
     "load_llm",
     "model_fingerprint",
@@ -100,16 +110,14 @@ def load_llm(spec: str | None = None, *, backend: str | None = None, **options: 
 def model_fingerprint(llm: LLM) -> dict[str, Any]:
     """Identify the LLM for the manifest: id, and the pinned sha256 or URL where known."""
     info: dict[str, Any] = {"id": llm.model_id, "backend": type(llm).__name__}
-    path = getattr(llm, "model_path", None)
-    if path:
+    if isinstance(llm, LocalFileLLM) and llm.model_path:
         from geckokit.registry import REGISTRY, cache_dir
 
-        info["path"] = str(path)
+        info["path"] = str(llm.model_path)
         for entry in REGISTRY.values():
-            if Path(path) == cache_dir() / entry.filename:
+            if Path(llm.model_path) == cache_dir() / entry.filename:
                 info["sha256"] = entry.sha256
                 info["registry_name"] = entry.name
-    url = getattr(llm, "base_url", None)
-    if url:
-        info["url"] = url
+    if isinstance(llm, ServedLLM) and llm.base_url:
+        info["url"] = llm.base_url
     return info

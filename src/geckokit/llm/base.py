@@ -3,6 +3,13 @@
 FRet step 1 (paper section 3.2) needs *generation*; step 2 scores candidates by *query
 likelihood* (log-probability of a continuation) and by *relevance classification*
 (log-probability of a closed set of label words). Every backend implements :class:`LLM`.
+
+What only some backends can do is declared as a narrower protocol that the backend's class
+names as a base, and that callers check once with ``isinstance``: :class:`TokenizingLLM`
+(exact token counts and cuts), :class:`PrefixCachingLLM` (a shared prompt prefix evaluated
+once), :class:`LogitRowsLLM` (logits rows of token ids, for FRet step 2's passage-ordered
+scoring), and, for the manifest, :class:`LocalFileLLM` and :class:`ServedLLM` (where the
+model's weights are).
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Message(TypedDict):
@@ -128,6 +138,75 @@ class LLM(Protocol):
         """For each prompt, log P(label) of the next output for every label, summing the
         probabilities of the label's spellings (natural log; not renormalised over labels)."""
         ...
+
+
+@runtime_checkable
+class TokenizingLLM(LLM, Protocol):
+    """An LLM that exposes its tokenizer: cost estimates count exact tokens, and FRet step 2
+    cuts passages to a token budget (others approximate tokens by characters)."""
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        """The token ids of ``text``; ``add_bos`` prepends the start token, ``special``
+        parses special-token markup (a rendered chat template)."""
+        ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        ...
+
+
+@runtime_checkable
+class PrefixCachingLLM(LLM, Protocol):
+    """An LLM that keeps the state of evaluated prompts and continues from it, so a prefix
+    that many prompts share (FRet step 1's system and few-shot turns) is evaluated once."""
+
+    def set_shared_prefix(self, prompts: Sequence[Prompt]) -> int:
+        """Declare the prefix the coming prompts share: the longest common token prefix of
+        ``prompts``, evaluated once and always alone, so that a prompt's result does not
+        depend on the prompt before it. Returns its length in tokens; ``[]`` forgets it."""
+        ...
+
+    def reset_cache(self) -> None:
+        """Forget the cached state, so the next call evaluates its whole prompt."""
+        ...
+
+
+@runtime_checkable
+class LogitRowsLLM(TokenizingLLM, PrefixCachingLLM, Protocol):
+    """An LLM that runs token ids and returns the logits rows asked for, continuing from its
+    cached state: FRet step 2 then evaluates the instruction once per run and each passage
+    once, and every query that retrieved the passage costs only its own tokens (Gecko,
+    Appendix A's QL and RC in one pass)."""
+
+    def eval_rows(
+        self,
+        ids: Sequence[int],
+        positions: Sequence[int],
+        *,
+        reuse_limit: int | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Run ``ids``, reusing the cached prefix (at most ``reuse_limit`` tokens of it), and
+        return the logits row at each of ``positions`` (the row predicts the next token)."""
+        ...
+
+    def set_shared_tokens(self, ids: Sequence[int]) -> None:
+        """:meth:`set_shared_prefix` for a caller that tokenizes its own segments."""
+        ...
+
+
+@runtime_checkable
+class LocalFileLLM(LLM, Protocol):
+    """An LLM whose weights are one local file: its path (and, for a registry model, its
+    pinned sha256) identifies the model in a run's manifest."""
+
+    model_path: str
+
+
+@runtime_checkable
+class ServedLLM(LLM, Protocol):
+    """An LLM behind an HTTP API: the API root identifies it in a run's manifest."""
+
+    base_url: str
 
 
 def yes_no_labels() -> dict[str, list[str]]:

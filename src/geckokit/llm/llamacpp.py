@@ -23,6 +23,8 @@ from geckokit.llm.base import (
     ContinuationScore,
     Generation,
     Labels,
+    LocalFileLLM,
+    LogitRowsLLM,
     Prompt,
     UsageStats,
     check_labels,
@@ -30,20 +32,23 @@ from geckokit.llm.base import (
     log_softmax,
     logsumexp,
 )
+from geckokit.registry import DEFAULT_LLM
 
 log = logging.getLogger(__name__)
 
 
-class LlamaCppLLM:
+class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
     """An LLM in this process through llama-cpp-python.
 
     ``model`` is a registry name, a local GGUF path or ``org/repo:file.gguf`` (online).
     ``n_threads`` defaults to the number of CPU cores; ``n_ctx`` bounds prompt + output.
+    Besides :class:`~geckokit.llm.base.LLM` it can tokenize, cache a shared prefix and
+    return logits rows (:class:`~geckokit.llm.base.LogitRowsLLM`).
     """
 
     def __init__(
         self,
-        model: str = "qwen2.5-coder-0.5b-instruct",
+        model: str = DEFAULT_LLM,
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,

@@ -31,6 +31,7 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    ServedLLM,
     UsageStats,
     check_labels,
     check_pairs,
@@ -60,7 +61,7 @@ class LLMUnavailableError(LLMServerError):
 _USAGE_LOCK = threading.Lock()
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(ServedLLM):
     """An LLM behind an OpenAI-compatible HTTP API.
 
     ``base_url`` is the API root, e.g. ``http://127.0.0.1:8000/v1``; ``model`` the name the

@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geckokit.llm.base import ContinuationScore, Generation, Labels, Prompt, UsageStats
+from geckokit.llm.base import (
+    ContinuationScore,
+    Generation,
+    Labels,
+    Prompt,
+    ServedLLM,
+    UsageStats,
+)
 from geckokit.llm.openai_http import LLMServerError, LLMUnavailableError, OpenAICompatibleLLM
 
 log = logging.getLogger(__name__)
@@ -93,7 +100,7 @@ class _Server:
     last_error: str = ""
 
 
-class ServerPool:
+class ServerPool(ServedLLM):
     """OpenAI-compatible servers of one model as one :class:`~geckokit.llm.base.LLM` (see
     the module docstring). ``servers``: URLs, or (URL, concurrency limit) pairs whose None
     limit is ``max_concurrency``; ``model`` the name the servers know the model by (default:

@@ -13,6 +13,7 @@ from typing import Any
 
 from geckokit._deps import require
 from geckokit.llm.base import (
+    LLM,
     ContinuationScore,
     Generation,
     Labels,
@@ -24,7 +25,7 @@ from geckokit.llm.base import (
 )
 
 
-class TransformersLLM:
+class TransformersLLM(LLM):
     """An LLM run through ``transformers.AutoModelForCausalLM``.
 
     ``device`` is ``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available); ``batch_size``

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.mine_run import MineConfig, check_seedless
+from geckokit.registry import DEFAULT_ENCODER
 from geckokit.runs.executor import EXECUTION_SETTINGS, ExecutorSettings
 from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
@@ -54,7 +55,7 @@ class DistillConfig(ExecutorSettings):
 
     corpus: str
     llm: str | None = Field(None, description="LLM (default: the registry's default)")
-    base: str = Field("all-minilm-l6-v2", description="encoder to distil into")
+    base: str = Field(DEFAULT_ENCODER, description="encoder to distil into")
     encoder: str | None = Field(
         None, description="initial encoder that retrieves neighbours (default: base)"
     )
@@ -150,8 +151,9 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
 
     config = config.model_copy(deep=True)
     config.llm = config.llm or DEFAULT_LLM
-    if "fusion" not in config.mine.model_fields_set:
-        config.mine.fusion = Fusion.parse(default_fusion(config.llm))
+    measured = default_fusion(config.llm)
+    if "fusion" not in config.mine.model_fields_set and measured is not None:
+        config.mine.fusion = Fusion.parse(measured)
     config.encoder = config.encoder or config.base
     config.train.base = config.base
     return config

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geckokit.pipeline.config import (
     QUERIES_SHA256,
@@ -33,6 +33,10 @@ from geckokit.pipeline.config import (
 )
 from geckokit.pipeline.runner import CONFIG_FILE, Action, Step
 from geckokit.runs.manifest import RunManifest, Stage
+
+if TYPE_CHECKING:
+    from geckokit.encoder import EncoderRef
+    from geckokit.llm.base import LLM
 
 __all__ = [
     "CONFIG_FILE",
@@ -57,14 +61,16 @@ def run_distill(
     out: str | Path,
     *,
     until: Stage | str = Stage.REPORT,
-    llm: Any = None,
+    llm: LLM | None = None,
+    encoder: EncoderRef | None = None,
     on_estimate: Callable[[dict[str, Any]], None] | None = None,
     on_stage: Callable[[Step, Action], None] | None = None,
     show_progress: bool = True,
 ) -> RunManifest:
     """Run (or resume) the whole pipeline into ``out`` up to and including ``until`` and
-    return the run manifest. ``llm`` overrides loading ``config.llm`` (tests pass a loaded
-    model); ``on_estimate`` receives the cost estimate before any LLM work, ``on_stage``
+    return the run manifest. ``llm`` overrides loading ``config.llm``, ``encoder`` loading
+    the initial encoder ``config.encoder`` (it must carry that name); tests pass loaded
+    models. ``on_estimate`` receives the cost estimate before any LLM work, ``on_stage``
     each stage as it starts or is skipped. While it runs, another process that opens
     ``out`` fails with :class:`~geckokit.runs.folder.RunLockedError`; settings that differ
     from the run's in a way that would mix two runs raise
@@ -76,13 +82,21 @@ def run_distill(
     from geckokit.pipeline.stages import STEPS, DistillRun, llm_preparation
 
     config = resolve_defaults(config)
+    if encoder is not None and encoder.name != config.encoder:
+        raise ValueError(
+            f"the encoder passed is named {encoder.name!r} but the settings' initial encoder "
+            f"is {config.encoder!r}; set encoder = {encoder.name!r} in the settings, or pass "
+            "the encoder they name"
+        )
     prompt = load_generate_prompt(config.prompt)  # a bad template fails before any work
     until = Stage.parse(until)
     user = None  # a bad queries file fails before any work too
     if config.queries_file is not None:
         user = read_user_queries(config.queries_file, task=config.queries_task)
     out = Path(out)
-    run = DistillRun(config, out, prompt, user, llm=llm, show_progress=show_progress)
+    run = DistillRun(
+        config, out, prompt, user, llm=llm, show_progress=show_progress, encoder=encoder
+    )
     return run_stages(
         [step(run) for step in STEPS],
         out,
@@ -99,7 +113,8 @@ def distill(
     out: str | Path,
     *,
     until: Stage | str = Stage.REPORT,
-    llm: Any = None,
+    llm: LLM | None = None,
+    encoder: EncoderRef | None = None,
     on_estimate: Callable[[dict[str, Any]], None] | None = None,
     show_progress: bool = True,
     on_stage: Callable[[Step, Action], None] | None = None,
@@ -110,6 +125,7 @@ def distill(
         out,
         until=until,
         llm=llm,
+        encoder=encoder,
         on_estimate=on_estimate,
         on_stage=on_stage,
         show_progress=show_progress,

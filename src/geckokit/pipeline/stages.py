@@ -19,27 +19,32 @@ from geckokit.fret.mine_run import SELECTION, MineConfig
 from geckokit.pipeline.config import QUERIES_SHA256
 from geckokit.pipeline.runner import Action, Step
 from geckokit.pipeline.runner import first_stage as _first_stage
+from geckokit.registry import DEFAULT_LLM
 from geckokit.runs.executor import Executor
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.manifest import MineManifest, RunManifest, Stage, finished, read_stage_manifest
 
 if TYPE_CHECKING:
     from geckokit.corpus import Corpus
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.prompts import GeneratePrompt
     from geckokit.fret.user_queries import UserQueries
+    from geckokit.llm.base import LLM
     from geckokit.pipeline.config import DistillConfig
 
 
 @dataclasses.dataclass
 class DistillRun:
-    """What the stages of one distill sitting share."""
+    """What the stages of one distill sitting share. ``llm`` and ``encoder`` (the initial
+    encoder) are loaded from the settings when first needed, unless given."""
 
     config: DistillConfig
     out: Path
     prompt: GeneratePrompt
     user: UserQueries | None = None
-    llm: Any = None
+    llm: LLM | None = None
     show_progress: bool = True
+    encoder: EncoderRef | None = None
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -53,18 +58,27 @@ class DistillRun:
         """The passages queries are written for (``sample`` of them, else all)."""
         return sample_passages(self.corpus, self.config.sample, seed=self.config.generate.seed)
 
-    def load_llm(self) -> None:
+    def load_llm(self) -> LLM:
         if self.llm is None:
             from geckokit.llm import load_llm
 
             self.llm = load_llm(self.config.llm)
+        return self.llm
 
-    def stage_llm(self) -> Any:
+    def load_encoder(self) -> EncoderRef:
+        if self.encoder is None:
+            from geckokit.encoder import EncoderRef
+
+            self.encoder = EncoderRef.load(self.config.encoder)
+        return self.encoder
+
+    def stage_llm(self) -> LLM | str | None:
         """The LLM a stage takes: the loaded one (None: none loaded, no LLM work), or for
-        executor ``ray`` its spec, which each Ray worker loads."""
+        executor ``ray`` its spec, which each Ray worker loads (the one loaded here serves
+        the cost estimate)."""
         if self.llm is None or self.config.executor is Executor.LOCAL:
             return self.llm
-        return self.config.llm
+        return self.config.llm or DEFAULT_LLM  # the spec load_llm took
 
 
 class DistillStep(Step):
@@ -96,10 +110,13 @@ class Generate(DistillStep):
         from geckokit.fret.generate_run import generate_queries
 
         r = self.shared
+        r.load_llm()  # generate has LLM work whenever it runs (the preparation loaded it)
+        llm = r.stage_llm()
+        assert llm is not None  # loaded just above
         gen = generate_queries(
             r.seeds,
             self.folder,
-            llm=r.stage_llm(),
+            llm=llm,
             config=r.config.generate,
             prompt=r.prompt,
             show_progress=r.show_progress,
@@ -131,19 +148,16 @@ class Mine(DistillStep):
         )
 
     def run(self) -> dict[str, Any]:
-        from geckokit.encoder import load_encoder
         from geckokit.fret.mine_run import mine
         from geckokit.fret.rerank import load_rerank_prompt
 
         r, c = self.shared, self.shared.config
-        assert c.encoder is not None  # resolve_defaults sets it
         mined = mine(
             r.out / Stage.GENERATE.folder if c.generates else None,
             r.corpus,
             self.folder,
             llm=r.stage_llm(),
-            encoder=load_encoder(c.encoder),
-            encoder_name=c.encoder,
+            encoder=r.load_encoder(),
             config=c.mine,
             prompt=load_rerank_prompt(c.rerank_prompt),
             queries_file=c.queries_file,
@@ -155,11 +169,12 @@ class Mine(DistillStep):
 
     def after(self, manifest: RunManifest) -> None:
         self.shared.llm = None  # the LLM's work is done; let it go before training
+        self.shared.encoder = None  # so is the initial encoder's
 
 
 class Mix(DistillStep):
     stage = Stage.MIX
-    title = "training mixture: FRet plus the human-labelled sets, unified format"
+    title = "training mixture: FRet and any human-labelled sets given, unified format"
     settings = ("mix",)
 
     def run(self) -> dict[str, Any]:

@@ -4,32 +4,30 @@ the embedding cache and a FAISS index) or by BM25. Evaluation and rerank-eval ra
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from geckokit.encoder import EncoderRef
 from geckokit.format import document_text, query_text
 from geckokit.retrieval.beir import BeirData
 from geckokit.retrieval.index import build_index, cached_encode
 
 
 def rank_with_encoder(
-    encoder: Any,
+    encoder: EncoderRef,
     data: BeirData,
     query_ids: list[str],
     *,
     task: str,
     gecko_format: bool,
     top_k: int,
-    encoder_name: str = "",
     show_progress: bool = False,
 ) -> dict[str, list[str]]:
     """The encoder's top ``top_k`` passage ids per query, by cosine similarity over the
     whole corpus. ``gecko_format`` embeds in the unified format (``task: ... | query: ...``
     against ``title: ... | text: ...``, for models trained on it); otherwise plain text
-    (title and text joined), as a base model expects. With ``encoder_name`` (a registry
-    name or hub id, which fixes the weights) the corpus embeddings are cached under
-    ``$GECKOKIT_HOME/embeddings``, keyed by that name and the texts."""
+    (title and text joined), as a base model expects. A pinned encoder's corpus embeddings
+    (a registry encoder: its name fixes its weights) are cached under
+    ``$GECKOKIT_HOME/embeddings``, keyed by its name and the texts."""
     from geckokit.registry import embeddings_dir
 
     pids = list(data.corpus)
@@ -39,16 +37,19 @@ def rank_with_encoder(
     else:
         docs = [(data.corpus[p]["title"] + " " + data.corpus[p]["text"]).strip() for p in pids]
         texts = [data.queries[q] for q in query_ids]
+    name = encoder.cache_name
     emb = cached_encode(
-        encoder,
+        encoder.model,
         docs,
-        folder=embeddings_dir() if encoder_name else None,
-        label=f"{encoder_name}-{data.name}-{'gecko' if gecko_format else 'plain'}",
-        key={"encoder": encoder_name},
+        folder=embeddings_dir() if encoder.pinned else None,
+        label=f"{name}-{data.name}-{'gecko' if gecko_format else 'plain'}",
+        key={"encoder": name},
         show_progress=show_progress,
     )
     q_emb = np.asarray(
-        encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
+        encoder.model.encode(
+            texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        ),
         dtype=np.float32,
     )  # (queries, dim)
     _, rows = build_index(emb).search(q_emb, min(top_k, len(pids)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -43,6 +44,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def default_workers() -> int:
+    """Batches encoded at once by default: 2 where there are at least 2 CPUs, else 1 (two
+    workers keep the cores busy while the other batch's answers go out: docs/serving.md)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 class ServeOptions(BaseModel):
     """Limits and batching of ``geckokit serve`` (the CLI flags of the same names)."""
 
@@ -54,7 +61,11 @@ class ServeOptions(BaseModel):
     max_body_bytes: int = Field(16 * 2**20, ge=1024, description="request body size")
     max_batch_size: int = Field(64, ge=1, description="texts per encode call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
-    workers: int = Field(1, ge=1, description="batches encoded at the same time")
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=1,
+        description="batches encoded at the same time (2 where there are at least 2 CPUs, else 1)",
+    )
 
 
 def _error(status: int, message: str, **fields: Any) -> Any:

@@ -30,12 +30,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geckokit._deps import require
 from geckokit.encoder import embedding_width
+from geckokit.format import plain_document, plain_query
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
+from geckokit.registry import DEFAULT_ENCODER
 from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
+from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
+
+
+class TextFormat(ClosedSet):
+    UNIFIED = "unified"  # task: ... | query: ... and title: ... | text: ... (the paper)
+    PLAIN = "plain"  # the query alone, title and text joined: as the base was trained
 
 
 class TrainConfig(BaseModel):
@@ -44,7 +52,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     base: str = Field(
-        "all-minilm-l6-v2", description="encoder to fine-tune (registry name, path or hub id)"
+        DEFAULT_ENCODER, description="encoder to fine-tune (registry name, path or hub id)"
     )
     max_steps: int = Field(-1, description="stop after this many steps (-1: run the epochs)")
     epochs: float = Field(1.0, gt=0)
@@ -95,6 +103,12 @@ class TrainConfig(BaseModel):
         gt=0,
         description="the teacher's scores are divided by this (kl: before the softmax; "
         "margin-mse: its margins); the student's are cosine / temperature",
+    )
+    text_format: TextFormat = Field(
+        TextFormat.UNIFIED,
+        description="unified: train in Gecko's format and save its prompts with the model; "
+        "plain: strip the task and title prefixes from the mixture and save no prompts, so "
+        "the model is used as the base was (queries and passages as they are)",
     )
     distill_candidates: int = Field(
         8,
@@ -269,6 +283,13 @@ def train(
     table = read_shards(mixture_dir / "mixture", columns=columns)
     if table is None or table.num_rows == 0:
         raise ValueError(f"{mixture_dir}: no mixture/ shards; run `geckokit mix` first")
+    if config.text_format is TextFormat.PLAIN:
+        if prefinetune is not None:
+            raise ValueError(
+                "pre-finetuning pairs are written in the unified format: drop "
+                "--text-format plain or --prefinetune"
+            )
+        table = as_plain_text(table)
     mix_manifest = read_json(mixture_dir / MANIFEST) or {}
     weights = config.weights if config.weights is not None else mix_manifest.get("weights")
     extra, distillation = _distillation_columns(table, config, mixture_dir)
@@ -310,7 +331,8 @@ def train(
         resume=resume,
         extra=extra,
     )
-    model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
+    unified = config.text_format is TextFormat.UNIFIED
+    model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT} if unified else {}
     model.default_prompt_name = None
     target = out / "model"
     model.save(str(target))
@@ -358,6 +380,31 @@ _OBJECTIVES = {
     Objective.MARGIN_MSE: "MSE between the encoder's and the LLM's positive-minus-candidate "
     "score margins (Margin-MSE, as in GPL)",
 }
+
+
+def as_plain_text(table: Any) -> Any:
+    """The mixture with its text columns in plain text (:func:`geckokit.format.plain_query`
+    for queries, :func:`~geckokit.format.plain_document` for passages and candidates)."""
+    import pyarrow as pa
+
+    converters = {"query": plain_query, "positive": plain_document, "negative": plain_document}
+    for column, convert in converters.items():
+        if column in table.column_names:
+            values = [convert(v) if v else v for v in table[column].to_pylist()]
+            table = table.set_column(
+                table.schema.get_field_index(column), column, pa.array(values, pa.string())
+            )
+    if "candidate_texts" in table.column_names:
+        lists = [
+            None if texts is None else [plain_document(t) if t else t for t in texts]
+            for texts in table["candidate_texts"].to_pylist()
+        ]
+        table = table.set_column(
+            table.schema.get_field_index("candidate_texts"),
+            "candidate_texts",
+            pa.array(lists, pa.list_(pa.string())),
+        )
+    return table
 
 
 def _distillation_columns(

@@ -9,7 +9,7 @@ training) is the usual remedy; this scores each ``--alpha`` on the 300 SciFact t
 plain text) and STS-Benchmark test Spearman (unified format, and in plain text as
 ``stsb_spearman_plain``), and saves each averaged model under ``--out``:
 
-    python bench/interpolate_base.py runs/scifact-science-noneg/train/model \\
+    python -m experiments.scifact.interpolate_base runs/scifact-science-noneg/train/model \\
       --alpha 0.25,0.5,0.75 --out runs/scifact-science-noneg-wise
 
 ``alpha`` 1 is the fine-tuned model itself, 0 the base. Prints one JSON line per alpha and
@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill_scifact import ROOT, base_scores, score_model
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import base_scores, score_model
 
 
 def interpolate(base: Any, tuned: Any, alpha: float) -> Any:
@@ -45,7 +46,9 @@ def interpolate(base: Any, tuned: Any, alpha: float) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.interpolate_base", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("model", type=Path, help="a fine-tuned model folder (train/model)")
     parser.add_argument(
         "--base", default="all-minilm-l6-v2", help="the model it was fine-tuned from"
@@ -56,7 +59,7 @@ def main() -> None:
         help="comma-separated weights of the fine-tuned model, each in [0, 1] (default 0.5)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-wise")
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     try:
         alphas = [float(a) for a in args.alpha.split(",") if a]

@@ -9,11 +9,11 @@ an LLM rewrite each one *without the passage in view* (so it cannot copy the pas
 terms: synonyms, spelled-out or abbreviated names, a broader class), the way a citing
 author would state the finding.
 
-    python bench/rewrite_claims.py runs/scifact-bench-science/distill \
+    python -m experiments.scifact.rewrite_claims runs/scifact-bench-science/distill \
         --llm qwen2.5-coder-1.5b-instruct --out runs/scifact-rewrite-science
-    python bench/hard_fret.py runs/scifact-rewrite-science --all --no-negative \
+    python -m experiments.scifact.hard_fret runs/scifact-rewrite-science --all --no-negative \
         --out runs/scifact-rewrite-science-train
-    python bench/claim_difficulty.py runs/scifact-rewrite-science/original \
+    python -m experiments.scifact.claim_difficulty runs/scifact-rewrite-science/original \
         runs/scifact-rewrite-science
 
 Writes ``OUT/mine/fret`` (the run's FRet examples, ``query`` rewritten, the claim it came
@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SYSTEM = (
     "You rewrite scientific claims the way another paper citing the finding would state "
@@ -81,7 +79,9 @@ def clean(text: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.rewrite_claims", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run", type=Path, help="a finished distill run folder (holding mine/fret)")
     parser.add_argument("--llm", default="qwen2.5-coder-1.5b-instruct")
     parser.add_argument("--out", type=Path, required=True)

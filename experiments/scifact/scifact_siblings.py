@@ -4,22 +4,23 @@ SciFact's claims were written several to a citing sentence, often a claim and it
 and the splits share documents: 196 of the 300 test claims have a relevant abstract that a
 train claim also cites, and the closest such train claim usually differs from the test claim
 by a word or a number ("0-dimensional biomaterials show / lack inductive properties"). A model
-trained on the train claims (``bench/scifact_supervised.py``) can learn those abstracts for
+trained on the train claims (``scifact_supervised.py``) can learn those abstracts for
 those very findings. This script splits the test claims into the 196 whose abstract a train
 claim cites ("covered") and the other 104, and scores each given model on both, against
 the base in plain text (the README's base row), with a paired randomisation test per group:
 
-    python bench/scifact_siblings.py \
+    python -m experiments.scifact.scifact_siblings \
         real=runs/scifact-supervised/train/model \
         generated=runs/scifact-science-noneg/train/model --out runs/scifact-siblings
 
 Each ``NAME=MODEL`` is a label and a model folder (or registry name), evaluated in the
-unified format with SciFact's task string, as the bench trains them. ``--written`` also
+unified format with SciFact's task string, as the studies train them. ``--written`` also
 splits the test claims by whether a distill run wrote claims for one of their abstracts
 (its passages are a sample of the corpus), to see whether writing for a test claim's own
 abstract helps that claim:
 
-    python bench/scifact_siblings.py science-noneg=runs/scifact-science-noneg/train/model \
+    python -m experiments.scifact.scifact_siblings \
+        science-noneg=runs/scifact-science-noneg/train/model \
         --written runs/scifact-bench-science/distill/queries --out runs/scifact-siblings-written
 
 About 4 minutes a model on 2 cores (the base's corpus embeddings are cached after the
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 def split_by_train_documents(
@@ -45,7 +46,7 @@ def split_by_train_documents(
     """The test claims' relevant abstracts (evaluation order), a mask of the claims with a
     relevant abstract that some train claim also cites, and how close the nearest such train
     claim is."""
-    from claim_difficulty import real_claims
+    from experiments.scifact.claim_difficulty import real_claims
     from geckokit.fret.validate import word_overlap
 
     train_ids, train_claims, train_rel = real_claims(scifact, "train")
@@ -75,7 +76,9 @@ def split_by_train_documents(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.scifact_siblings", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("models", nargs="*", help="NAME=MODEL: a label and a model folder")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-siblings")
     parser.add_argument(
@@ -85,14 +88,14 @@ def main() -> None:
         help="a generate --out folder (distill: RUN/queries): also split the test claims by "
         "whether the run wrote claims for one of their relevant abstracts",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.models)
     if any(not k or not v for k, v in models.items()) or len(models) != len(args.models):
         raise SystemExit("models: give each as NAME=MODEL, names distinct")
 
-    from distill_scifact import base_scores
-    from geckokit.encoder import load_encoder
+    from experiments.scifact.distill_scifact import base_scores
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.retrieval.metrics import paired_randomisation_p
     from geckokit.tasks import task_string
@@ -112,7 +115,7 @@ def main() -> None:
     scores = {"base (plain)": 100 * np.array(base_run["ndcg@10_per_query"])}
     for name, path in models.items():
         got = evaluate_retrieval(
-            load_encoder(path), scifact, task=task, gecko_format=True, per_query=True
+            EncoderRef.load(path), scifact, task=task, gecko_format=True, per_query=True
         )
         scores[name] = 100 * np.array(got["ndcg@10_per_query"])
     base = scores["base (plain)"]

@@ -2,16 +2,17 @@
 
 Fine-tunes the base encoder on SciFact's own 809 train claims and their 919 relevant
 abstracts (BEIR train qrels; in-batch and same-tower negatives, no hard negatives), with
-the human-labelled sets of ``bench/distill_scifact.py`` or without them, then scores nDCG@10
+the human-labelled sets of ``distill_scifact.py`` or without them, then scores nDCG@10
 on the 300 test claims and STS-Benchmark test Spearman, both in the unified format
 (STS-Benchmark in plain text too, as ``stsb_spearman_plain``). The
 distilled model never sees these claims or labels; this run shows how far in-domain
 supervision moves the same encoder with the same trainer.
 
-    python bench/scifact_supervised.py --epochs 3 --learning-rate 5e-5 --out runs/scifact-supervised
+    python -m experiments.scifact.scifact_supervised --epochs 3 --learning-rate 5e-5 \
+        --out runs/scifact-supervised
 
 ``--claims easy`` trains on the train claims whose relevant abstract the base encoder
-already ranks first, ``--claims hard`` on the others (``bench/claim_difficulty.py``
+already ranks first, ``--claims hard`` on the others (``claim_difficulty.py``
 measures the same rank for generated claims): does a claim teach only when it is hard?
 
 ``--seed`` sets the training's batch order and dropout: runs that differ only in it show
@@ -27,7 +28,8 @@ import argparse
 import json
 from pathlib import Path
 
-from distill_scifact import ROOT, human_sets, train_from_args
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import human_sets, train_from_args
 
 
 def claims_folder(scifact: Path, out: Path, which: str) -> Path:
@@ -36,7 +38,7 @@ def claims_folder(scifact: Path, out: Path, which: str) -> Path:
     their best relevant abstract: first, or lower); ``all`` is SciFact itself."""
     if which == "all":
         return scifact
-    from claim_difficulty import abstract_embeddings, ranks, real_claims
+    from experiments.scifact.claim_difficulty import abstract_embeddings, ranks, real_claims
     from geckokit.encoder import load_encoder
 
     folder = out / f"claims-{which}" / "scifact"
@@ -63,7 +65,9 @@ def claims_folder(scifact: Path, out: Path, which: str) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.scifact_supervised", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-supervised")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
@@ -82,7 +86,7 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed: batch order and dropout (default 0)"
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
 
     from geckokit.mixture.build import build_mixture

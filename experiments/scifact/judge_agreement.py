@@ -8,7 +8,7 @@ judges' choices on them: how often each moves the positive off the seed passage
 how the positive of each sits in the other's fused ranking. No training: with a few dozen
 queries, what the choices are is measurable; what they would teach the encoder is not.
 
-    python bench/judge_agreement.py runs/scifact-bench-science/distill/mine \\
+    python -m experiments.scifact.judge_agreement runs/scifact-bench-science/distill/mine \\
       --llm qwen2.5-coder-1.5b-instruct --queries 80 --out runs/scifact-judge-1.5b
 
 The second mine folder is ``OUT/mine`` (resumable: rerun the command after a stop); the
@@ -28,14 +28,16 @@ import pyarrow as pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.judge_agreement", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("mine_dir", type=Path, help="a finished mine folder (fret/, manifest)")
     parser.add_argument("--llm", required=True, help="the other judge (registry name, GGUF, URL)")
     parser.add_argument("--queries", type=int, default=80, help="FRet examples to judge again")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.io import read_json, read_shards, write_table
@@ -74,8 +76,7 @@ def main() -> None:
         first["corpus"]["source"],
         args.out / "mine",
         llm=load_llm(args.llm),
-        encoder=load_encoder(first["encoder"]),
-        encoder_name=first["encoder"],
+        encoder=EncoderRef.load(first["encoder"]),
         config=config,
     )
     seconds = time.perf_counter() - t0

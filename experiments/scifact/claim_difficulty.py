@@ -6,7 +6,8 @@ passage's document for a generated claim, the best-ranked relevant document for 
 A claim whose document already comes first teaches the encoder little; real train claims
 that lift SciFact test nDCG@10 by 5.7 points (docs/scifact.md) are the yardstick.
 
-    python bench/claim_difficulty.py runs/rrf-500/distill/queries runs/prompt-check/default ...
+    python -m experiments.scifact.claim_difficulty runs/rrf-500/distill/queries \\
+        runs/prompt-check/default ...
 
 Each argument is the ``--out`` folder of a ``geckokit generate`` run on the SciFact corpus,
 or the ``queries/`` folder of a ``geckokit distill`` run on it. Claims of several folders are compared on the passages they share, so
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 @functools.cache
@@ -109,11 +110,13 @@ def describe(name: str, r: np.ndarray, claims: list[str], overlap: np.ndarray) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.claim_difficulty", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "queries", nargs="*", type=Path, help="generate --out folders (distill: RUN/queries)"
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "claim-difficulty")
     args = parser.parse_args()
 

@@ -18,7 +18,8 @@ paper's no-relabelling baseline, in one run.
 training on the corpus's own (title, abstract) pairs, still no queries or labels; the stage
 is trained once and shared, and the table gains a row for the pre-finetuned model alone.
 
-    python bench/distill_scifact.py --sample 96 --top-n 5 --out runs/scifact-bench   # about an hour on 2 cores
+    # about an hour on 2 cores
+    python -m experiments.scifact.distill_scifact --sample 96 --top-n 5 --out runs/scifact-bench
 
 ``--only distilled,ablation`` trains and evaluates only those rows (a SciFact evaluation
 takes minutes on 2 cores). The base in plain text (the README's base row) is always in the
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.scifact import ROOT, SHARED_DATA
 
 
 def sts_spearman(model: object, path: Path, *, gecko_format: bool) -> float:
@@ -66,7 +67,7 @@ def base_scores(shared: Path, *, encoder: str, gecko_format: bool) -> dict[str, 
     claim's nDCG@10 under ``ndcg@10_per_query``, for paired tests) and STS-Benchmark test
     Spearman, in plain text or the unified format. The corpus embeddings, most of its four
     minutes on 2 cores, are computed once and kept under ``$GECKOKIT_HOME/embeddings``
-    (``evaluate_retrieval(encoder_name=...)``), so later runs take under a minute."""
+    (a registry encoder's, by its name), so later runs take under a minute."""
     from geckokit.encoder import load_encoder
 
     model = load_encoder(encoder)
@@ -109,7 +110,7 @@ def train_and_score(
 
 
 def train_from_args(out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``train_and_score`` with a bench script's ``--epochs``, ``--learning-rate``,
+    """``train_and_score`` with a study's ``--epochs``, ``--learning-rate``,
     ``--seed``, ``--shared``, and ``--plain`` and ``--prefinetune`` where it has them
     (``--prefinetune`` pre-finetunes on SciFact's title-abstract pairs), keeping each
     claim's nDCG@10 for paired tests."""
@@ -136,16 +137,16 @@ def score_model(
     more): the base itself loses 7.5 points there in the unified format, so the plain figure
     tells a change of format from forgetting. ``name`` (a registry name or hub id) caches
     the corpus embeddings, as ``base_scores`` does for the base."""
+    from geckokit.encoder import EncoderRef
     from geckokit.evaluate.retrieval import evaluate_retrieval
     from geckokit.tasks import task_string
 
     ret = evaluate_retrieval(
-        model,
+        EncoderRef.named(model, name) if name else EncoderRef(model),
         shared / "beir" / "scifact",
         task=task_string("scifact", "retrieval"),
         gecko_format=gecko_format,
         per_query=per_query,
-        encoder_name=name,
     )
     sts = shared / "sts" / "stsbenchmark" / "test.jsonl"
     ret["stsb_spearman"] = sts_spearman(model, sts, gecko_format=gecko_format)
@@ -155,7 +156,9 @@ def score_model(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.distill_scifact", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scifact-bench")
     parser.add_argument("--sample", type=int, default=96, help="passages to write queries for")
     parser.add_argument("--top-n", type=int, default=5)
@@ -225,10 +228,10 @@ def main() -> None:
         "minutes on 2 cores): base, distilled, ablation, human-only; the base in plain text "
         "is always scored (its corpus embeddings cached after the first time)",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef, load_encoder
     from geckokit.fret.fusion import Fusion, NegativeChoice
     from geckokit.fret.mine_run import MineConfig, mine
     from geckokit.mixture.build import build_mixture
@@ -289,8 +292,7 @@ def main() -> None:
         scifact / "corpus.jsonl",
         abl / "mine",
         llm=None,
-        encoder=load_encoder(config.base),
-        encoder_name=config.base,
+        encoder=EncoderRef.load(config.base),
         config=MineConfig(
             top_n=args.top_n,
             fusion=Fusion.SEED,

@@ -1,29 +1,25 @@
-"""The SciFact analysis scripts under bench/ that the README's figures come from: the
-split of the test claims by train siblings, the real claims' word overlap with their
-abstracts, and the rank of a claim's abstract under the base encoder."""
+"""The SciFact studies' helpers (experiments/scifact/) that the figures of docs/scifact.md
+come from: the split of the test claims by train siblings, the real claims' word overlap
+with their abstracts, the rank of a claim's abstract under the base encoder, weight
+averaging, the unified format's cost on STS-Benchmark and the plain-text mixture."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture(scope="module")
 def scifact(shared_data: Path) -> Path:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
     return shared_data / "beir" / "scifact"
 
 
 def test_test_claims_split_by_the_abstracts_train_claims_cite(scifact: Path) -> None:
     """196 of the 300 test claims have a relevant abstract that a train claim also cites,
     and the nearest such train claim shares about two thirds of its content words."""
-    from scifact_siblings import split_by_train_documents
+    from experiments.scifact.scifact_siblings import split_by_train_documents
 
     relevant, covered, stats = split_by_train_documents(scifact)
     assert len(relevant) == len(covered) == stats["test_claims"] == 300
@@ -32,14 +28,14 @@ def test_test_claims_split_by_the_abstracts_train_claims_cite(scifact: Path) -> 
     assert stats["nearest_sibling_overlap_mean"] == pytest.approx(0.67, abs=0.005)
     assert stats["nearest_sibling_overlap_at_least_0.8"] == pytest.approx(0.49, abs=0.005)
     # a covered claim's abstracts meet the train claims' abstracts, an uncovered one's do not
-    from claim_difficulty import real_claims
+    from experiments.scifact.claim_difficulty import real_claims
 
     cited = set().union(*real_claims(scifact, "train")[2])
     assert all(bool(r & cited) == c for r, c in zip(relevant, covered, strict=True))
 
 
 def test_real_claims_share_about_half_their_content_words(scifact: Path) -> None:
-    from claim_difficulty import overlaps, real_claims, scifact_split
+    from experiments.scifact.claim_difficulty import overlaps, real_claims, scifact_split
 
     corpus = scifact_split(scifact, "test").corpus
     shares = {}
@@ -53,7 +49,7 @@ def test_real_claims_share_about_half_their_content_words(scifact: Path) -> None
 def test_a_claims_rank_is_that_of_its_best_relevant_abstract(scifact: Path) -> None:
     """With the real encoder on 100 abstracts: an abstract's own text finds it first, and
     with two relevant abstracts the better ranked one counts."""
-    from claim_difficulty import ranks, scifact_split
+    from experiments.scifact.claim_difficulty import ranks, scifact_split
     from geckokit.encoder import load_encoder
     from geckokit.format import document_text
 
@@ -88,8 +84,8 @@ def test_weight_averaging_lies_between_base_and_fine_tuned(scifact: Path) -> Non
 
     import torch
 
+    from experiments.scifact.interpolate_base import interpolate
     from geckokit.encoder import load_encoder
-    from interpolate_base import interpolate
 
     base = load_encoder()
     tuned = copy.deepcopy(base)
@@ -118,7 +114,7 @@ def test_the_unified_format_alone_costs_the_base_sts_benchmark(scifact: Path) ->
     """The README reads the claims-only models' STS-Benchmark (72 to 76 in the unified
     format) against the base in the same format: with the real encoder and no training, the
     format alone takes the base from 82.03 to 74.51 on STS-Benchmark test."""
-    from distill_scifact import sts_spearman
+    from experiments.scifact.distill_scifact import sts_spearman
     from geckokit.encoder import load_encoder
 
     model = load_encoder()
@@ -136,9 +132,9 @@ def test_a_mixture_rewritten_to_plain_text_reads_as_the_base_sees_text(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from experiments.scifact.hard_fret import to_plain
     from geckokit.format import document_text, query_text
     from geckokit.io import write_table
-    from hard_fret import to_plain
 
     task = "Given a scientific claim, retrieve documents that support or refute the claim."
     rows = {

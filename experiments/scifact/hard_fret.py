@@ -1,22 +1,24 @@
 """Do the hard FRet examples carry the signal? Train on them alone.
 
-Takes a finished ``geckokit distill`` (or ``bench/distill_scifact.py``) run on SciFact and
+Takes a finished ``geckokit distill`` (or ``distill_scifact.py``) run on SciFact and
 keeps only its FRet examples whose positive the initial encoder does not already rank first
 (``positive_first_for_encoder`` in the mine summary counts the others), then fine-tunes the
-base on them with the same trainer as the bench's FRet-only rows (3 epochs, learning rate
-5e-5, no human-labelled sets) and scores nDCG@10 on the 300 SciFact test claims and
+base on them with the same trainer as ``distill_scifact.py``'s FRet-only rows (3 epochs,
+learning rate 5e-5, no human-labelled sets) and scores nDCG@10 on the 300 SciFact test claims and
 STS-Benchmark test Spearman, both in the unified format (STS-Benchmark in plain text too,
 as ``stsb_spearman_plain``), with a paired randomisation test against the base in plain
 text. Real SciFact claims split the same
-way train to no gain (easy) and to +4 (hard): ``bench/scifact_supervised.py --claims``.
+way train to no gain (easy) and to +4 (hard): ``scifact_supervised.py --claims``.
 
-    python bench/hard_fret.py runs/scifact-bench-rrf/distill --out runs/scifact-hard-fret
+    python -m experiments.scifact.hard_fret runs/scifact-bench-rrf/distill \
+      --out runs/scifact-hard-fret
 
 Several runs pool their hard examples (query ids prefixed by the run's position, since runs
 sampled with the same seed write for the same passages). ``--all`` keeps every FRet example
 instead, to train the mine folders of two judges on the same claims the same way:
 
-    python bench/hard_fret.py runs/scifact-judge-1.5b --all --out runs/scifact-judge-1.5b-train
+    python -m experiments.scifact.hard_fret runs/scifact-judge-1.5b --all \
+      --out runs/scifact-judge-1.5b-train
 
 ``--no-negative`` leaves the mined hard negatives out (in-batch and same-tower negatives
 only), as ``scifact_supervised.py`` trains the real claims, which have none.
@@ -25,21 +27,21 @@ only), as ``scifact_supervised.py`` trains the real claims, which have none.
 ``--human-rows`` lines of each, as ``distill_scifact.py --human-sets`` takes them), to see
 whether the examples' gain survives beside the data that keeps STS-Benchmark up:
 
-    python bench/hard_fret.py runs/scifact-bench-science/distill --all --no-negative \
+    python -m experiments.scifact.hard_fret runs/scifact-bench-science/distill --all --no-negative \
       --human-sets nli,sts,qa,claims --human-rows 300 --out runs/scifact-science-noneg-mixed
 
 ``--plain`` trains and scores in plain text instead of Gecko's unified format (the claim
 without its task prefix, the abstract as title and text joined), as the base was trained:
 
-    python bench/hard_fret.py runs/scifact-science-seed --all --no-negative --plain \
+    python -m experiments.scifact.hard_fret runs/scifact-science-seed --all --no-negative --plain \
       --out runs/scifact-science-seed-noneg-plain
 
 ``--prefinetune`` first pre-finetunes the base on SciFact's own 5,183 (title, abstract)
 pairs, Gecko's optional first stage (in-batch negatives only, one epoch, unified format),
 then trains on the examples as above: the whole recipe, still without queries or labels:
 
-    python bench/hard_fret.py runs/scifact-science-seed --all --no-negative --prefinetune \
-      --out runs/scifact-science-seed-noneg-pre
+    python -m experiments.scifact.hard_fret runs/scifact-science-seed --all --no-negative \
+      --prefinetune --out runs/scifact-science-seed-noneg-pre
 
 Prints one JSON line and writes it to ``results.json`` in ``--out``.
 """
@@ -52,11 +54,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_scifact import ROOT, base_scores, human_sets, train_from_args
+from experiments.scifact import ROOT, SHARED_DATA
+from experiments.scifact.distill_scifact import base_scores, human_sets, train_from_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.scifact.hard_fret", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "runs", type=Path, nargs="+", help="distill run folders (each holding mine/fret)"
     )
@@ -97,7 +102,7 @@ def main() -> None:
         help="pre-finetune the base on SciFact's (title, abstract) pairs first (Gecko's "
         "optional first stage; unified format, so not with --plain)",
     )
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     if args.prefinetune and args.plain:
         parser.error("--prefinetune writes its pairs in the unified format; drop --plain")
