@@ -509,3 +509,39 @@ def test_executor_flags_reach_the_stages(tmp_path: Path, monkeypatch: pytest.Mon
     assert seen["executor"].ray_address == "10.0.0.1:6379" and seen["executor"].workers == 2
     result = CliRunner().invoke(cli, [*args, "--executor", "dask"])
     assert result.exit_code == 2 and "'dask' is not one of 'local', 'ray'" in result.output
+
+
+def test_mine_executor_flags_reach_the_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geckokit.fret.mine_run as mine_run
+    from geckokit.encoder import EncoderRef
+    from geckokit.runs.executor import Executor, ExecutorSettings
+
+    seen: dict[str, Any] = {}
+
+    def mine(*args: Any, **options: Any) -> dict[str, Any]:
+        seen.update(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(mine_run, "mine", mine)
+    monkeypatch.setattr(EncoderRef, "load", classmethod(lambda cls, name: None))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "p1", "text": "Tor reads its configuration from torrc."}\n')
+    args = ["mine", "--corpus", str(corpus), "--queries", str(tmp_path), "--out", str(tmp_path)]
+    args += ["--llm", "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1", "--fusion", "rrf"]
+    ray = ["--executor", "ray", "--ray-address", "10.0.0.1:6379", "--workers", "2"]
+    result = CliRunner().invoke(cli, [*args, *ray])
+    assert result.exit_code == 0, result.output
+    assert seen["llm"] == "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"  # each worker loads it
+    assert seen["executor"] == ExecutorSettings(
+        executor=Executor.RAY, ray_address="10.0.0.1:6379", workers=2
+    )
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen["executor"] == ExecutorSettings()  # local, one loop in this process
+    result = CliRunner().invoke(cli, [*args, "--executor", "spark"])
+    assert result.exit_code == 2 and "'spark' is not one of 'local', 'ray'" in result.output
+    result = CliRunner().invoke(cli, [*args, "--executor", "ray", "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    assert "0 is not in the range x>=1" in result.output
