@@ -33,6 +33,30 @@ def _embeddings_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 
 @pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A real local Ray cluster, started once per test session; yields its address. It
+    offers 4 CPUs on this 2-core machine (the executor's workers take fractions of one),
+    starts no dashboard, and its workers import this checkout and the tests (PYTHONPATH is
+    inherited from here)."""
+    ray = pytest.importorskip("ray")
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), before) if p
+    )
+    context = ray.init(
+        num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False
+    )
+    try:
+        yield str(context.address_info["address"])
+    finally:
+        ray.shutdown()
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"benchmark data not found at {SHARED_DATA}")

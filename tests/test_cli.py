@@ -482,3 +482,69 @@ def test_distill_shows_one_line_per_stage_and_logs_the_rest(
     result = CliRunner().invoke(cli, [*args, "--fusion", "ql", "-v"])
     assert result.exit_code == 0, result.output
     assert "again, from its stored output" in result.output and "Batches" in result.output
+
+
+def test_executor_flags_reach_the_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geckokit.cli.distill as command
+    import geckokit.fret.generate_run as generate_run
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(command, "run_and_print", lambda config, out, until: seen.update(c=config))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "p1", "text": "Tor reads its configuration from torrc."}\n')
+    args = ["distill", "--corpus", str(corpus), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, [*args, "--executor", "ray", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert (seen["c"].execution.executor, seen["c"].execution.workers) == ("ray", 3)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and seen["c"].execution.executor == "local", result.output
+
+    def generate_queries(corpus: Any, out: Any, **options: Any) -> dict[str, Any]:
+        seen.update(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(generate_run, "generate_queries", generate_queries)
+    args = ["generate", "--corpus", str(corpus), "--out", str(tmp_path / "g"), "--llm", "x.gguf"]
+    ray = ["--executor", "ray", "--ray-address", "10.0.0.1:6379", "--workers", "2"]
+    result = CliRunner().invoke(cli, [*args, *ray])
+    assert result.exit_code == 0, result.output
+    assert seen["llm"] == "x.gguf"  # the spec: each Ray worker loads it
+    assert seen["executor"].ray_address == "10.0.0.1:6379" and seen["executor"].workers == 2
+    result = CliRunner().invoke(cli, [*args, "--executor", "dask"])
+    assert result.exit_code == 2 and "'dask' is not one of 'local', 'ray'" in result.output
+
+
+def test_mine_executor_flags_reach_the_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geckokit.fret.mine_run as mine_run
+    from geckokit.encoder import EncoderRef
+    from geckokit.runs.executor import Executor, ExecutorSettings
+
+    seen: dict[str, Any] = {}
+
+    def mine(*args: Any, **options: Any) -> dict[str, Any]:
+        seen.update(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(mine_run, "mine", mine)
+    monkeypatch.setattr(EncoderRef, "load", classmethod(lambda cls, name: None))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "p1", "text": "Tor reads its configuration from torrc."}\n')
+    args = ["mine", "--corpus", str(corpus), "--queries", str(tmp_path), "--out", str(tmp_path)]
+    args += ["--llm", "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1", "--fusion", "rrf"]
+    ray = ["--executor", "ray", "--ray-address", "10.0.0.1:6379", "--workers", "2"]
+    result = CliRunner().invoke(cli, [*args, *ray])
+    assert result.exit_code == 0, result.output
+    assert seen["llm"] == "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"  # each worker loads it
+    assert seen["executor"] == ExecutorSettings(
+        executor=Executor.RAY, ray_address="10.0.0.1:6379", workers=2
+    )
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen["executor"] == ExecutorSettings()  # local, one loop in this process
+    result = CliRunner().invoke(cli, [*args, "--executor", "spark"])
+    assert result.exit_code == 2 and "'spark' is not one of 'local', 'ray'" in result.output
+    result = CliRunner().invoke(cli, [*args, "--executor", "ray", "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    assert "0 is not in the range x>=1" in result.output

@@ -20,6 +20,7 @@ from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.mine_run import MineConfig
 from geckokit.pipeline.config import DistillConfig, MixSources
 from geckokit.registry import default_fusion
+from geckokit.runs.executor import ExecutorSettings
 from geckokit.serve.app import ServeOptions
 from geckokit.train.trainer import TrainConfig
 
@@ -102,6 +103,18 @@ def test_an_enum_setting_offers_its_members() -> None:
     (negative,) = [p for p in cli.commands["mine"].params if p.name == "negative"]
     assert isinstance(negative.type, click.Choice)
     assert list(negative.type.choices) == ["rank-n", "random", "lowest-k"]
+
+
+@pytest.mark.parametrize("name", ["generate", "mine"])
+def test_the_executor_flags_are_made_from_the_executor_settings(name: str) -> None:
+    # generate's and mine's own configs have no executor fields, so the check above cannot
+    # see these flags; distill's are DistillConfig's (an ExecutorSettings) and it does
+    made = {
+        p.name: p.setting
+        for p in cli.commands[name].params
+        if isinstance(p, SettingOption) and p.setting[0] is ExecutorSettings
+    }
+    assert made == {k: (ExecutorSettings, k) for k in ("executor", "ray_address", "workers")}
 
 
 def test_distill_without_flags_is_the_configs_defaults(

@@ -11,6 +11,7 @@ from geckokit.cli.logs import verbose_option
 from geckokit.cli.options import (
     FUSION_DEFAULT,
     distillation_options,
+    executor_options,
     generate_prompt_option,
     llm_option,
     queries_file_option,
@@ -113,6 +114,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Stop after this stage (rerun without it to go on).",
 )
+@executor_options(DistillConfig, inherit=True)
 @verbose_option
 @click.pass_context
 def distill(

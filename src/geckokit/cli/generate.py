@@ -7,10 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geckokit.cli.options import generate_prompt_option, llm_option, llm_usage_line
+from geckokit.cli.options import (
+    executor_options,
+    generate_prompt_option,
+    llm_option,
+    llm_usage_line,
+)
 from geckokit.cli.settings import setting_option
 from geckokit.fret.generate import GenerateConfig
 from geckokit.pipeline.config import DistillConfig
+from geckokit.runs.executor import ExecutorSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,6 +74,7 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Skip unreadable corpus lines (reported) instead of stopping.",
 )
+@executor_options(ExecutorSettings)
 def generate(
     corpus: Path,
     out: Path,
@@ -83,6 +90,9 @@ def generate(
     shard_size: int,
     passage_tokens: int,
     skip_invalid: bool,
+    executor: str,
+    ray_address: str | None,
+    workers: int,
 ) -> None:
     """FRet step 1: for each passage the LLM writes a task description and a query.
 
@@ -95,7 +105,8 @@ def generate(
     from geckokit.fret.generate_run import generate_queries
     from geckokit.fret.prompts import load_generate_prompt
     from geckokit.fret.validate import ValidationConfig
-    from geckokit.llm import load_llm
+    from geckokit.registry import DEFAULT_LLM
+    from geckokit.runs.executor import Executor
 
     loaded = load_corpus(
         corpus, max_tokens=passage_tokens, errors="skip" if skip_invalid else "raise", limit=limit
@@ -108,14 +119,16 @@ def generate(
         task_types=[t.strip() for t in task_types.split(",")] if task_types else None,
         validation=ValidationConfig(max_word_overlap=max_word_overlap),
     )
-    llm = load_llm(llm_spec)
     manifest = generate_queries(
         loaded,
         out,
-        llm=llm,
+        llm=llm_spec or DEFAULT_LLM,  # loaded here, or by each Ray worker
         config=config,
         prompt=load_generate_prompt(prompt),
         shard_size=shard_size,
+        executor=ExecutorSettings(
+            executor=Executor.parse(executor), ray_address=ray_address, workers=workers
+        ),
     )
     print_summary(Console(), manifest, out)
 

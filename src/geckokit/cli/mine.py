@@ -9,6 +9,7 @@ import click
 from geckokit.cli.options import (
     FUSION_DEFAULT,
     encoder_option,
+    executor_options,
     llm_option,
     llm_usage_line,
     queries_file_option,
@@ -19,6 +20,7 @@ from geckokit.cli.options import (
 from geckokit.cli.settings import setting_option
 from geckokit.fret.mine_run import MineConfig
 from geckokit.pipeline.config import DistillConfig
+from geckokit.runs.executor import ExecutorSettings
 
 
 @click.command()
@@ -104,6 +106,7 @@ from geckokit.pipeline.config import DistillConfig
     "teach it little; their pairs are not scored). Not in the paper.",
 )
 @setting_option(MineConfig, "seed", help="Seeds the random negative choice.")
+@executor_options(ExecutorSettings)
 def mine(
     queries_dir: Path | None,
     queries_file: Path | None,
@@ -125,6 +128,9 @@ def mine(
     warmup_encoder: bool,
     drop_solved: bool,
     seed: int,
+    executor: str,
+    ray_address: str | None,
+    workers: int,
 ) -> None:
     """FRet step 2: retrieve top-N candidates per query, score each with the LLM (query
     likelihood and relevance label, one pass), fuse the rankings and pick the positive and
@@ -140,9 +146,9 @@ def mine(
     from geckokit.fret.mine_run import check_seedless
     from geckokit.fret.mine_run import mine as run_mine
     from geckokit.fret.rerank import load_rerank_prompt
-    from geckokit.llm import load_llm
-    from geckokit.registry import default_fusion
+    from geckokit.registry import DEFAULT_LLM, default_fusion
     from geckokit.retrieval.hybrid import Retriever
+    from geckokit.runs.executor import Executor
     from geckokit.runs.manifest import MineSummary
     from geckokit.tasks import DEFAULT_QUERY_TASK
 
@@ -179,13 +185,17 @@ def mine(
         queries_dir,
         corpus,
         out,
-        llm=None if config.fusion is Fusion.SEED else load_llm(llm_spec),
+        # loaded here, or by each Ray worker
+        llm=None if config.fusion is Fusion.SEED else llm_spec or DEFAULT_LLM,
         encoder=EncoderRef.load(encoder),
         config=config,
         prompt=prompt,
         queries_file=queries_file,
         queries_task=task or DEFAULT_QUERY_TASK,
         shard_size=shard_size,
+        executor=ExecutorSettings(
+            executor=Executor.parse(executor), ray_address=ray_address, workers=workers
+        ),
     )
     console = Console()
     s = manifest.get("summary", {})

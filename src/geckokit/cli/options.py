@@ -33,7 +33,9 @@ llm_option = setting_option(
     "--llm",
     "llm_spec",
     default_text=DEFAULT_LLM,
-    help="Registry name, GGUF path or OpenAI-compatible URL such as http://host:8000/v1.",
+    help="Registry name, GGUF path or OpenAI-compatible URL such as http://host:8000/v1; "
+    "several servers of one model as a comma-separated list of URLs or a file of them, one "
+    "per line.",
 )
 encoder_option = click.option(
     "--encoder",
@@ -173,6 +175,35 @@ def distillation_options(
     def decorate(f: F) -> F:
         for name, text in reversed(specs):
             f = setting_option(model, prefix + name, inherit=inherit, help=text)(f)
+        return f
+
+    return decorate
+
+
+def executor_options(model: type[BaseModel], *, inherit: bool = False) -> Callable[[F], F]:
+    """``--executor``, ``--ray-address`` and ``--workers``: where the sharded LLM stages run,
+    the :class:`~geckokit.runs.executor.ExecutorSettings` fields of ``model`` (that model
+    itself for ``geckokit generate`` and ``mine``, which give them their defaults; a
+    :class:`~geckokit.pipeline.config.DistillConfig` for ``geckokit distill``, which leaves
+    them None with ``inherit``, so that its config file's value or the default applies)."""
+    specs: list[tuple[str, str]] = [
+        (
+            "executor",
+            "Where the LLM work runs: local (one loop in this process) or ray (a pool of Ray "
+            "workers, each loading the LLM once and taking whole shards; needs "
+            "geckokit[ray]). A run folder resumes with either.",
+        ),
+        (
+            "ray_address",
+            "The Ray cluster to join (HOST:PORT); unset: RAY_ADDRESS, else a local cluster "
+            "started for the run.",
+        ),
+        ("workers", "Ray workers, with --executor ray."),
+    ]
+
+    def decorate(f: F) -> F:
+        for name, text in reversed(specs):
+            f = setting_option(model, name, inherit=inherit, help=text)(f)
         return f
 
     return decorate

@@ -9,6 +9,7 @@ Output folder::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from pathlib import Path
@@ -21,11 +22,11 @@ from geckokit.corpus import Corpus, load_corpus
 from geckokit.fret.generate import GenerateConfig, QueryGenerator
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
+from geckokit.fret.workers import llm_executor
 from geckokit.io import MANIFEST, environment, read_shards, write_json
-from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
+from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import holds_run_lock, open_run
-from geckokit.runs.shards import run_sharded
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +92,68 @@ def _identity_config(config: GenerateConfig) -> dict[str, Any]:
     return config.model_dump(exclude={"reuse_prefix"})
 
 
+def _generator(llm: LLM, prompt: GeneratePrompt, config: GenerateConfig) -> QueryGenerator:
+    return QueryGenerator(llm, prompt, config)
+
+
 @holds_run_lock
 def generate_queries(
     corpus: Corpus | str | Path,
     out: str | Path,
     *,
-    llm: LLM,
+    llm: LLM | str,
     config: GenerateConfig | None = None,
     prompt: GeneratePrompt | None = None,
     shard_size: int = 32,
     limit: int | None = None,
     max_shards: int | None = None,
     show_progress: bool = True,
+    executor: ExecutorSettings | None = None,
 ) -> dict[str, Any]:
     """Run FRet step 1 on ``corpus`` into ``out`` and return the manifest.
 
-    Rerunning with the same settings skips finished shards; different settings on the same
-    folder raise :class:`RunMismatchError` rather than mixing two runs.
+    ``llm`` is a loaded LLM or its spec (:func:`~geckokit.llm.load_llm`); ``executor``
+    (default: local) says where the shards run: executor ``ray`` needs the spec, which each
+    of its workers loads (:mod:`geckokit.runs.ray_executor`). Rerunning with the same
+    settings skips finished shards, whichever executor wrote them; different settings on
+    the same folder raise :class:`RunMismatchError` rather than mixing two runs.
     """
+    with llm_executor(llm, executor) as work:
+        return _generate(
+            corpus,
+            Path(out),
+            work=work,
+            config=config,
+            prompt=prompt,
+            shard_size=shard_size,
+            limit=limit,
+            max_shards=max_shards,
+            show_progress=show_progress,
+        )
+
+
+def _generate(
+    corpus: Corpus | str | Path,
+    out: Path,
+    *,
+    work: ShardExecutor,
+    config: GenerateConfig | None,
+    prompt: GeneratePrompt | None,
+    shard_size: int,
+    limit: int | None,
+    max_shards: int | None,
+    show_progress: bool,
+) -> dict[str, Any]:
     config = config or GenerateConfig()
     prompt = prompt or load_generate_prompt()
     if not isinstance(corpus, Corpus):
         corpus = load_corpus(corpus, limit=limit)
     passages = corpus.passages if limit is None else corpus.passages.slice(0, limit)
-    out = Path(out)
     identity = {
         "stage": "generate",
         "config": _identity_config(config),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
-        "model": model_fingerprint(llm),
+        "model": work.info["model"],
         "corpus": {
             "source": corpus.source,
             "format": corpus.format.value,
@@ -131,18 +165,16 @@ def generate_queries(
     }
     # a folder from before a setting existed resumes: it ran with that setting's default
     open_run(out, identity, defaults={"config": _identity_config(GenerateConfig())})
-    generator = QueryGenerator(llm, prompt, config)
-    run = run_sharded(
+    run = work.run(
         passages,
         out=out,
         outputs=("queries", "rejects"),
         shard_size=shard_size,
-        stage=generator,
+        make_stage=functools.partial(_generator, prompt=prompt, config=config),
         split=_split,
         description="generate",
         max_shards=max_shards,
         show_progress=show_progress,
-        usage=llm.usage,
     )
     queries, rejects = read_shards(out / "queries"), read_shards(out / "rejects")
     finished = run.shards_skipped + run.shards_written == run.shards_total

@@ -30,6 +30,7 @@ encoder being trained already knows. A user query has no seed passage, so it alw
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import statistics
@@ -48,12 +49,13 @@ from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
+from geckokit.fret.workers import llm_executor
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
-from geckokit.llm import model_fingerprint
 from geckokit.llm.base import LLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
+from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
-from geckokit.runs.shards import run_sharded, unfinished_rows
+from geckokit.runs.shards import ShardRun, unfinished_rows
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
@@ -452,7 +454,7 @@ def mine(
     corpus: Corpus | str | Path,
     out: str | Path,
     *,
-    llm: LLM | None,
+    llm: LLM | str | None,
     encoder: EncoderRef,
     config: MineConfig | None = None,
     prompt: RerankPrompt | None = None,
@@ -461,20 +463,54 @@ def mine(
     shard_size: int = 64,
     max_shards: int | None = None,
     show_progress: bool = True,
+    executor: ExecutorSettings | None = None,
 ) -> dict[str, Any]:
     """Run FRet step 2 for the queries of a generate run (``queries_dir``), of a file of
     the user's own (``queries_file``, whose queries all get ``queries_task`` as their task;
     see :func:`~geckokit.fret.user_queries.read_user_queries`), or both, and return the
     manifest. ``encoder`` is the initial encoder, which retrieves the candidates (its name is
-    part of the run's identity). ``llm`` may be None for the ``seed`` fusion (no
-    relabelling, the paper's baseline), which the user's queries cannot take: they have no
-    seed passage to keep."""
+    part of the run's identity). ``llm`` is a loaded LLM or its spec
+    (:func:`~geckokit.llm.load_llm`), or None for the ``seed`` fusion (no relabelling, the
+    paper's baseline), which the user's queries cannot take: they have no seed passage to
+    keep. ``executor`` (default: local) says where the pairs are scored: executor ``ray``
+    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`); the
+    retrieval runs here either way."""
     config = config or MineConfig()
     if llm is None and config.fusion is not Fusion.SEED:
         raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
+    settings: dict[str, Any] = dict(
+        encoder=encoder,
+        config=config,
+        prompt=prompt,
+        queries_file=queries_file,
+        queries_task=queries_task,
+        shard_size=shard_size,
+        max_shards=max_shards,
+        show_progress=show_progress,
+    )
+    if llm is None:
+        return _mine(queries_dir, corpus, Path(out), work=None, **settings)
+    with llm_executor(llm, executor) as work:
+        return _mine(queries_dir, corpus, Path(out), work=work, **settings)
+
+
+def _mine(
+    queries_dir: str | Path | None,
+    corpus: Corpus | str | Path,
+    out: Path,
+    *,
+    work: ShardExecutor | None,
+    encoder: EncoderRef,
+    config: MineConfig,
+    prompt: RerankPrompt | None,
+    queries_file: str | Path | None,
+    queries_task: str,
+    shard_size: int,
+    max_shards: int | None,
+    show_progress: bool,
+) -> dict[str, Any]:
     prompt = prompt or load_rerank_prompt()
     queries_dir = None if queries_dir is None else Path(queries_dir)
-    out = Path(out)
     check_seedless(config, queries_file, generated=queries_dir is not None)
     queries, sources, split = _read_queries(queries_dir, queries_file, queries_task)
     if not isinstance(corpus, Corpus):
@@ -487,7 +523,7 @@ def mine(
         # ones re-selects without LLM work instead of being refused
         "config": _identity_config(config),
         "prompt": {"version": prompt.version, "sha256": prompt.sha256, "source": prompt.source},
-        "model": model_fingerprint(llm) if llm is not None else {"id": None},
+        "model": work.info["model"] if work is not None else {"id": None},
         "encoder": encoder.name,
         "queries": sources["queries"],  # the generate run's (None: none)
         # the user's file: path, sha256, task and counts (None: none); its content is compared
@@ -543,12 +579,12 @@ def mine(
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
-    if llm is not None and config.fusion is not Fusion.SEED:  # None only for the seed fusion
+    if work is not None and config.fusion is not Fusion.SEED:  # None only for the seed fusion
         run = _score_pairs(
             candidates,
             passages,
             out,
-            llm=llm,
+            work=work,
             prompt=prompt,
             config=config,
             shard_size=shard_size,
@@ -617,31 +653,51 @@ def _score_pairs(
     passages: dict[str, dict[str, str]],
     out: Path,
     *,
-    llm: LLM,
+    work: ShardExecutor,
     prompt: RerankPrompt,
     config: MineConfig,
     shard_size: int,
     max_shards: int | None,
     show_progress: bool,
-) -> Any:
+) -> ShardRun:
     """Score every (query, candidate) pair with the LLM, grouped by passage, into
-    ``out/scores`` shards (resumable)."""
+    ``out/scores`` shards (resumable), on ``work``'s workers."""
     grouped = _pairs_by_passage(candidates)
-    scorer = PairScorer(llm, prompt, passage_max_tokens=config.passage_max_tokens)
     query_text = {
         r["query_id"]: (r["task"], r["query"])
         for r in candidates.select(["query_id", "task", "query"]).to_pylist()
     }
-    stage = PassageScoringStage(scorer, passages, query_text, list(prompt.labels))
-    return run_sharded(
+    make_stage = functools.partial(
+        _scoring_stage,
+        prompt=prompt,
+        passage_max_tokens=config.passage_max_tokens,
+        passages=passages,
+        queries=query_text,
+    )
+    return work.run(
         grouped,
         out=out,
         outputs=("scores",),
         shard_size=shard_size,
-        stage=stage,
-        split=lambda t: {"scores": t},
+        make_stage=make_stage,
+        split=_scores_only,
         description="mine: score passages",
         max_shards=max_shards,
         show_progress=show_progress,
-        usage=llm.usage,
     )
+
+
+def _scoring_stage(
+    llm: LLM,
+    *,
+    prompt: RerankPrompt,
+    passage_max_tokens: int,
+    passages: dict[str, dict[str, str]],
+    queries: dict[str, tuple[str, str]],
+) -> PassageScoringStage:
+    scorer = PairScorer(llm, prompt, passage_max_tokens=passage_max_tokens)
+    return PassageScoringStage(scorer, passages, queries, list(prompt.labels))
+
+
+def _scores_only(table: pa.Table) -> dict[str, pa.Table]:
+    return {"scores": table}

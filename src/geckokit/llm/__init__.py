@@ -5,6 +5,9 @@
 - a registry name (``qwen2.5-coder-0.5b-instruct``) or a ``.gguf`` path -> llama.cpp in process;
 - an ``http://`` or ``https://`` URL (the API root, e.g. ``http://host:8000/v1``) -> any
   OpenAI-compatible server; ``URL#model-name`` picks a model the server lists;
+- several such URLs, comma-separated, or a file of them (one per line) -> a pool of servers
+  of one model (:mod:`geckokit.llm.pool`): requests spread over them, and a server that
+  stops answering is taken out and tried again later;
 - ``hf:ID_OR_PATH`` -> transformers (GPU users).
 """
 
@@ -72,10 +75,23 @@ def load_llm(spec: str | None = None, *, backend: str | None = None, **options: 
     its constructor (e.g. ``n_ctx`` for llama.cpp, ``api_key`` for HTTP). For HTTP, the API
     key defaults to the ``OPENAI_API_KEY`` environment variable.
     """
+    from geckokit.llm.pool import parse_servers
     from geckokit.registry import DEFAULT_LLM
 
     spec = spec or DEFAULT_LLM
     kind = Backend.parse(backend) if backend else detect_backend(spec)
+    servers = parse_servers(spec) if kind is not Backend.TRANSFORMERS else None
+    if servers is not None:
+        from geckokit.llm.pool import ServerPool
+
+        named = {url.partition("#")[2] for url, _ in servers} - {""}
+        if len(named) > 1:
+            raise ValueError(
+                f"the servers of one pool serve one model; the list names {sorted(named)}"
+            )
+        options.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
+        pairs = [(url.partition("#")[0], limit) for url, limit in servers]
+        return ServerPool(pairs, model=named.pop() if named else None, **options)
     if kind is Backend.OPENAI:
         from geckokit.llm.openai_http import OpenAICompatibleLLM
 

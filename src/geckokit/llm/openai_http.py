@@ -51,6 +51,16 @@ class LLMServerError(RuntimeError):
     """The server failed, refused, or cannot do what was asked."""
 
 
+class LLMUnavailableError(LLMServerError):
+    """The server did not answer (connection failures, time-outs, 429 or 5xx) through every
+    retry: it may answer again later, unlike a request it refused."""
+
+
+#: One lock for the token counters of every client: clients of a server pool share one
+#: :class:`UsageStats`.
+_USAGE_LOCK = threading.Lock()
+
+
 class OpenAICompatibleLLM(ServedLLM):
     """An LLM behind an OpenAI-compatible HTTP API.
 
@@ -58,6 +68,8 @@ class OpenAICompatibleLLM(ServedLLM):
     server knows the model by (default: the first one ``/models`` lists).
     ``chat_template`` renders chat prompts client-side where the server needs raw text
     (scoring): ``"chatml"`` or a ``str.format``-free callable; ``None`` refuses chat prompts there.
+    ``usage``: the token counter to count into (default: its own; the clients of a
+    :class:`~geckokit.llm.pool.ServerPool` share the pool's).
     """
 
     def __init__(
@@ -73,6 +85,7 @@ class OpenAICompatibleLLM(ServedLLM):
         top_logprobs: int = 20,
         chat_template: str | Callable[[Sequence[dict[str, str]]], str] | None = "chatml",
         transport: httpx.BaseTransport | None = None,
+        usage: UsageStats | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -92,8 +105,7 @@ class OpenAICompatibleLLM(ServedLLM):
         self.max_concurrency = max_concurrency
         self.top_logprobs = top_logprobs
         self.chat_template = chat_template
-        self.usage = UsageStats()
-        self._usage_lock = threading.Lock()
+        self.usage = usage if usage is not None else UsageStats()  # a pool passes its own
         self._echo_checked = False
         self.model_id = model or self._first_model()
 
@@ -130,7 +142,7 @@ class OpenAICompatibleLLM(ServedLLM):
                 raise LLMServerError(
                     f"{method} {url} returned non-JSON: {response.text[:300]}"
                 ) from exc
-        raise LLMServerError(
+        raise LLMUnavailableError(
             f"{method} {url} failed after {self.max_retries + 1} attempts; last error: {last}"
         )
 
@@ -149,7 +161,7 @@ class OpenAICompatibleLLM(ServedLLM):
             return list(pool.map(fn, range(n)))
 
     def _count(self, usage: dict[str, Any] | None) -> None:
-        with self._usage_lock:
+        with _USAGE_LOCK:
             self.usage.requests += 1
             if usage:
                 self.usage.prompt_tokens_evaluated += int(usage.get("prompt_tokens") or 0)

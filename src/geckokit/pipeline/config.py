@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geckokit.fret.generate import GenerateConfig
 from geckokit.fret.mine_run import MineConfig, check_seedless
 from geckokit.registry import DEFAULT_ENCODER
+from geckokit.runs.executor import EXECUTION_SETTINGS, ExecutorSettings
 from geckokit.tasks import DEFAULT_QUERY_TASK
 from geckokit.train.trainer import TrainConfig
 
@@ -44,9 +45,11 @@ class MixSources(BaseModel):
     sts_min_score: float = 4.0
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(ExecutorSettings):
     """Everything ``geckokit distill`` needs; a TOML/YAML config file holds the same keys
-    (nested tables ``generate``, ``mine``, ``mix``, ``train``)."""
+    (nested tables ``generate``, ``mine``, ``mix``, ``train``). The executor's settings
+    (``executor``, ``ray_address``, ``workers``, ...) are top-level keys too; they say where
+    the LLM stages run, not what they compute, so a run folder does not record them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -90,6 +93,11 @@ class DistillConfig(BaseModel):
     mine: MineConfig = Field(default_factory=MineConfig)
     mix: MixSources = Field(default_factory=MixSources)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def execution(self) -> ExecutorSettings:
+        """Where the sharded LLM stages run (the executor's settings alone)."""
+        return ExecutorSettings.model_construct(**{k: getattr(self, k) for k in EXECUTION_SETTINGS})
 
     @property
     def generates(self) -> bool:
@@ -152,8 +160,10 @@ def resolve_defaults(config: DistillConfig) -> DistillConfig:
 
 
 def saved_settings(config: DistillConfig, *, queries_sha256: str | None) -> dict[str, Any]:
-    """What ``config.json`` holds: every setting, and the queries file's hash."""
-    return {**config.model_dump(mode="json"), QUERIES_SHA256: queries_sha256}
+    """What ``config.json`` holds: every setting but the executor's (where the stages run
+    does not change what they compute), and the queries file's hash."""
+    settings = config.model_dump(mode="json", exclude=set(EXECUTION_SETTINGS))
+    return {**settings, QUERIES_SHA256: queries_sha256}
 
 
 def setting_defaults() -> dict[str, Any]:
@@ -161,6 +171,8 @@ def setting_defaults() -> dict[str, Any]:
     corpus, the queries file's hash), for a config.json written before a setting existed."""
     defaults: dict[str, Any] = {QUERIES_SHA256: None}
     for key, field in DistillConfig.model_fields.items():
+        if key in EXECUTION_SETTINGS:
+            continue
         value = None if field.is_required() else field.get_default(call_default_factory=True)
         defaults[key] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
     return defaults

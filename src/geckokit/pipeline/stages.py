@@ -19,6 +19,8 @@ from geckokit.fret.mine_run import SELECTION, MineConfig
 from geckokit.pipeline.config import QUERIES_SHA256
 from geckokit.pipeline.runner import Action, Step
 from geckokit.pipeline.runner import first_stage as _first_stage
+from geckokit.registry import DEFAULT_LLM
+from geckokit.runs.executor import Executor
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.manifest import MineManifest, RunManifest, Stage, finished, read_stage_manifest
 
@@ -70,6 +72,14 @@ class DistillRun:
             self.encoder = EncoderRef.load(self.config.encoder)
         return self.encoder
 
+    def stage_llm(self) -> LLM | str | None:
+        """The LLM a stage takes: the loaded one (None: none loaded, no LLM work), or for
+        executor ``ray`` its spec, which each Ray worker loads (the one loaded here serves
+        the cost estimate)."""
+        if self.llm is None or self.config.executor is Executor.LOCAL:
+            return self.llm
+        return self.config.llm or DEFAULT_LLM  # the spec load_llm took
+
 
 class DistillStep(Step):
     """A stage of a distill run, with what the run's stages share."""
@@ -100,13 +110,17 @@ class Generate(DistillStep):
         from geckokit.fret.generate_run import generate_queries
 
         r = self.shared
+        r.load_llm()  # generate has LLM work whenever it runs (the preparation loaded it)
+        llm = r.stage_llm()
+        assert llm is not None  # loaded just above
         gen = generate_queries(
             r.seeds,
             self.folder,
-            llm=r.load_llm(),
+            llm=llm,
             config=r.config.generate,
             prompt=r.prompt,
             show_progress=r.show_progress,
+            executor=r.config.execution,
         )
         return {"summary": gen["summary"], "llm_this_run": gen.get("llm_this_run")}
 
@@ -142,13 +156,14 @@ class Mine(DistillStep):
             r.out / Stage.GENERATE.folder if c.generates else None,
             r.corpus,
             self.folder,
-            llm=r.llm,
+            llm=r.stage_llm(),
             encoder=r.load_encoder(),
             config=c.mine,
             prompt=load_rerank_prompt(c.rerank_prompt),
             queries_file=c.queries_file,
             queries_task=c.queries_task,
             show_progress=r.show_progress,
+            executor=c.execution,
         )
         return {"summary": mined.get("summary"), "llm_this_run": mined.get("llm_this_run")}
 

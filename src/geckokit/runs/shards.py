@@ -72,55 +72,101 @@ def run_sharded(
     t0 = time.perf_counter()
     before = usage.copy() if usage is not None else None
     written = processed = 0
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    from rich.console import Console
-
-    console = Console()
-    live = show_progress and console.is_terminal  # else one plain line per finished shard
-    with Progress(*columns, console=console, disable=not live, transient=False) as progress:
-        bar = progress.add_task(description, total=n, completed=done_items, rate="")
+    with ShardProgress(description, total=n, completed=done_items, show=show_progress) as bar:
         for k in todo:
             if max_shards is not None and written >= max_shards:
                 break
             shard = items.slice(k * shard_size, shard_size)
-            results = []
-            for i in range(shard.num_rows):
-                results.append(stage(shard.slice(i, 1)))
-                processed += 1
-                elapsed = time.perf_counter() - t0
-                progress.update(
-                    bar,
-                    advance=1,
-                    rate=f"{60 * processed / elapsed:.1f}/min" if elapsed > 0 else "",
-                )
-            parts = split(pa.concat_tables(results) if results else stage(shard.slice(0, 0)))
-            for name in (*outputs[1:], primary):
-                write_table(parts[name], out / name / shard_name(k))
+            processed += write_shard(
+                stage, shard, k, out=out, outputs=outputs, split=split, on_item=bar.advance
+            )
             written += 1
-            if show_progress and not live:
-                console.print(_plain_line(progress.tasks[bar]))
+            bar.shard_done()
     seconds = time.perf_counter() - t0
     spent = None
     if before is not None and processed:
         spent = {**usage.since(before), "seconds": round(seconds, 1)}
     return ShardRun(n_shards, n_shards - len(todo), written, processed, seconds, spent)
+
+
+def write_shard(
+    stage: Callable[[pa.Table], pa.Table],
+    shard: pa.Table,
+    index: int,
+    *,
+    out: Path,
+    outputs: tuple[str, ...],
+    split: Callable[[pa.Table], dict[str, pa.Table]],
+    on_item: Callable[[int], None] | None = None,
+) -> int:
+    """Run ``stage`` on ``shard`` row by row and write shard number ``index`` of each output
+    (secondary outputs first, the primary ``outputs[0]`` last, each atomically); returns the
+    rows processed. ``on_item`` is called with 1 after each row (a progress bar). The local
+    loop and each Ray worker write a shard through here, so their files are the same."""
+    results = []
+    for i in range(shard.num_rows):
+        results.append(stage(shard.slice(i, 1)))
+        if on_item is not None:
+            on_item(1)
+    parts = split(pa.concat_tables(results) if results else stage(shard.slice(0, 0)))
+    for name in (*outputs[1:], outputs[0]):
+        write_table(parts[name], out / name / shard_name(index))
+    return int(shard.num_rows)
+
+
+class ShardProgress:
+    """The progress of a sharded run: a live bar (items, rate, ETA) on a terminal; off a
+    terminal (a log file of a background run), where a live bar does not draw, one plain
+    line with the same figures per finished shard instead. ``show=False``: nothing."""
+
+    def __init__(self, description: str, *, total: int, completed: int, show: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.console = Console()
+        self.show = show
+        self.live = show and self.console.is_terminal
+        self.progress = Progress(
+            *columns, console=self.console, disable=not self.live, transient=False
+        )
+        self.bar = self.progress.add_task(description, total=total, completed=completed, rate="")
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> ShardProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def advance(self, items: int) -> None:
+        """Count ``items`` more processed."""
+        self.done += items
+        elapsed = time.perf_counter() - self.t0
+        rate = f"{60 * self.done / elapsed:.1f}/min" if elapsed > 0 else ""
+        self.progress.update(self.bar, advance=items, rate=rate)
+
+    def shard_done(self) -> None:
+        """A shard is written: off a terminal, print its line."""
+        if self.show and not self.live:
+            self.console.print(_plain_line(self.progress.tasks[self.bar]))
 
 
 def unfinished_shards(out: Path, primary: str, n: int, shard_size: int) -> list[int]:
