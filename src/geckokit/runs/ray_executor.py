@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Tries per shard (a first attempt and two more) before the run stops with an error.
 MAX_ATTEMPTS = 3
+#: How long a worker that died is waited for while Ray restarts it and it loads its model.
+RESTART_WAIT_S = 600.0
 
 
 class ShardFailedError(RuntimeError):
@@ -209,6 +211,9 @@ class RayShards:
                     actor, k = idle.pop(), queue.popleft()
                     rows = _own_copy(items, k * shard_size, shard_size)
                     in_flight[actor.process.remote(k, rows, [job])] = (actor, k)
+                if not in_flight:  # every worker is gone, none came back
+                    failed = failed or (queue[0], "no Ray worker is left")
+                    break
                 (ref,), _ = ray.wait(list(in_flight), num_returns=1)
                 actor, k = in_flight.pop(ref)
                 idle.append(actor)
@@ -216,6 +221,8 @@ class RayShards:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:  # the worker died: Ray restarts it
                     error = f"its worker died ({type(exc).__name__})"
+                    if not self._restarted(actor):  # no shard goes to it until it is back
+                        idle.remove(actor)
                 except ray.exceptions.RayTaskError as exc:  # the stage raised
                     error = f"{type(exc.cause).__name__}: {exc.cause}"
                 else:
@@ -257,6 +264,18 @@ class RayShards:
                 "workers": len(self.actors),
             }
         return ShardRun(n_shards, n_shards - len(todo), written, processed, seconds, llm)
+
+    def _restarted(self, actor: Any) -> bool:
+        """Wait until a worker that died is back (Ray restarts it and it loads its model
+        again; a shard sent before that fails at once, which would spend its tries), at most
+        :data:`RESTART_WAIT_S`; False if it is not, and it takes no more shards."""
+        ray = _ray()
+        try:
+            ray.get(actor.info.remote(), timeout=RESTART_WAIT_S)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            log.warning("a Ray worker did not come back (%s); going on without it", exc)
+            return False
+        return True
 
     def close(self) -> None:
         """Stop the workers, and the local cluster if this executor started it."""
