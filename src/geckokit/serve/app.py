@@ -9,11 +9,10 @@ is answered with OpenAI's error body, so client libraries raise their usual exce
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from geckokit._deps import require
 from geckokit.serve.batching import MicroBatcher
+from geckokit.serve.guard import Guard, error_response
 from geckokit.serve.model import Encoded, ServedModel, format_input, project
 from geckokit.serve.protocol import (
     APIError,
@@ -37,11 +37,6 @@ from geckokit.serve.protocol import (
 )
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def default_workers() -> int:
@@ -66,95 +61,6 @@ class ServeOptions(BaseModel):
         ge=1,
         description="batches encoded at the same time (2 where there are at least 2 CPUs, else 1)",
     )
-
-
-def _error(status: int, message: str, **fields: Any) -> Any:
-    from starlette.responses import JSONResponse
-
-    err = APIError(status, message, **fields)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(err.body(), status_code=status, headers=headers)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Guard:
-    """ASGI middleware run before routing: the API key on /v1/ routes, then the body size.
-
-    A body announced (Content-Length) above the limit is refused unread; a streamed one is
-    counted as it arrives and the request answered 413 once it passes the limit.
-    """
-
-    def __init__(self, app: Any, *, api_key: str | None, max_body_bytes: int) -> None:
-        self.app = app
-        self.api_key = api_key
-        self.limit = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if self.api_key is not None and scope["path"].startswith("/v1/"):
-            refusal = self._check_key(headers.get(b"authorization"))
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await self._too_large()(scope, receive, send)
-            return
-        received = 0
-        too_large = False
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded(message: Message) -> None:
-            nonlocal started
-            if too_large:
-                return  # whatever the app made of the cut body, the answer is 413
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, guarded)
-        except _BodyTooLarge:
-            pass
-        if too_large and not started:
-            await self._too_large()(scope, receive, send)
-
-    def _too_large(self) -> Any:
-        return _error(
-            413,
-            f"The request body is larger than this server's limit of {self.limit} bytes. "
-            "Send fewer or shorter inputs per request.",
-            code="request_too_large",
-        )
-
-    def _check_key(self, header: bytes | None) -> Any:
-        if not header:
-            return _error(
-                401,
-                "You didn't provide an API key. Send it in an Authorization header with "
-                "Bearer auth (Authorization: Bearer YOUR_KEY).",
-                code="missing_api_key",
-            )
-        scheme, _, token = header.decode("latin-1").partition(" ")
-        expected = (self.api_key or "").encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        return None
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -230,32 +136,34 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    app.add_middleware(_Guard, api_key=options.api_key, max_body_bytes=options.max_body_bytes)
+    app.add_middleware(Guard, api_key=options.api_key, max_body_bytes=options.max_body_bytes)
 
     @app.exception_handler(APIError)
-    async def api_error(_: Any, exc: APIError) -> Any:
-        return _error(exc.status, exc.detail.message, **exc.detail.model_dump(exclude={"message"}))
+    async def apierror_response(_: Any, exc: APIError) -> Any:
+        return error_response(
+            exc.status, exc.detail.message, **exc.detail.model_dump(exclude={"message"})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Any, exc: RequestValidationError) -> Any:
         message, param = _validation_message(list(exc.errors()))
-        return _error(400, message, param=param)
+        return error_response(400, message, param=param)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Any, exc: HTTPException) -> Any:
+    async def httperror_response(request: Any, exc: HTTPException) -> Any:
         if exc.status_code == 404:
-            return _error(
+            return error_response(
                 404,
                 f"Unknown request URL: {request.method} {request.url.path}.",
                 code="unknown_url",
             )
         code = "method_not_allowed" if exc.status_code == 405 else None
-        return _error(exc.status_code, str(exc.detail), code=code)
+        return error_response(exc.status_code, str(exc.detail), code=code)
 
     @app.exception_handler(Exception)
     async def crashed(_: Any, exc: Exception) -> Any:
         log.exception("unhandled error", exc_info=exc)
-        return _error(
+        return error_response(
             500, "The server had an error while processing your request.", type="server_error"
         )
 
