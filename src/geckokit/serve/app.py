@@ -24,6 +24,7 @@ from geckokit.serve.batching import MicroBatcher
 from geckokit.serve.guard import Guard, error_response
 from geckokit.serve.model import Encoded, ServedModel, format_input, project
 from geckokit.serve.protocol import (
+    TEXT_PATTERN,
     APIError,
     Embedding,
     EmbeddingRequest,
@@ -34,6 +35,7 @@ from geckokit.serve.protocol import (
     ModelCard,
     ModelList,
     Usage,
+    text_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,13 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
         if err.get("type") == "json_invalid":
             where = f" at character {loc[0]}" if loc else ""
             return f"The body is not valid JSON{where}.", None
+        if err.get("type") == "string_unicode":  # a lone surrogate, in a value or a key
+            value = err.get("input")
+            problem = text_problem(value) if isinstance(value, str) else None
+            name = ".".join(map(str, loc)) if loc else "a field name"
+            lines.append(f"{name} {problem or 'is not valid Unicode'}")
+            param = param or (str(loc[0]) if loc else None)
+            continue
         if not loc:
             return "The body must be a JSON object sent with Content-Type: application/json.", None
         field = str(loc[0])
@@ -79,7 +88,8 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
         if field == "input" and err.get("type") != "value_error":
             line = "'input' must be a text or a list of texts."  # one line for the whole union
         else:
-            line = f"{'.'.join(map(str, loc))}: {err.get('msg', 'invalid')}"
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            line = f"{'.'.join(map(str, loc))}: {msg}"
         lines.append(line)
     return "Invalid request: " + "; ".join(dict.fromkeys(lines)), param
 
@@ -158,7 +168,8 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
                 code="unknown_url",
             )
         code = "method_not_allowed" if exc.status_code == 405 else None
-        return error_response(exc.status_code, str(exc.detail), code=code)
+        # a 405 carries the Allow header RFC 9110 asks for
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def crashed(_: Any, exc: Exception) -> Any:
@@ -226,6 +237,9 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
             where = "'input'" if isinstance(req.input, str) else f"input[{i}]"
             if not text:
                 raise APIError(400, f"{where} is an empty string; send text.", param="input")
+            problem = text_problem(text)
+            if problem is not None:
+                raise APIError(400, f"{where} {problem}.", param="input", code="invalid_text")
             if len(text) > options.max_chars:
                 raise APIError(
                     400,
@@ -274,7 +288,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
 
 def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
     """The OpenAPI schema states this server's limits (served model id, accepted dimensions,
-    inputs per request, characters per text) and its bearer auth; FastAPI's default 422
+    inputs per request, characters per text, no NUL or lone surrogate) and its bearer auth; FastAPI's default 422
     validation response is dropped, as this server answers those errors with 400."""
     from fastapi.openapi.utils import get_openapi
 
@@ -295,11 +309,17 @@ def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
         if options.api_key is not None:
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         fields = components["schemas"]["EmbeddingRequest"]["properties"]
-        text = {"type": "string", "minLength": 1, "maxLength": options.max_chars}
+        text = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": options.max_chars,
+            "pattern": TEXT_PATTERN,
+        }
         texts = {"type": "array", "items": text, "minItems": 1, "maxItems": options.max_inputs}
         fields["input"]["anyOf"] = [text, texts]
         fields["model"]["anyOf"] = [{"type": "string", "enum": [model.model_id]}, {"type": "null"}]
         fields["dimensions"]["anyOf"] = [{"type": "integer", "enum": model.dims}, {"type": "null"}]
+        fields["task"]["anyOf"][0]["pattern"] = TEXT_PATTERN
         app.openapi_schema = schema
         return schema
 

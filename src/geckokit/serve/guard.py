@@ -1,10 +1,9 @@
-"""What ``geckokit serve`` checks before routing (the API key, the body size) and the error
-responses it sends, in OpenAI's error body."""
+"""What ``geckokit serve`` checks before routing (the API key, the body size) and the error responses it sends, in OpenAI's error body."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from geckokit.serve.protocol import APIError
@@ -15,13 +14,25 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def error_response(status: int, message: str, **fields: Any) -> Any:
-    """A JSON response with OpenAI's error body for ``status`` (401s add WWW-Authenticate)."""
+def printable(text: str) -> str:
+    """``text`` with whatever cannot be encoded as UTF-8 (lone surrogates) spelt as a Python
+    escape (``\\ud800``), so that an error message quoting a client's value can be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def error_response(
+    status: int, message: str, *, headers: Mapping[str, str] | None = None, **fields: Any
+) -> Any:
+    """A JSON response with OpenAI's error body for ``status`` (401s add WWW-Authenticate).
+    Quoted values in ``message`` and the fields may hold anything a client sent."""
     from starlette.responses import JSONResponse
 
-    err = APIError(status, message, **fields)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(err.body(), status_code=status, headers=headers)
+    fields = {k: printable(v) if isinstance(v, str) else v for k, v in fields.items()}
+    err = APIError(status, printable(message), **fields)
+    extra = dict(headers or {})
+    if status == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(err.body(), status_code=status, headers=extra or None)
 
 
 class _BodyTooLarge(Exception):
