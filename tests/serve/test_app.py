@@ -1,9 +1,12 @@
 """The app's answers to bad requests, in-process with a stub model: texts that are not
-Unicode, a value that cannot be sent back, a method not allowed.
+Unicode, a value that cannot be sent back, a method not allowed, a body that arrives slowly.
 The same requests against the real encoder over HTTP: tests/reliability/test_serve.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from geckokit.serve.app import ServeOptions, create_app
+from geckokit.serve.guard import Guard
 from geckokit.serve.model import Encoded
 from geckokit.serve.protocol import TEXT_PATTERN
 
@@ -118,3 +122,61 @@ def test_the_schema_states_what_a_text_may_hold(client: TestClient) -> None:
     assert fields["input"]["anyOf"][0]["pattern"] == TEXT_PATTERN
     assert fields["input"]["anyOf"][1]["items"]["pattern"] == TEXT_PATTERN
     assert fields["task"]["anyOf"][0]["pattern"] == TEXT_PATTERN
+    assert "408" in schema["paths"]["/v1/embeddings"]["post"]["responses"]
+
+
+async def read_body(scope: Any, receive: Any, send: Any) -> None:
+    """An app that reads the whole body, then answers 200 with its length."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    payload = json.dumps({"bytes": len(body)}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def call(guard: Guard, chunks: list[bytes], pause: float) -> tuple[int, dict[bytes, bytes], Any]:
+    """Send ``chunks`` to ``guard`` with ``pause`` seconds before each; the status, headers
+    and body of the answer."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        if not chunks:
+            await asyncio.sleep(3600)  # a client that holds the connection
+        await asyncio.sleep(pause)
+        body = chunks.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/embeddings", "headers": []}
+    asyncio.run(guard(scope, receive, send))
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], dict(start["headers"]), json.loads(body)
+
+
+def test_a_body_sent_slowly_gets_408_and_the_connection_closed() -> None:
+    guard = Guard(read_body, api_key=None, max_body_bytes=1024, body_timeout_s=0.3)
+    status, headers, body = call(guard, [b"{"] * 20, pause=0.05)  # 1 s in all
+    assert status == 408
+    assert headers[b"connection"] == b"close"
+    error = body["error"]
+    assert error["code"] == "request_timeout"
+    got = re.search(
+        r"within this server's limit of 0.3 s \((\d+) bytes received\)", error["message"]
+    )
+    assert got is not None and int(got.group(1)) < 20, error["message"]
+    # in time, the same body goes through
+    guard = Guard(read_body, api_key=None, max_body_bytes=1024, body_timeout_s=5)
+    assert call(guard, [b"{"] * 20, pause=0.01)[::2] == (200, {"bytes": 20})
+
+
+def test_a_body_past_the_size_limit_gets_413_and_the_connection_closed() -> None:
+    guard = Guard(read_body, api_key=None, max_body_bytes=1024, body_timeout_s=5)
+    status, headers, body = call(guard, [b"x" * 600] * 3, pause=0)
+    assert (status, headers[b"connection"]) == (413, b"close")
+    assert body["error"]["code"] == "request_too_large"

@@ -56,6 +56,9 @@ class ServeOptions(BaseModel):
     max_inputs: int = Field(2048, ge=1, description="texts per request")
     max_chars: int = Field(16384, ge=1, description="characters per text")
     max_body_bytes: int = Field(16 * 2**20, ge=1024, description="request body size")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="seconds a request's body may take to arrive after its headers"
+    )
     max_batch_size: int = Field(64, ge=1, description="texts per encode call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     workers: int = Field(
@@ -136,6 +139,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
             (400, "invalid request or a limit exceeded"),
             (401, "missing or wrong API key"),
             (404, "unknown model"),
+            (408, "request body not received in time"),
             (413, "request body too large"),
         ]
     }
@@ -146,7 +150,12 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    app.add_middleware(Guard, api_key=options.api_key, max_body_bytes=options.max_body_bytes)
+    app.add_middleware(
+        Guard,
+        api_key=options.api_key,
+        max_body_bytes=options.max_body_bytes,
+        body_timeout_s=options.body_timeout_s,
+    )
 
     @app.exception_handler(APIError)
     async def apierror_response(_: Any, exc: APIError) -> Any:
@@ -256,7 +265,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
     @app.post(
         "/v1/embeddings",
         response_model=EmbeddingResponse,
-        responses={k: errors[k] for k in (400, 401, 404, 413)},
+        responses={k: errors[k] for k in (400, 401, 404, 408, 413)},
     )
     async def embeddings(req: EmbeddingRequest) -> Any:
         """Embed ``input``; see the field descriptions for geckokit's ``task``,
