@@ -122,6 +122,8 @@ def test_the_schema_states_what_a_text_may_hold(client: TestClient) -> None:
     assert fields["input"]["anyOf"][0]["pattern"] == TEXT_PATTERN
     assert fields["input"]["anyOf"][1]["items"]["pattern"] == TEXT_PATTERN
     assert fields["task"]["anyOf"][0]["pattern"] == TEXT_PATTERN
+    refused = schema["components"]["schemas"]["EmbeddingRequest"]["not"]  # task on a document
+    assert refused["properties"]["input_type"] == {"const": "document"}
     assert "408" in schema["paths"]["/v1/embeddings"]["post"]["responses"]
 
 
@@ -180,3 +182,11 @@ def test_a_body_past_the_size_limit_gets_413_and_the_connection_closed() -> None
     status, headers, body = call(guard, [b"x" * 600] * 3, pause=0)
     assert (status, headers[b"connection"]) == (413, b"close")
     assert body["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("dimensions", ['"8"', "8.0", "true"])
+def test_dimensions_must_be_a_json_integer(client: TestClient, dimensions: str) -> None:
+    answer = post(client, f'{{"input": "x", "dimensions": {dimensions}}}')
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "dimensions"
+    assert post(client, '{"input": "x", "dimensions": 8}').status_code == 200

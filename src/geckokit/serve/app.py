@@ -297,8 +297,9 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
 
 def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
     """The OpenAPI schema states this server's limits (served model id, accepted dimensions,
-    inputs per request, characters per text, no NUL or lone surrogate) and its bearer auth; FastAPI's default 422
-    validation response is dropped, as this server answers those errors with 400."""
+    inputs per request, characters per text, no NUL in a text, no task on a document) and
+    its bearer auth; FastAPI's default 422 validation response is dropped, as this server
+    answers those errors with 400."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -329,6 +330,12 @@ def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
         fields["model"]["anyOf"] = [{"type": "string", "enum": [model.model_id]}, {"type": "null"}]
         fields["dimensions"]["anyOf"] = [{"type": "integer", "enum": model.dims}, {"type": "null"}]
         fields["task"]["anyOf"][0]["pattern"] = TEXT_PATTERN
+        # a task applies to queries: refused (400) with input_type document
+        request = components["schemas"]["EmbeddingRequest"]
+        request["not"] = {
+            "required": ["task", "input_type"],
+            "properties": {"task": {"type": "string"}, "input_type": {"const": "document"}},
+        }
         app.openapi_schema = schema
         return schema
 

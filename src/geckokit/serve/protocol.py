@@ -23,9 +23,11 @@ MAX_TASK_CHARS = 512
 #: What a text may not hold: NUL, and UTF-16 surrogates, which JSON can spell (``"\ud800"``)
 #: but which are no Unicode characters and cannot be encoded as UTF-8 for the tokenizer (a
 #: valid ``"\ud83d\ude00"`` pair decodes to one character above U+FFFF, not to surrogates).
-#: As a JSON-schema pattern in the OpenAPI document: :data:`TEXT_PATTERN`.
 _NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
-TEXT_PATTERN = r"^[^\u0000\ud800-\udfff]*$"
+#: The JSON-schema pattern of a text in the OpenAPI document: no NUL. Lone surrogates are
+#: left to the description: a pattern sees UTF-16 code units in JavaScript, where a valid
+#: pair is two surrogates, and schemathesis cannot use such a pattern.
+TEXT_PATTERN = r"^[^\u0000]*$"
 
 
 def text_problem(text: str) -> str | None:
@@ -69,7 +71,9 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str | list[str] = Field(
-        description="A text or a list of texts to embed (token arrays are not accepted)."
+        description="A text or a list of texts to embed (token arrays are not accepted). "
+        "A text may not hold NUL or a lone UTF-16 surrogate (a \\ud800 escape without "
+        "its pair), which are not Unicode text."
     )
     model: str | None = Field(
         default=None, description="The served model's id (see /v1/models); null means it."
@@ -77,6 +81,7 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(
         default=None,
         ge=1,
+        strict=True,  # a JSON integer: not "384", 384.0 or true, as the schema says
         description="Matryoshka truncation: keep the first N dimensions and re-normalise. "
         "Must be one the model was trained for (see /v1/models).",
     )
