@@ -111,20 +111,31 @@ def test_the_wait_bound_limits_the_latency_of_a_lone_request() -> None:
     assert encode.calls == [["alone"]]
 
 
-def test_a_failed_encode_fails_its_batch_only() -> None:
+def test_a_failed_encode_fails_only_the_request_whose_text_failed() -> None:
     encode = FakeEncode(fail_on="bad")
 
     async def main() -> tuple[list[object], list[str]]:
         async with MicroBatcher(encode, max_batch_size=64, max_wait_ms=20) as batcher:
             first = await asyncio.gather(
-                batcher.submit(["ok"]), batcher.submit(["bad"]), return_exceptions=True
+                batcher.submit(["ok"]),
+                batcher.submit(["bad", "fine"]),
+                batcher.submit(["also ok"]),
+                return_exceptions=True,
             )
             after = await batcher.submit(["still works"])
             return first, after
 
     first, after = run(main())
-    assert all(isinstance(r, RuntimeError) and "cannot encode 'bad'" in str(r) for r in first)
+    assert first[0] == ["OK"] and first[2] == ["ALSO OK"]
+    assert isinstance(first[1], RuntimeError) and "cannot encode 'bad'" in str(first[1])
     assert after == ["STILL WORKS"]
+    # the shared batch failed, then each request was encoded on its own
+    assert encode.calls[:4] == [
+        ["ok", "bad", "fine", "also ok"],
+        ["ok"],
+        ["bad", "fine"],
+        ["also ok"],
+    ]
 
 
 def test_encode_must_return_one_result_per_text() -> None:

@@ -238,24 +238,13 @@ def test_concurrent_single_text_requests_are_batched(
     assert after["batches"] - before["batches"] < len(texts) / 2, (before, after)
 
 
-def test_schemathesis_finds_no_server_error(base_url: str, tmp_path: Path) -> None:
+def test_the_schema_states_the_models_limits(base_url: str) -> None:
+    """The OpenAPI document states the served dimensions and limits (schemathesis fuzzes it
+    in tests/reliability/test_serve.py)."""
     root = base_url.removesuffix("/v1")
     schema = httpx.get(f"{root}/openapi.json").json()
     request = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
-    assert request["dimensions"]["anyOf"][0]["enum"] == DIMS  # the schema states the limits
+    assert request["dimensions"]["anyOf"][0]["enum"] == DIMS
+    assert request["model"]["anyOf"][0]["enum"] == [NAME]
     assert request["input"]["anyOf"][1]["maxItems"] == 8
-    cli = Path(sys.executable).with_name("schemathesis")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "schemathesis.cli"]
-    command += [
-        "run",
-        f"{root}/openapi.json",
-        "--checks",
-        "not_a_server_error",
-        "--max-examples",
-        "10",
-    ]
-    command += ["--seed", "7", "--no-color", "--header", f"Authorization: Bearer {KEY}"]
-    command += ["--generation-database", "none"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout, result.stdout[-4000:]
+    assert request["input"]["anyOf"][0]["maxLength"] == 2500

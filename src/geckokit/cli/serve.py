@@ -40,6 +40,12 @@ from geckokit.serve.app import ServeOptions
 )
 @setting_option(ServeOptions, "max_body_bytes", help="Request body size; larger bodies get 413.")
 @setting_option(
+    ServeOptions,
+    "body_timeout_s",
+    help="Seconds a request's body may take to arrive after its headers; a slower body gets "
+    "408 and its connection is closed.",
+)
+@setting_option(
     ServeOptions, "max_batch_size", help="Most texts in one micro-batch of concurrent requests."
 )
 @setting_option(

@@ -9,11 +9,10 @@ is answered with OpenAI's error body, so client libraries raise their usual exce
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,8 +21,10 @@ from pydantic import BaseModel, Field
 
 from geckokit._deps import require
 from geckokit.serve.batching import MicroBatcher
+from geckokit.serve.guard import Guard, error_response
 from geckokit.serve.model import Encoded, ServedModel, format_input, project
 from geckokit.serve.protocol import (
+    TEXT_PATTERN,
     APIError,
     Embedding,
     EmbeddingRequest,
@@ -34,14 +35,10 @@ from geckokit.serve.protocol import (
     ModelCard,
     ModelList,
     Usage,
+    text_problem,
 )
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def default_workers() -> int:
@@ -59,6 +56,9 @@ class ServeOptions(BaseModel):
     max_inputs: int = Field(2048, ge=1, description="texts per request")
     max_chars: int = Field(16384, ge=1, description="characters per text")
     max_body_bytes: int = Field(16 * 2**20, ge=1024, description="request body size")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="seconds a request's body may take to arrive after its headers"
+    )
     max_batch_size: int = Field(64, ge=1, description="texts per encode call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     workers: int = Field(
@@ -66,95 +66,6 @@ class ServeOptions(BaseModel):
         ge=1,
         description="batches encoded at the same time (2 where there are at least 2 CPUs, else 1)",
     )
-
-
-def _error(status: int, message: str, **fields: Any) -> Any:
-    from starlette.responses import JSONResponse
-
-    err = APIError(status, message, **fields)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(err.body(), status_code=status, headers=headers)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Guard:
-    """ASGI middleware run before routing: the API key on /v1/ routes, then the body size.
-
-    A body announced (Content-Length) above the limit is refused unread; a streamed one is
-    counted as it arrives and the request answered 413 once it passes the limit.
-    """
-
-    def __init__(self, app: Any, *, api_key: str | None, max_body_bytes: int) -> None:
-        self.app = app
-        self.api_key = api_key
-        self.limit = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if self.api_key is not None and scope["path"].startswith("/v1/"):
-            refusal = self._check_key(headers.get(b"authorization"))
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await self._too_large()(scope, receive, send)
-            return
-        received = 0
-        too_large = False
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded(message: Message) -> None:
-            nonlocal started
-            if too_large:
-                return  # whatever the app made of the cut body, the answer is 413
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, guarded)
-        except _BodyTooLarge:
-            pass
-        if too_large and not started:
-            await self._too_large()(scope, receive, send)
-
-    def _too_large(self) -> Any:
-        return _error(
-            413,
-            f"The request body is larger than this server's limit of {self.limit} bytes. "
-            "Send fewer or shorter inputs per request.",
-            code="request_too_large",
-        )
-
-    def _check_key(self, header: bytes | None) -> Any:
-        if not header:
-            return _error(
-                401,
-                "You didn't provide an API key. Send it in an Authorization header with "
-                "Bearer auth (Authorization: Bearer YOUR_KEY).",
-                code="missing_api_key",
-            )
-        scheme, _, token = header.decode("latin-1").partition(" ")
-        expected = (self.api_key or "").encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        return None
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -166,6 +77,13 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
         if err.get("type") == "json_invalid":
             where = f" at character {loc[0]}" if loc else ""
             return f"The body is not valid JSON{where}.", None
+        if err.get("type") == "string_unicode":  # a lone surrogate, in a value or a key
+            value = err.get("input")
+            problem = text_problem(value) if isinstance(value, str) else None
+            name = ".".join(map(str, loc)) if loc else "a field name"
+            lines.append(f"{name} {problem or 'is not valid Unicode'}")
+            param = param or (str(loc[0]) if loc else None)
+            continue
         if not loc:
             return "The body must be a JSON object sent with Content-Type: application/json.", None
         field = str(loc[0])
@@ -173,7 +91,8 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
         if field == "input" and err.get("type") != "value_error":
             line = "'input' must be a text or a list of texts."  # one line for the whole union
         else:
-            line = f"{'.'.join(map(str, loc))}: {err.get('msg', 'invalid')}"
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            line = f"{'.'.join(map(str, loc))}: {msg}"
         lines.append(line)
     return "Invalid request: " + "; ".join(dict.fromkeys(lines)), param
 
@@ -220,6 +139,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
             (400, "invalid request or a limit exceeded"),
             (401, "missing or wrong API key"),
             (404, "unknown model"),
+            (408, "request body not received in time"),
             (413, "request body too large"),
         ]
     }
@@ -230,32 +150,40 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    app.add_middleware(_Guard, api_key=options.api_key, max_body_bytes=options.max_body_bytes)
+    app.add_middleware(
+        Guard,
+        api_key=options.api_key,
+        max_body_bytes=options.max_body_bytes,
+        body_timeout_s=options.body_timeout_s,
+    )
 
     @app.exception_handler(APIError)
-    async def api_error(_: Any, exc: APIError) -> Any:
-        return _error(exc.status, exc.detail.message, **exc.detail.model_dump(exclude={"message"}))
+    async def apierror_response(_: Any, exc: APIError) -> Any:
+        return error_response(
+            exc.status, exc.detail.message, **exc.detail.model_dump(exclude={"message"})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Any, exc: RequestValidationError) -> Any:
         message, param = _validation_message(list(exc.errors()))
-        return _error(400, message, param=param)
+        return error_response(400, message, param=param)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Any, exc: HTTPException) -> Any:
+    async def httperror_response(request: Any, exc: HTTPException) -> Any:
         if exc.status_code == 404:
-            return _error(
+            return error_response(
                 404,
                 f"Unknown request URL: {request.method} {request.url.path}.",
                 code="unknown_url",
             )
         code = "method_not_allowed" if exc.status_code == 405 else None
-        return _error(exc.status_code, str(exc.detail), code=code)
+        # a 405 carries the Allow header RFC 9110 asks for
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def crashed(_: Any, exc: Exception) -> Any:
         log.exception("unhandled error", exc_info=exc)
-        return _error(
+        return error_response(
             500, "The server had an error while processing your request.", type="server_error"
         )
 
@@ -318,6 +246,9 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
             where = "'input'" if isinstance(req.input, str) else f"input[{i}]"
             if not text:
                 raise APIError(400, f"{where} is an empty string; send text.", param="input")
+            problem = text_problem(text)
+            if problem is not None:
+                raise APIError(400, f"{where} {problem}.", param="input", code="invalid_text")
             if len(text) > options.max_chars:
                 raise APIError(
                     400,
@@ -334,7 +265,7 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
     @app.post(
         "/v1/embeddings",
         response_model=EmbeddingResponse,
-        responses={k: errors[k] for k in (400, 401, 404, 413)},
+        responses={k: errors[k] for k in (400, 401, 404, 408, 413)},
     )
     async def embeddings(req: EmbeddingRequest) -> Any:
         """Embed ``input``; see the field descriptions for geckokit's ``task``,
@@ -366,8 +297,9 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
 
 def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
     """The OpenAPI schema states this server's limits (served model id, accepted dimensions,
-    inputs per request, characters per text) and its bearer auth; FastAPI's default 422
-    validation response is dropped, as this server answers those errors with 400."""
+    inputs per request, characters per text, no NUL in a text, no task on a document) and
+    its bearer auth; FastAPI's default 422 validation response is dropped, as this server
+    answers those errors with 400."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -387,11 +319,23 @@ def _openapi(app: Any, model: ServedModel, options: ServeOptions) -> None:
         if options.api_key is not None:
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         fields = components["schemas"]["EmbeddingRequest"]["properties"]
-        text = {"type": "string", "minLength": 1, "maxLength": options.max_chars}
+        text = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": options.max_chars,
+            "pattern": TEXT_PATTERN,
+        }
         texts = {"type": "array", "items": text, "minItems": 1, "maxItems": options.max_inputs}
         fields["input"]["anyOf"] = [text, texts]
         fields["model"]["anyOf"] = [{"type": "string", "enum": [model.model_id]}, {"type": "null"}]
         fields["dimensions"]["anyOf"] = [{"type": "integer", "enum": model.dims}, {"type": "null"}]
+        fields["task"]["anyOf"][0]["pattern"] = TEXT_PATTERN
+        # a task applies to queries: refused (400) with input_type document
+        request = components["schemas"]["EmbeddingRequest"]
+        request["not"] = {
+            "required": ["task", "input_type"],
+            "properties": {"task": {"type": "string"}, "input_type": {"const": "document"}},
+        }
         app.openapi_schema = schema
         return schema
 

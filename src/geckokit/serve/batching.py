@@ -14,7 +14,9 @@ sit idle is shared out evenly among them (clients that wait for their answers be
 again then fall into groups whose HTTP work overlaps the others' encoding).
 
 A request larger than ``max_batch_size`` is split into chunks that queue like any other, so
-one huge request does not hold back small ones for the whole of its encode time.
+one huge request does not hold back small ones for the whole of its encode time. When an
+encode call fails for a batch shared by several requests, each request's chunk is encoded
+again on its own, so that only the request whose text failed gets the error.
 """
 
 from __future__ import annotations
@@ -220,29 +222,44 @@ class MicroBatcher(Generic[T]):
     ) -> None:
         self.stats.queued -= sum(len(c.texts) for c in batch)
         batch = [c for c in batch if not c.future.done()]  # callers that went away
-        if not batch:
-            self._inflight.pop(slot, None)
-            return
-        texts = [t for c in batch for t in c.texts]
-        self._inflight[slot] = batch
+        self._inflight[slot] = batch  # close() fails these
+        if batch and not await self._encode_chunks(batch, loop, quiet=len(batch) > 1):
+            # One request's text may be what failed (a tokenizer refusing it, say): encode
+            # each chunk on its own, so that the error reaches only the request it belongs
+            # to, and not the others that happened to share its batch.
+            log.warning(
+                "encoding a batch of %d requests failed; encoding each on its own", len(batch)
+            )
+            for chunk in batch:
+                if not chunk.future.done():
+                    await self._encode_chunks([chunk], loop, quiet=False)
+        self._inflight.pop(slot, None)
+
+    async def _encode_chunks(
+        self, chunks: list[_Chunk], loop: asyncio.AbstractEventLoop, *, quiet: bool
+    ) -> bool:
+        """Encode the texts of ``chunks`` in one call and hand each chunk its results. False
+        when the call failed: each chunk then gets the exception, unless ``quiet``."""
+        texts = [t for c in chunks for t in c.texts]
         try:
             results = await loop.run_in_executor(self._executor, self.encode, texts)
             if len(results) != len(texts):
                 raise RuntimeError(f"encode returned {len(results)} results for {len(texts)} texts")
         except Exception as exc:
+            if quiet:
+                return False
             log.exception("encoding a batch of %d texts failed", len(texts))
-            for chunk in batch:
+            for chunk in chunks:
                 if not chunk.future.done():
                     chunk.future.set_exception(exc)
-            self._inflight.pop(slot, None)
-            return
+            return False
         self.stats.batches += 1
         self.stats.inputs += len(texts)
         self.stats.sizes.append(len(texts))
         start = 0
-        for chunk in batch:
+        for chunk in chunks:
             end = start + len(chunk.texts)
             if not chunk.future.done():
                 chunk.future.set_result(list(results[start:end]))
             start = end
-        self._inflight.pop(slot, None)
+        return True

@@ -9,6 +9,7 @@ Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}`` body.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any, Literal
 
@@ -18,6 +19,35 @@ from geckokit.tasks import DEFAULT_QUERY_TASK
 
 #: Longest accepted ``task`` string, in characters (tasks are one short sentence).
 MAX_TASK_CHARS = 512
+
+#: What a text may not hold: NUL, and UTF-16 surrogates, which JSON can spell (``"\ud800"``)
+#: but which are no Unicode characters and cannot be encoded as UTF-8 for the tokenizer (a
+#: valid ``"\ud83d\ude00"`` pair decodes to one character above U+FFFF, not to surrogates).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+#: The JSON-schema pattern of a text in the OpenAPI document: no NUL. Lone surrogates are
+#: left to the description: a pattern sees UTF-16 code units in JavaScript, where a valid
+#: pair is two surrogates, and schemathesis cannot use such a pattern.
+TEXT_PATTERN = r"^[^\u0000]*$"
+
+
+def text_problem(text: str) -> str | None:
+    """What makes ``text`` unfit to embed, as a phrase ("holds ... at character 4"), or None
+    when it is fine. A NUL is refused as well as a lone surrogate: tokenizers drop it
+    silently, and it mostly means binary data or text decoded with the wrong encoding."""
+    found = _NOT_TEXT.search(text)
+    if found is None:
+        return None
+    char, at = found.group(), found.start()
+    if char == "\x00":
+        return (
+            f"holds a NUL character (U+0000) at character {at}; a NUL is not text (it mostly "
+            "means binary data, or text decoded with the wrong encoding): remove it"
+        )
+    return (
+        f"holds a lone UTF-16 surrogate (U+{ord(char):04X}) at character {at}, which is no "
+        "Unicode character and cannot be encoded as UTF-8: send valid Unicode (an escape "
+        "such as \\ud83d must be followed by its low half, as in \\ud83d\\ude00)"
+    )
 
 
 class EncodingFormat(str, Enum):
@@ -41,7 +71,9 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str | list[str] = Field(
-        description="A text or a list of texts to embed (token arrays are not accepted)."
+        description="A text or a list of texts to embed (token arrays are not accepted). "
+        "A text may not hold NUL or a lone UTF-16 surrogate (a \\ud800 escape without "
+        "its pair), which are not Unicode text."
     )
     model: str | None = Field(
         default=None, description="The served model's id (see /v1/models); null means it."
@@ -49,6 +81,7 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(
         default=None,
         ge=1,
+        strict=True,  # a JSON integer: not "384", 384.0 or true, as the schema says
         description="Matryoshka truncation: keep the first N dimensions and re-normalise. "
         "Must be one the model was trained for (see /v1/models).",
     )
@@ -80,6 +113,14 @@ class EmbeddingRequest(BaseModel):
             and all(is_int(v) or (isinstance(v, list) and all(is_int(x) for x in v)) for v in value)
         ):
             raise ValueError("token arrays are not supported; send the text instead")
+        return value
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_is_text(cls, value: Any) -> Any:
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(f"task {problem}")
         return value
 
 
