@@ -44,16 +44,35 @@ class _Refused(Exception):
     """The body broke a limit while the app was reading it."""
 
 
+#: A body over the limit but at most this many times it is read (and dropped) before the 413:
+#: closing a connection with unread data resets it, and the client would lose the answer.
+DRAIN_FACTOR = 8
+
+
+async def _drain(receive: Receive, seconds: float) -> None:
+    """Read and drop what is left of a request body, for at most ``seconds``."""
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
 class Guard:
     """ASGI middleware run before routing: the API key on /v1/ routes, then the body's size
     and the time it takes to arrive.
 
-    A body announced (Content-Length) above the size limit is refused unread (413); a
-    streamed one is counted as it arrives and the request answered 413 once it passes the
-    limit. A body not complete ``body_timeout_s`` after the request's headers is answered
+    A body announced (Content-Length) above the size limit is refused (413) without being
+    parsed; a streamed one is counted as it arrives and the request answered 413 once it
+    passes the limit. Either way the rest of a body up to :data:`DRAIN_FACTOR` times the
+    limit is read and dropped first, so that the client reads the answer rather than a reset
+    connection. A body not complete ``body_timeout_s`` after the request's headers is answered
     408 (a client that sends its body a few bytes at a time would otherwise hold its
-    connection for as long as it likes). Both answers close the connection, as the rest of
-    the body is not read.
+    connection for as long as it likes). Both answers close the
+    connection.
     """
 
     def __init__(
@@ -75,11 +94,13 @@ class Guard:
                 await refusal(scope, receive, send)
                 return
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await self._too_large()(scope, receive, send)
-            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout
+        if length.isdigit() and int(length) > self.limit:
+            if int(length) <= DRAIN_FACTOR * self.limit:
+                await _drain(receive, deadline - loop.time())
+            await self._too_large()(scope, receive, send)
+            return
         received = 0
         body_done = False
         refused: Any = None  # the answer, once the body broke a limit
@@ -116,6 +137,8 @@ class Guard:
         except _Refused:
             pass
         if refused is not None and not started:
+            if not body_done and received <= DRAIN_FACTOR * self.limit:
+                await _drain(receive, deadline - loop.time())
             await refused(scope, receive, send)
 
     def _timed_out(self, received: int) -> Any:
