@@ -185,3 +185,31 @@ def fret_table(
     table = pa.table({n: candidates[n] for n in CANDIDATE_SCHEMA.names}, schema=CANDIDATE_SCHEMA)
     config = MineConfig(top_n=max(2, per_query), fusion=Fusion.RRF if scored else Fusion.SEED)
     return build_fret(table, pa.table(scores) if scored else None, passages, config)
+
+
+@pytest.fixture(scope="session")
+def distilled_onnx(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A distilled model folder, as `geckokit train` writes it (all-MiniLM-L6-v2 trained a
+    few steps on NLI pairs: prompts, Matryoshka dims in geckokit.json), with its float32 and
+    int8 ONNX copies written by `geckokit export`."""
+    from click.testing import CliRunner
+
+    from geckokit.cli.main import cli
+    from geckokit.mixture.build import build_mixture
+    from geckokit.train.trainer import TrainConfig, train
+
+    nli = tmp_path_factory.mktemp("nli") / "snli" / "test.jsonl"
+    nli.parent.mkdir()
+    lines = (shared_data / "training_pairs/snli_esnli/test.jsonl").read_text().splitlines()
+    nli.write_text("".join(line + "\n" for line in lines[:40]))
+    mixture = tmp_path_factory.mktemp("mix")
+    build_mixture(mixture, nli=[nli])
+    out = tmp_path_factory.mktemp("distilled")
+    config = TrainConfig(max_steps=2, batch_size=8, matryoshka_dims=[384, 256, 128, 64])
+    train(mixture, out, config=config)
+    folder = out / "model"
+    result = CliRunner().invoke(
+        cli.commands["export"], ["--model", str(folder), "--format", "onnx", "--quantize", "int8"]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return folder

@@ -4,19 +4,63 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from geckokit._deps import require
+from geckokit.types import ClosedSet
 
 
-def load_encoder(name: str | None = None, *, device: str | None = None) -> Any:
-    """A ``SentenceTransformer`` for ``name`` (default: all-MiniLM-L6-v2 from its PyPI package)."""
+class Backend(ClosedSet):
+    """What runs an encoder's transformer: torch, or ONNX Runtime on the ONNX copy that
+    ``geckokit export --format onnx`` writes into the model folder (CPU only)."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+def load_encoder(
+    name: str | None = None,
+    *,
+    device: str | None = None,
+    backend: Backend = Backend.TORCH,
+    onnx_file: str | None = None,
+    threads: int | None = None,
+) -> Any:
+    """A ``SentenceTransformer`` for ``name`` (default: all-MiniLM-L6-v2 from its PyPI package).
+
+    ``backend`` onnx runs its transformer from the ONNX file ``onnx_file`` of its folder
+    (None: ``onnx/model.onnx``; e.g. ``onnx/model_qint8_avx512_vnni.onnx`` for int8) with
+    ``threads`` ONNX Runtime threads (None: one per core); ``name`` must then be a model
+    folder or a registry name, and ``device`` None or cpu.
+    """
     from geckokit.registry import DEFAULT_ENCODER, ModelKind, resolve
 
-    st = require("sentence_transformers", extra="train", purpose="encoders")
-    return st.SentenceTransformer(
-        resolve(name or DEFAULT_ENCODER, kind=ModelKind.ENCODER), device=device
-    )
+    given = name or DEFAULT_ENCODER
+    source = resolve(given, kind=ModelKind.ENCODER)
+    if backend is Backend.TORCH:
+        if onnx_file is not None:
+            raise ValueError("onnx_file applies to the onnx backend; add backend onnx")
+        st = require("sentence_transformers", extra="train", purpose="encoders")
+        return st.SentenceTransformer(source, device=device)
+    from geckokit.onnx_backend import attach, onnx_path
+
+    if device not in (None, "cpu"):
+        raise ValueError(
+            f"the onnx backend runs on the CPU (ONNX Runtime), not on {device!r}; "
+            "leave the device out, or use the torch backend"
+        )
+    if not Path(source).is_dir():
+        raise ValueError(
+            f"the onnx backend needs a model folder or a registry name, not {given!r}: "
+            "save the model to a folder and export it there"
+        )
+    path = onnx_path(source, onnx_file, model=given)  # before loading, to fail fast
+    require("onnxruntime", extra="onnx", purpose="the ONNX backend")
+    st = require("sentence_transformers", extra="onnx", purpose="the ONNX backend")
+    model = st.SentenceTransformer(source, device="cpu")
+    attach(model, path, threads=threads)
+    return model
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ def _register() -> None:
         check,
         distill,
         evaluate,
+        export,
         generate,
         llm_serve,
         mine,
@@ -86,6 +87,7 @@ def _register() -> None:
     cli.add_command(distill.distill)
     cli.add_command(distill.demo)
     cli.add_command(serve.serve)
+    cli.add_command(export.export)
 
 
 _register()
