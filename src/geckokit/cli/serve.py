@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from geckokit.cli.settings import setting_option, setting_overrides
+from geckokit.encoder import Backend
 from geckokit.registry import DEFAULT_ENCODER
 from geckokit.serve.app import ServeOptions
 
@@ -63,6 +64,20 @@ from geckokit.serve.app import ServeOptions
     "(1 gives a lone request all threads).",
 )
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: auto).")
+@click.option(
+    "--backend",
+    type=click.Choice([b.value for b in Backend]),
+    default=Backend.TORCH.value,
+    show_default=True,
+    help="What runs the model: torch, or ONNX Runtime on the CPU with the ONNX copy that "
+    "`geckokit export --format onnx` writes into the model folder.",
+)
+@click.option(
+    "--onnx-file",
+    default=None,
+    help="With --backend onnx: which ONNX file of the folder, e.g. "
+    "onnx/model_qint8_avx512_vnni.onnx for the int8 copy (default: onnx/model.onnx).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -71,6 +86,8 @@ def serve(
     host: str,
     port: int,
     device: str | None,
+    backend: str,
+    onnx_file: str | None,
     **settings: Any,  # the ServeOptions flags, read by setting_overrides
 ) -> None:
     """Serve an encoder at /v1/embeddings (OpenAI's shape), /v1/models and /health.
@@ -91,8 +108,20 @@ def serve(
     uvicorn = require("uvicorn", extra="serve", purpose="the embedding server")
     given = setting_overrides(ctx, ServeOptions)
     options = ServeOptions(**{k: v for k, v in given.items() if v is not None})
-    served = ServedModel.load(model, model_id=model_name, device=device)
+    chosen = Backend.parse(backend)
+    if onnx_file is not None and chosen is not Backend.ONNX:
+        raise click.UsageError("--onnx-file applies to --backend onnx")
+    threads = None  # each worker's share of the cores, for torch and ONNX Runtime alike
     if options.workers > 1:
         torch = require("torch", extra="train", purpose="encoders")
-        torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
+        threads = max(1, torch.get_num_threads() // options.workers)
+        torch.set_num_threads(threads)
+    served = ServedModel.load(
+        model,
+        model_id=model_name,
+        device=device,
+        backend=chosen,
+        onnx_file=onnx_file,
+        threads=threads,
+    )
     uvicorn.run(create_app(served, options=options), host=host, port=port, log_level="info")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from geckokit.encoder import Backend
 from geckokit.format import document_text, query_text
 from geckokit.serve.protocol import InputType
 from geckokit.tasks import DEFAULT_QUERY_TASK
@@ -144,16 +145,28 @@ class ServedModel:
 
     @classmethod
     def load(
-        cls, name: str | None = None, *, model_id: str | None = None, device: str | None = None
+        cls,
+        name: str | None = None,
+        *,
+        model_id: str | None = None,
+        device: str | None = None,
+        backend: Backend = Backend.TORCH,
+        onnx_file: str | None = None,
+        threads: int | None = None,
     ) -> ServedModel:
         """Load ``name`` (registry name, folder or hub id; default all-minilm-l6-v2). The id
-        clients send as ``model`` is ``model_id``, else ``name`` as given."""
+        clients send as ``model`` is ``model_id``, else ``name`` as given. ``backend``,
+        ``onnx_file`` and ``threads``: see :func:`geckokit.encoder.load_encoder`."""
         from geckokit.encoder import load_encoder
         from geckokit.registry import DEFAULT_ENCODER, ModelKind, resolve
 
         name = name or DEFAULT_ENCODER
         source = resolve(name, kind=ModelKind.ENCODER)
-        encoder = load_encoder(source, device=device)
+        encoder = load_encoder(
+            name, device=device, backend=backend, onnx_file=onnx_file, threads=threads
+        )
+        if backend is Backend.ONNX:
+            log.info("%s runs on ONNX Runtime: %s", name, onnx_file or "onnx/model.onnx")
         width = _width(encoder)
         folder = source if Path(source).is_dir() else None
         dims = read_matryoshka_dims(folder, width)
