@@ -14,6 +14,14 @@ there are clients, the largest micro-batch the clients can form: what the server
 without HTTP. The two sides alternate
 for a few rounds, so that other work on the machine weighs on both alike.
 
+The last rows set torch against the int8 ONNX copy of the same model (``geckokit export
+--model M --format onnx --quantize int8`` first; ``--onnx-file``, ``--no-onnx``): the same
+in-process call and the same load against a second server run with ``--backend onnx``,
+measured in the same rounds, and the SciFact nDCG@10 of each (all test queries against the
+whole corpus; ``--gecko-format`` for a distilled model). Targets: ONNX int8 at 1.5x or more of
+torch's in-process texts/s, nDCG@10 within 0.5 points, its server at 0.8x or more of its
+in-process rate.
+
     python bench/serve_load.py --texts 1024 --clients 16
 """
 
@@ -34,7 +42,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from geckokit.encoder import load_encoder
+from geckokit.encoder import Backend, EncoderRef, load_encoder
+from geckokit.export import int8_file, quantization_target
 from geckokit.serve.model import ServedModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +62,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    args: argparse.Namespace, port: int, log: Path, *, onnx_file: str | None = None
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", args.model]
     command += ["--host", "127.0.0.1", "--port", str(port)]
+    if onnx_file is not None:
+        command += ["--backend", "onnx", "--onnx-file", onnx_file]
     command += ["--max-batch-size", str(args.max_batch_size)]
     command += ["--max-wait-ms", str(args.max_wait_ms)]
     if args.workers is not None:  # else the server's default
@@ -169,11 +182,21 @@ def ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
+def scifact_ndcg(model: object, folder: Path, *, gecko_format: bool) -> float:
+    """nDCG@10 (x100) of ``model`` on SciFact's test queries over its whole corpus (not
+    cached: the embeddings of each backend are its own)."""
+    from geckokit.evaluate.retrieval import evaluate_retrieval
+    from geckokit.tasks import task_string
+
+    task = task_string("scifact", "retrieval")
+    result = evaluate_retrieval(EncoderRef(model), folder, task=task, gecko_format=gecko_format)
+    return float(result["ndcg@10"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--queries", default=str(ROOT.parent / "shared/data/beir/scifact/queries.jsonl")
-    )
+    parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared/data/beir/scifact")
+    parser.add_argument("--queries", default=None, help="default: SciFact's queries.jsonl")
     parser.add_argument("--texts", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements")
@@ -182,22 +205,43 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=None, help="default: the server's")
     parser.add_argument("--single", type=int, default=128, help="texts for the latency reference")
+    parser.add_argument(
+        "--onnx-file",
+        default=f"onnx/{int8_file(quantization_target())}",
+        help="the ONNX copy set against torch (default: this CPU's int8 file)",
+    )
+    parser.add_argument("--no-onnx", action="store_true", help="leave out the ONNX rows")
+    parser.add_argument(
+        "--gecko-format", action="store_true", help="score SciFact in the unified format"
+    )
     args = parser.parse_args()
     # the same OpenMP setting on both sides: `geckokit serve` defaults to passive waiting
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch  # after the setting above, which OpenMP reads once
 
-    texts = load_texts(Path(args.queries), args.texts)
+    texts = load_texts(Path(args.queries or args.scifact / "queries.jsonl"), args.texts)
     n = len(texts)
+    onnx_file = None if args.no_onnx else args.onnx_file
+    onnx = None
+    if onnx_file is not None:  # fails now, naming the export command, if there is no copy
+        onnx = load_encoder(args.model, backend=Backend.ONNX, onnx_file=onnx_file)
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="geckokit-serve-bench-", suffix=".log")[1])
     server = start_server(args, port, log)
+    onnx_port = free_port()
+    onnx_log = log.with_suffix(".onnx.log")
+    onnx_server = None
+    onnx_local: list[float] = []
+    onnx_remote: list[float] = []
     local_seconds: list[float] = []
     batch_seconds: list[float] = []
     remote_seconds: list[float] = []
     latencies: list[float] = []
     cpu = {"in-process": 0.0, "server": 0.0, "load generator": 0.0}
     try:
+        if onnx is not None:
+            onnx_server = start_server(args, onnx_port, onnx_log, onnx_file=onnx_file)
+            onnx.encode(texts[:64])  # warm-up
         model = load_encoder(args.model)
         model.encode(texts[:64])  # warm-up
         served = ServedModel(model, model_id=args.model)  # the server's encode path, no HTTP
@@ -224,11 +268,20 @@ def main() -> None:
             cpu["load generator"] += cpu_seconds() - c0
             remote_seconds.append(seconds)
             latencies += lat
+            if onnx is not None:
+                t0 = time.perf_counter()
+                onnx.encode(texts, normalize_embeddings=True)
+                onnx_local.append(time.perf_counter() - t0)
+                seconds, _, _ = asyncio.run(load_test(onnx_port, args.model, texts, args.clients))
+                onnx_remote.append(seconds)
         after = httpx.get(f"{url}/health").json()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for proc in (server, onnx_server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
         log.unlink(missing_ok=True)
+        onnx_log.unlink(missing_ok=True)
 
     total = n * args.rounds
     batches = after["batches"] - before["batches"]
@@ -259,6 +312,34 @@ def main() -> None:
     print(
         f"{batches} encode calls for {total} requests (mean batch {total / max(batches, 1):.1f}); "
         f"max |server - in-process| = {np.abs(remote - local).max():.1e}"
+    )
+    if onnx is None:
+        return
+    del served  # the nDCG runs want the memory
+    ndcg = {
+        "torch": scifact_ndcg(model, args.scifact, gecko_format=args.gecko_format),
+        "onnx": scifact_ndcg(onnx, args.scifact, gecko_format=args.gecko_format),
+    }
+    rates = {
+        "torch": (total / sum(local_seconds), total / sum(remote_seconds)),
+        "onnx": (total / sum(onnx_local), total / sum(onnx_remote)),
+    }
+    print(f"\ntorch against ONNX ({onnx_file}), same rounds, {args.clients} clients x 1 text:")
+    print(
+        f"{'':24} {'in-process texts/s':>18} {'server texts/s':>15} {'server/in':>9} {'nDCG@10':>8}"
+    )
+    for name, (inside, served_rate) in rates.items():
+        label = "torch" if name == "torch" else f"onnx {Path(onnx_file).stem}"
+        print(
+            f"{label[:24]:24} {inside:18.1f} {served_rate:15.1f} {served_rate / inside:8.2f}x "
+            f"{ndcg[name]:8.2f}"
+        )
+    speed = rates["onnx"][0] / rates["torch"][0]
+    print(
+        f"ONNX / torch: in-process {speed:.2f}x (target >= 1.5x), server "
+        f"{rates['onnx'][1] / rates['torch'][1]:.2f}x; nDCG@10 "
+        f"{ndcg['onnx'] - ndcg['torch']:+.2f} points (target within 0.5); ONNX server keeps "
+        f"{rates['onnx'][1] / rates['onnx'][0]:.2f}x of its in-process rate (target >= 0.8x)"
     )
 
 
