@@ -59,8 +59,8 @@ from geckokit.serve.app import ServeOptions
     "workers",
     inherit=True,
     default_text="2 where there are at least 2 CPUs, else 1",
-    help="Batches encoded at the same time, each on its own thread; torch's threads are "
-    "shared out among them, and concurrent requests are split evenly across idle workers "
+    help="Batches encoded at the same time, each on its own thread; torch's (or ONNX "
+    "Runtime's) threads are shared out among them, and concurrent requests are split evenly across idle workers "
     "(1 gives a lone request all threads).",
 )
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: auto).")
