@@ -75,7 +75,7 @@ def start_server(
         command += ["--workers", str(args.workers)]
     with log.open("wb") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # minutes where other jobs share the cores
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
@@ -86,7 +86,7 @@ def start_server(
             pass
         time.sleep(0.5)
     proc.kill()
-    raise TimeoutError("the server did not start within 180 s")
+    raise TimeoutError("the server did not start within 600 s")
 
 
 class Connection:
