@@ -326,12 +326,12 @@ def main() -> None:
     }
     print(f"\ntorch against ONNX ({onnx_file}), same rounds, {args.clients} clients x 1 text:")
     print(
-        f"{'':24} {'in-process texts/s':>18} {'server texts/s':>15} {'server/in':>9} {'nDCG@10':>8}"
+        f"{'':34} {'in-process texts/s':>18} {'server texts/s':>15} {'server/in':>9} {'nDCG@10':>8}"
     )
     for name, (inside, served_rate) in rates.items():
         label = "torch" if name == "torch" else f"onnx {Path(onnx_file).stem}"
         print(
-            f"{label[:24]:24} {inside:18.1f} {served_rate:15.1f} {served_rate / inside:8.2f}x "
+            f"{label:34} {inside:18.1f} {served_rate:15.1f} {served_rate / inside:8.2f}x "
             f"{ndcg[name]:8.2f}"
         )
     speed = rates["onnx"][0] / rates["torch"][0]
