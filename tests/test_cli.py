@@ -405,12 +405,18 @@ def _noisy() -> None:
     logging.getLogger("geckokit.fret.scripted").info("a geckokit detail")
 
 
-@pytest.fixture
-def noisy_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(params=["propagate-off", "ci"])
+def noisy_stages(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Path]:
     """distill's FRet and mix stages replaced at the plumbing level by scripted ones that
     print like the real libraries do (one through a handler of its own, as transformers
-    does); yields a three-passage corpus."""
+    does); yields a three-passage corpus. Run twice: with transformers' logger as it is
+    set up here, and as it is where ``CI`` is set and ``TRANSFORMERS_VERBOSITY=error`` was
+    read at import (propagating, at ERROR, with its own handler)."""
     import logging
+
+    from transformers.utils import logging as transformers_logging
 
     import geckokit.encoder
     import geckokit.fret.generate_run
@@ -450,7 +456,12 @@ def noisy_stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     handler = logging.StreamHandler()
     own.addHandler(handler)
     own.propagate = False
+    library = transformers_logging.get_logger()  # its handler is added on first use
+    state = (library.propagate, library.level)
+    if request.param == "ci":
+        library.propagate, library.level = True, logging.ERROR
     yield corpus
+    library.propagate, library.level = state
     own.removeHandler(handler)
     own.propagate = True
 
