@@ -30,6 +30,7 @@ class StubModel:
     width = WIDTH
     dims = (WIDTH,)
     max_seq_length = 16
+    plain = False
 
     def __init__(self) -> None:
         self.seen: list[str] = []

@@ -1,4 +1,4 @@
-"""The model side of the server: unified format, Matryoshka projection, allowed dimensions."""
+"""The model side of the server: unified or plain text, Matryoshka projection, allowed dimensions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from geckokit.serve.model import (
     length_groups,
     project,
     read_matryoshka_dims,
+    read_text_format,
 )
 from geckokit.serve.protocol import InputType
 from geckokit.tasks import DEFAULT_QUERY_TASK, DOCUMENT_PROMPT, QUERY_PROMPT
@@ -40,6 +41,28 @@ def test_default_query_and_document_forms_equal_the_trained_models_prompts() -> 
     assert DEFAULT_QUERY_TASK == "search result"
     assert format_input(text, task=None, input_type=InputType.QUERY) == QUERY_PROMPT + text
     assert format_input(text, task=None, input_type=InputType.DOCUMENT) == DOCUMENT_PROMPT + text
+
+
+def test_a_plain_text_model_reads_texts_as_sent(tmp_path: Path) -> None:
+    for input_type in (None, InputType.QUERY, InputType.DOCUMENT):
+        assert format_input("x", task=None, input_type=input_type, plain=True) == "x"
+    assert format_input("x", task="fact checking", input_type=None, plain=True) == "x"
+    with pytest.raises(ValueError, match="task applies to queries"):  # refused all the same
+        format_input("x", task="fact checking", input_type=InputType.DOCUMENT, plain=True)
+    # which models are plain: geckokit.json's text_format, or (older) its empty prompts
+    assert read_text_format(None) == read_text_format(tmp_path) == "unified"  # a base model
+    info = tmp_path / "geckokit.json"
+    for content, expected in [
+        ({"text_format": "plain", "prompts": {}}, "plain"),
+        ({"prompts": {}}, "plain"),
+        ({"text_format": "unified", "prompts": {"query": QUERY_PROMPT}}, "unified"),
+        ({"prompts": {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}}, "unified"),
+    ]:
+        info.write_text(json.dumps(content))
+        assert read_text_format(tmp_path) == expected, content
+    info.write_text("{not json")
+    with pytest.raises(ValueError, match=r"not a readable geckokit\.json"):
+        read_text_format(tmp_path)
 
 
 def test_project_truncates_and_renormalises() -> None:

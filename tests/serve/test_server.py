@@ -248,3 +248,37 @@ def test_the_schema_states_the_models_limits(base_url: str) -> None:
     assert request["model"]["anyOf"][0]["enum"] == [NAME]
     assert request["input"]["anyOf"][1]["maxItems"] == 8
     assert request["input"]["anyOf"][0]["maxLength"] == 2500
+
+
+def test_a_model_trained_in_plain_text_reads_the_texts_as_sent(
+    trained_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    """`geckokit train`'s default (text_format plain) saves no prompts; served, its task and
+    input_type add no prefix, so a client written for a unified model gets what the model
+    was trained on."""
+    folder = tmp_path / "plain"
+    shutil.copytree(trained_dir, folder, symlinks=True)
+    config = folder / "config_sentence_transformers.json"
+    settings = json.loads(config.read_text())
+    settings["prompts"] = {}
+    config.write_text(json.dumps(settings))
+    (folder / "geckokit.json").write_text(json.dumps({"text_format": "plain", "prompts": {}}))
+    port = free_port()
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "geckokit.cli.main", "serve", "--model", str(folder)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([*command, "--port", str(port)], stdout=sink, stderr=sink)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        want = encoder.encode(TEXTS, normalize_embeddings=True)  # no prompt
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x") as plain:
+            for extra in (
+                {},
+                {"input_type": "query", "task": "search result"},
+                {"input_type": "document"},
+            ):
+                got = plain.embeddings.create(input=TEXTS, model=str(folder), extra_body=extra)
+                np.testing.assert_allclose(vectors(got), want, atol=ATOL, err_msg=str(extra))
+    finally:
+        stop_process(proc)
+    assert "trained in plain text" in log.read_text()

@@ -56,6 +56,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(
         logging_steps=1,
         save_steps=1000,
         matryoshka_dims=[384, 128, 32],
+        text_format="unified",  # the paper's format: its prompts are saved with the model
     )
     manifest = train(small_mixture, tmp_path, config=config)
     curve = [e["loss"] for e in manifest["loss_curve"]]
@@ -68,7 +69,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(
         "title: "
     )
     info = json.loads((tmp_path / "model" / "geckokit.json").read_text())
-    assert info["matryoshka_dims"] == [384, 128, 32]
+    assert info["matryoshka_dims"] == [384, 128, 32] and info["text_format"] == "unified"
     assert "Trained with geckokit" in (tmp_path / "model" / "README.md").read_text()
     after = model.encode(["task: search result | query: a dog runs"])
     assert not np.allclose(before, after, atol=1e-4)  # the weights changed
@@ -379,13 +380,14 @@ def test_plain_text_strips_the_unified_prefixes_and_nothing_else() -> None:
 def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
     fret_mixture: Path, tmp_path: Path
 ) -> None:
+    """Plain text is the default."""
     from sentence_transformers import SentenceTransformer
 
     from geckokit.evaluate.models import PromptFormat, describe_model
+    from geckokit.serve.model import read_text_format
     from geckokit.train.trainer import TrainConfig, train
 
     config = TrainConfig(
-        text_format="plain",
         objective="kl",
         distill_candidates=4,
         max_steps=2,
@@ -399,6 +401,7 @@ def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
     assert manifest["config"]["text_format"] == "plain"
     assert not any(SentenceTransformer(str(tmp_path / "model")).prompts.values())
     info = json.loads((tmp_path / "model" / "geckokit.json").read_text())
-    assert info["prompts"] == {}
+    assert info["prompts"] == {} and info["text_format"] == "plain"
+    assert read_text_format(tmp_path / "model") == "plain"  # served as it was trained
     formats = describe_model(str(tmp_path / "model")).formats([PromptFormat.AUTO])
     assert formats == [PromptFormat.PLAIN]

@@ -258,7 +258,10 @@ def create_app(model: ServedModel, *, options: ServeOptions | None = None) -> An
                     code="input_too_long",
                 )
         try:
-            return [format_input(t, task=req.task, input_type=req.input_type) for t in texts]
+            return [
+                format_input(t, task=req.task, input_type=req.input_type, plain=model.plain)
+                for t in texts
+            ]
         except ValueError as exc:
             raise APIError(400, str(exc), param="task") from exc
 

@@ -1,7 +1,7 @@
 """The served encoder: unified-format inputs, Matryoshka dimensions, token counts.
 
 Kept apart from HTTP so it can be driven directly: :func:`format_input` applies the unified
-format (Gecko section 3.1), :func:`project` truncates and re-normalises (Matryoshka
+format (Gecko section 3.1) to a model trained in it, :func:`project` truncates and re-normalises (Matryoshka
 representation learning, Gecko section 3.3), and :meth:`ServedModel.encode` embeds a batch
 and counts the tokens the model read.
 """
@@ -28,7 +28,9 @@ from geckokit.tasks import DEFAULT_QUERY_TASK
 log = logging.getLogger(__name__)
 
 
-def format_input(text: str, *, task: str | None, input_type: InputType | None) -> str:
+def format_input(
+    text: str, *, task: str | None, input_type: InputType | None, plain: bool = False
+) -> str:
     """The text the model reads.
 
     - ``task`` given (``input_type`` None or query): ``task: {task} | query: {text}``;
@@ -36,6 +38,9 @@ def format_input(text: str, *, task: str | None, input_type: InputType | None) -
       (:data:`~geckokit.tasks.DEFAULT_QUERY_TASK`, the trained model's query prompt);
     - ``input_type`` document: ``title: none | text: {text}`` (a task is refused here);
     - neither: ``text`` unchanged, as ``SentenceTransformer.encode`` would read it.
+
+    ``plain`` (a model trained in plain text, :func:`read_text_format`): ``text`` unchanged
+    whatever the fields say, as the model was trained; a task on a document is still refused.
     """
     if input_type is InputType.DOCUMENT:
         if task is not None:
@@ -44,7 +49,9 @@ def format_input(text: str, *, task: str | None, input_type: InputType | None) -
                 "Drop task, or send input_type 'query' (symmetric tasks such as STS put the "
                 "task form on both sides)"
             )
-        return document_text(None, text)
+        return text if plain else document_text(None, text)
+    if plain:
+        return text
     if task is not None or input_type is InputType.QUERY:
         return query_text(task or DEFAULT_QUERY_TASK, text)
     return text
@@ -84,6 +91,25 @@ def length_groups(lengths: Sequence[int], *, overhead: int = 48) -> list[list[in
         groups.append(order[cut[j] : j])
         j = cut[j]
     return groups[::-1]
+
+
+def read_text_format(folder: str | os.PathLike[str] | None) -> str:
+    """``plain`` for a model ``geckokit train`` trained in plain text (``text_format`` in
+    ``folder/geckokit.json``, or, from older versions, an empty ``prompts`` there), else
+    ``unified``: a model without the file (a base model) takes the unified format when a
+    request asks for it."""
+    path = Path(folder) / "geckokit.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return "unified"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable geckokit.json ({exc})") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: not a readable geckokit.json (not an object)")
+    if info.get("text_format") == "plain" or info.get("prompts") == {}:
+        return "plain"
+    return "unified"
 
 
 def read_matryoshka_dims(folder: str | os.PathLike[str] | None, width: int) -> list[int] | None:
@@ -127,13 +153,21 @@ class ServedModel:
     just its full width when none are recorded (None).
     """
 
-    def __init__(self, encoder: Any, *, model_id: str, dims: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Any,
+        *,
+        model_id: str,
+        dims: list[int] | None = None,
+        text_format: str = "unified",
+    ) -> None:
         if hasattr(encoder, "eval"):
             encoder.eval()  # encode() calls its modules directly: no dropout
         self.encoder = encoder
         self.model_id = model_id
         self.width = _width(encoder)
         self.trained_dims = dims is not None
+        self.plain = text_format == "plain"  # texts reach the model as sent
         self.dims = sorted(set(dims), reverse=True) if dims else [self.width]
         if any(not 1 <= d <= self.width for d in self.dims):
             raise ValueError(f"dims must lie in [1, {self.width}], got {self.dims}")
@@ -172,7 +206,10 @@ class ServedModel:
         dims = read_matryoshka_dims(folder, width)
         if dims is None:
             log.info("%s records no Matryoshka dims; serving only its full width %d", name, width)
-        return cls(encoder, model_id=model_id or name, dims=dims)
+        text_format = read_text_format(folder)
+        if text_format == "plain":
+            log.info("%s was trained in plain text: task and input_type add no prefix", name)
+        return cls(encoder, model_id=model_id or name, dims=dims, text_format=text_format)
 
     def check_dimensions(self, dimensions: int | None) -> int:
         """The output width for a request's ``dimensions`` (None: full width)."""

@@ -112,10 +112,11 @@ class TrainConfig(BaseModel):
         "margin-mse: its margins); the student's are cosine / temperature",
     )
     text_format: TextFormat = Field(
-        TextFormat.UNIFIED,
-        description="unified: train in Gecko's format and save its prompts with the model; "
-        "plain: strip the task and title prefixes from the mixture and save no prompts, so "
-        "the model is used as the base was (queries and passages as they are)",
+        TextFormat.PLAIN,
+        description="plain: strip the task and title prefixes from the mixture and save no "
+        "prompts, so the model is used as the base was (queries and passages as they are); "
+        "unified: train in Gecko's format (the paper's recipe) and save its prompts with the "
+        "model",
     )
     distill_candidates: int = Field(
         8,
@@ -375,6 +376,7 @@ def train(
             "sources": mix_manifest.get("sources"),
             "weights": weights,
         },
+        "text_format": config.text_format.value,
         "prompts": model.prompts,
     }
     (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
