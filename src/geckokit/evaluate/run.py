@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,12 @@ def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str | PromptFormat) else list(value)
 
 
+def _parse_formats(
+    formats: str | PromptFormat | Sequence[str | PromptFormat],
+) -> list[PromptFormat]:
+    return [PromptFormat.parse(str(getattr(f, "value", f))) for f in _as_list(formats)]
+
+
 def _versions() -> dict[str, str]:
     out = environment()
     for dist in ("mteb", "sentence-transformers", "torch", "transformers"):
@@ -74,6 +80,7 @@ def evaluate(
     *,
     dims: Sequence[int] | None = None,
     formats: str | PromptFormat | Sequence[str | PromptFormat] = PromptFormat.AUTO,
+    model_formats: Mapping[str, Sequence[str | PromptFormat]] | None = None,
     out: str | Path | None = None,
     batch_size: int = 32,
     device: str | None = None,
@@ -86,7 +93,8 @@ def evaluate(
     ``kind:path``, or MTEB task names (online only); see :mod:`geckokit.evaluate.local`.
     ``dims``: Matryoshka dims (truncate, then re-normalise); None: each model's full width
     plus the dims its geckokit.json records. ``formats``: ``auto``, ``gecko``, ``plain`` (see
-    :class:`~geckokit.evaluate.models.PromptFormat`). ``out``: where to write mteb's result
+    :class:`~geckokit.evaluate.models.PromptFormat`); ``model_formats`` gives a model (by its
+    spec as in ``models``) formats of its own instead. ``out``: where to write mteb's result
     files, ``results.md`` and ``manifest.json``; None writes nothing.
 
     Returns one row per (model, format, dim, task) with mteb's main score (schema
@@ -104,7 +112,8 @@ def evaluate(
     model_specs, task_specs = _as_list(models), _as_list(tasks)
     if not model_specs or not task_specs:
         raise ValueError("give at least one model and one task")
-    requested = [PromptFormat.parse(str(getattr(f, "value", f))) for f in _as_list(formats)]
+    requested = _parse_formats(formats)
+    own_formats = {spec: _parse_formats(f) for spec, f in (model_formats or {}).items()}
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     t0 = time.perf_counter()
@@ -126,7 +135,7 @@ def evaluate(
         model = load_encoder(info.location, device=device)
         width = embedding_width(model)
         model_dims = eval_dims(dims, width, info)
-        model_formats = info.formats(requested)
+        formats_here = info.formats(own_formats.get(spec, requested))
         model_records.append(
             {
                 "spec": spec,
@@ -135,12 +144,12 @@ def evaluate(
                 "revision": info.revision,
                 "width": width,
                 "dims": model_dims,
-                "formats": [f.value for f in model_formats],
+                "formats": [f.value for f in formats_here],
                 "geckokit_json": bool(info.geckokit),
             }
         )
         pinned = pinned_encoder(spec)  # its name fixes its weights: embeddings kept on disk
-        for fmt in model_formats:
+        for fmt in formats_here:
             embeddings = EmbeddingCache(
                 folder=embeddings_dir() if pinned else None,
                 label=f"{pinned}-eval-{fmt.value}",

@@ -398,11 +398,16 @@ def evaluate_before_after(
     """Evaluate base and distilled model with mteb on the ``config.eval`` benchmarks into
     ``out`` (mteb result files, results.md, manifest), at full width and the distilled
     model's Matryoshka dims; the base both plain (as it was trained) and in the unified
-    format. Returns the full-width retrieval rows: benchmark, model, nDCG@10, Recall@10."""
+    format, the distilled model in the format it was trained in. Returns the full-width
+    retrieval rows: benchmark, model, nDCG@10, Recall@10."""
     from geckokit.evaluate.run import evaluate
 
     table = evaluate(
-        [config.base, str(model_dir)], list(config.eval), formats=["auto", "gecko"], out=out
+        [config.base, str(model_dir)],
+        list(config.eval),
+        formats=["auto"],
+        model_formats={config.base: ["plain", "gecko"]},
+        out=out,
     )
     rows = table.to_pylist()
     full = {r["model"]: max(x["dim"] for x in rows if x["model"] == r["model"]) for r in rows}
