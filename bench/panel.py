@@ -430,9 +430,15 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "panel")
-    parser.add_argument("--shared", type=Path, default=SHARED)
-    parser.add_argument("--corpora", default=",".join(PANEL))
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "runs" / "panel", help="runs and results go here"
+    )
+    parser.add_argument(
+        "--shared", type=Path, default=SHARED, help="the folder holding beir/ (the corpora)"
+    )
+    parser.add_argument(
+        "--corpora", default=",".join(PANEL), help="comma-separated (default: all four)"
+    )
     parser.add_argument("--sample", type=int, default=400, help="passages to write queries for")
     parser.add_argument("--seeds", default="0,1", help="training seeds (comma-separated)")
     parser.add_argument(
