@@ -205,7 +205,9 @@ def distilled_onnx(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) 
     mixture = tmp_path_factory.mktemp("mix")
     build_mixture(mixture, nli=[nli])
     out = tmp_path_factory.mktemp("distilled")
-    config = TrainConfig(max_steps=2, batch_size=8, matryoshka_dims=[384, 256, 128, 64])
+    config = TrainConfig(
+        max_steps=2, batch_size=8, matryoshka_dims=[384, 256, 128, 64], text_format="unified"
+    )
     train(mixture, out, config=config)
     folder = out / "model"
     result = CliRunner().invoke(

@@ -102,6 +102,7 @@ def train_and_score(
             save_steps=1000,
             logging_steps=10,
             seed=seed,
+            text_format="unified",  # as its figures were measured (--plain writes plain rows)
         )
         train(out / "mix", out / "train", config=config, prefinetune=prefinetune)
     model = load_encoder(str(out / "train" / "model"))
@@ -255,6 +256,7 @@ def main() -> None:
         "learning_rate": args.learning_rate,
         "save_steps": 200,
         "logging_steps": 5,
+        "text_format": "unified",  # as its figures were measured (--plain writes plain rows)
     }
     config = load_config(
         None,
