@@ -47,6 +47,7 @@ from geckokit.llm.base import (
     check_pairs,
     logsumexp,
 )
+from geckokit.registry import DEFAULT_LLM_TIMEOUT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -201,7 +202,7 @@ class OpenAICompatibleLLM(ServedLLM):
         *,
         model: str | None = None,
         api_key: str | None = None,
-        timeout: float = 120.0,
+        timeout: float = DEFAULT_LLM_TIMEOUT,
         max_retries: int = 4,
         backoff: float = 0.5,
         max_concurrency: int = 8,
