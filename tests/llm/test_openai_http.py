@@ -215,9 +215,10 @@ class _NoEcho(_Fake):
 
 def test_a_server_without_echo_logprobs_is_refused_for_scoring() -> None:
     with _serving(_NoEcho) as url:
-        client = OpenAICompatibleLLM(url, model="m")
-        with pytest.raises(LLMServerError, match="no prompt log-probabilities for echo=True"):
+        client = OpenAICompatibleLLM(url, model="m", backoff=0.01)
+        with pytest.raises(LLMServerError, match="no prompt log-probabilities for echo=True") as e:
             client.score(["prefix"], [" continuation"])
+        assert not isinstance(e.value, LLMUnavailableError)  # a refusal: no other server helps
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,3 +404,14 @@ def test_a_request_past_the_timeout_is_retried() -> None:
 def test_the_timeout_is_validated(timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         OpenAICompatibleLLM("http://127.0.0.1:1/v1", model="m", timeout=timeout)
+
+
+def test_a_first_answer_without_log_probabilities_is_tried_again() -> None:
+    """Before a server has given log-probabilities once, an answer without them may be a
+    fault (a proxy dropped them) or the server's limit: another try tells them apart."""
+    lost = {"choices": [{"text": "x", "logprobs": None}], "usage": {}}
+    good = _echo_answer(["Passage", ":", " x", " q"])
+    with _script((200, lost, {}), (200, _echo_answer(_PROBE_WORDS), {}), (200, good, {})) as url:
+        client = OpenAICompatibleLLM(url, model="m", backoff=0.01)
+        assert client.score(["Passage: x"], [" q"])[0].tokens == (" q",)
+        assert len(_Scripted.calls) == 3

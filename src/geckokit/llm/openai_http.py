@@ -17,6 +17,8 @@ fields read from them) is retried ``max_retries`` times with exponential backoff
 ``Retry-After`` of 0 to 60 seconds (or an HTTP date that near) sets the wait instead, and
 any other value (negative, not a number, larger) is not trusted. After the last try the
 error names the URL and the faults seen. A malformed answer is never read as text or scores.
+An answer without the log-probabilities asked for is retried too until the server has given
+them once; if the last try still lacks them, the error says the server cannot give them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ class LLMUnavailableError(LLMServerError):
 class BadAnswer(ValueError):
     """A 200 whose body is not the answer asked for (a field missing or of the wrong type):
     retried like a 5xx, never read as text or scores."""
+
+
+class Unsupported(BadAnswer):
+    """An answer without what the request asked the server for (log-probabilities) from a
+    server that has not yet given it: a fault if another try brings it, else the server
+    cannot do it, and the error after the last try says so (:class:`LLMServerError`)."""
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -254,11 +262,13 @@ class OpenAICompatibleLLM(ServedLLM):
         url = f"{self.base_url}{path}"
         faults: Counter[str] = Counter()
         last = ""
+        unsupported: Unsupported | None = None  # what the last answer lacked, if that
         retry_after: str | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self._delay(attempt, retry_after))
             retry_after = None
+            unsupported = None
             try:
                 response = self._client.request(method, path, json=payload)
             except httpx.TransportError as exc:  # connection refused, reset, timeout
@@ -288,10 +298,17 @@ class OpenAICompatibleLLM(ServedLLM):
                 if not isinstance(body, dict):
                     raise BadAnswer(f"a JSON {type(body).__name__}, not an object")
                 return parse(body)
+            except Unsupported as exc:
+                unsupported = exc
+                last = str(exc)
+                faults["answer without log-probabilities"] += 1
+                continue
             except BadAnswer as exc:
                 last = f"malformed answer: {exc}"
                 faults["malformed answer"] += 1
                 continue
+        if unsupported is not None:  # the last try too: the server cannot do it
+            raise LLMServerError(str(unsupported))
         seen = ", ".join(f"{kind} x{n}" for kind, n in faults.most_common())
         raise LLMUnavailableError(
             f"{method} {url} failed after {self.max_retries + 1} attempts ({seen}); "
@@ -409,7 +426,7 @@ class OpenAICompatibleLLM(ServedLLM):
             if not isinstance(logprobs, dict) or not logprobs.get("token_logprobs"):
                 if self._echo_checked:  # it gave them before: this answer lost them
                     raise BadAnswer("no 'choices[0].logprobs.token_logprobs'")
-                raise LLMServerError(
+                raise Unsupported(
                     f"{self.base_url} returned no prompt log-probabilities for echo=True; "
                     "query-likelihood scoring needs a server that supports echo with logprobs "
                     "(vLLM, `geckokit llm-serve`). llama.cpp's C++ server does not."
@@ -487,7 +504,7 @@ class OpenAICompatibleLLM(ServedLLM):
         def no_top() -> None:
             if self._top_checked:  # it gave them before: this answer lost them
                 raise BadAnswer("no top log-probabilities")
-            raise LLMServerError(
+            raise Unsupported(
                 f"{self.base_url} returned no top log-probabilities; it cannot score labels"
             )
 
