@@ -1,0 +1,128 @@
+"""FRet's LLM stages through a failing LLM server: a loopback proxy (seeded, so a failure
+replays) in front of a real ``geckokit llm-serve`` with the real default model injects
+HTTP 500, 429 with good and bad ``Retry-After``, hangs past the client's time-out,
+malformed and truncated JSON, answers without ``choices`` or their text, and connection
+resets; the server is also killed and started again mid-run. ``geckokit generate`` and
+``geckokit mine`` on a few SciFact passages either finish with a clean run's output or stop
+with an error naming the URL and the fault, keeping every finished shard, and the same
+command finishes the run. The cases live in llm_cases.py, which ``bench/reliability.py
+--area llm`` runs at a larger count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.fault_proxy import FAULTS, FaultProxy
+from tests.reliability.llm_cases import (
+    ASK_ALL_REQUESTS,
+    LLMServer,
+    RunTally,
+    Stage,
+    ask_all,
+    clean_run,
+    faults_in_turn,
+    log_problems,
+    plans,
+    small_corpus,
+    start_llm_server,
+    through_faults,
+    with_server_killed,
+)
+
+pytestmark = pytest.mark.slow
+
+SEED = 11
+PASSAGES = 3
+#: Seconds a request may take: above what one takes on a loaded 2-core machine, and what
+#: each injected hang costs.
+TIMEOUT = 30.0
+RATE = 0.3
+
+
+@dataclass
+class Setup:
+    server: LLMServer
+    proxy: FaultProxy
+    folder: Path
+    generate: Stage
+    mine: Stage
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    folder = tmp_path_factory.mktemp("llm-faults")
+    corpus = small_corpus(folder / "corpus.jsonl", PASSAGES)
+    with start_llm_server(folder) as server, FaultProxy(server.url, hang_s=TIMEOUT + 2) as proxy:
+        generate = Stage("generate", corpus, llm_timeout=TIMEOUT)
+        mine = Stage("mine", corpus, queries=folder / "clean-generate", llm_timeout=TIMEOUT)
+        yield Setup(server, proxy, folder, generate, mine)
+
+
+@pytest.fixture(scope="module")
+def clean(setup: Setup) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Each stage's output straight from the server: the reference (mine reads the clean
+    generate run's queries)."""
+    out = {"generate": clean_run(setup.generate, setup.server, setup.folder / "clean-generate")}
+    out["mine"] = clean_run(setup.mine, setup.server, setup.folder / "clean-mine")
+    return out
+
+
+def problems(tally: RunTally) -> str:
+    return "\n".join(tally.problems[:20])
+
+
+def test_each_fault_met_once_is_survived(setup: Setup) -> None:
+    """The requests of a fresh client (the model list, a chat, the echo probe, an echo, a
+    label), twice over, meet each fault in turn on their first try: the client tries again
+    and gets the server's own answers."""
+    reference = ask_all(setup.server.url)
+    tally = RunTally()
+    for offset in range(0, len(FAULTS), ASK_ALL_REQUESTS):
+        tally += faults_in_turn(setup.proxy, reference, offset=offset, timeout=TIMEOUT)
+    assert not tally.problems, problems(tally)
+    assert set(tally.injected) == set(FAULTS) and tally.server_errors == 0
+
+
+@pytest.mark.parametrize("stage", ["generate", "mine"])
+def test_a_stage_through_faults_ends_as_a_clean_run(
+    setup: Setup, clean: dict[str, Any], stage: str
+) -> None:
+    """A fault on about a third of the requests, of every kind: the run stops only with a
+    clear error, keeps its finished shards, and its end equals the clean run's."""
+    tally = through_faults(
+        getattr(setup, stage),
+        setup.proxy,
+        setup.folder / f"faults-{stage}",
+        clean[stage],
+        plans(SEED, RATE),
+    )
+    assert not tally.problems, problems(tally)
+    assert tally.survived == 1 and tally.rows_lost_or_duplicated == 0
+    assert sum(tally.injected.values()) > 0 and tally.server_errors == 0
+
+
+def test_generate_survives_the_server_killed_and_restarted(
+    setup: Setup, clean: dict[str, Any]
+) -> None:
+    tally = with_server_killed(
+        setup.generate,
+        setup.server,
+        setup.proxy,
+        setup.folder / "killed-generate",
+        clean["generate"],
+        seed=SEED,
+        window_s=(3.0, 10.0),
+    )
+    assert not tally.problems, problems(tally)
+    assert tally.survived == 1 and tally.rows_lost_or_duplicated == 0
+    assert tally.clear_errors >= 1  # the sitting the kill hit stopped, and said why
+
+
+def test_the_server_logged_no_error(setup: Setup) -> None:
+    """Last: nothing above made the server fail inside (a traceback, a 500)."""
+    assert not log_problems(setup.server.log_text()), setup.server.log_text()[-3000:]
