@@ -100,7 +100,8 @@ class FaultProxy:
     """The proxy on a free loopback port, forwarding to ``upstream`` (``http://HOST:PORT``);
     ``hang_s``: how long a hang lasts (more than the client's time-out). Counts what it did
     in :attr:`injected` (faults by name), :attr:`forwarded` and :attr:`upstream_5xx` (5xx
-    answers of the server itself). Use as a context manager."""
+    answers of the server itself), and keeps the longest the server took to answer
+    (:attr:`slowest`). Use as a context manager."""
 
     def __init__(self, upstream: str, *, plan: FaultPlan | None = None, hang_s: float = 5.0):
         self.upstream = upstream.rstrip("/")
@@ -110,6 +111,7 @@ class FaultProxy:
         self.forwarded = 0
         self.upstream_5xx = 0
         self.down = 0  # requests answered 502 because the server was down
+        self.slowest = 0.0  # seconds: the longest the server took to answer
         self._count = threading.Lock()
         self._client = httpx.Client(base_url=self.upstream, timeout=httpx.Timeout(900.0))
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -146,12 +148,15 @@ class FaultProxy:
 
     def _forward(self, method: str, path: str, body: bytes) -> httpx.Response | None:
         """The server's answer, or None when it cannot be reached (down, killed mid-answer)."""
+        start = time.monotonic()
         try:
             response = self._client.request(
                 method, path, content=body or None, headers={"Content-Type": "application/json"}
             )
         except httpx.TransportError:
             return None
+        with self._count:
+            self.slowest = max(self.slowest, time.monotonic() - start)
         self._note("forwarded")
         if response.status_code >= 500:
             self._note("upstream_5xx")

@@ -40,6 +40,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from geckokit.llm.base import Message
+from geckokit.registry import DEFAULT_LLM_TIMEOUT
 from tests.conftest import SHARED_DATA, free_port, stop_process, wait_http
 from tests.reliability.fault_proxy import FAULTS, FaultPlan, FaultProxy
 from tests.reliability.serve_cases import Tally
@@ -159,7 +160,7 @@ class Stage:
     name: str  # generate | mine
     corpus: Path
     queries: Path | None = None
-    llm_timeout: float = 30.0
+    llm_timeout: float = DEFAULT_LLM_TIMEOUT
 
     def command(self, llm_url: str, out: Path) -> list[str]:
         common = ["--corpus", str(self.corpus), "--out", str(out), "--llm", f"{llm_url}/v1"]
@@ -198,12 +199,24 @@ def sit(stage: Stage, llm_url: str, out: Path, *, limit_s: float = 3600.0) -> Si
     return Sitting(done.returncode, done.stdout + done.stderr, time.monotonic() - start)
 
 
-def clean_run(stage: Stage, server: LLMServer, out: Path) -> dict[str, list[dict[str, Any]]]:
-    """The stage's output straight from the server, with no proxy: the reference."""
-    sitting = sit(stage, server.url, out)
+def clean_run(stage: Stage, proxy: FaultProxy, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The stage's output through ``proxy`` injecting nothing: the reference, and the
+    server's answer times (:attr:`FaultProxy.slowest`) for :func:`fit_timeout`."""
+    proxy.use(FaultPlan(seed=0, rate=0.0))
+    sitting = sit(stage, proxy.url, out)
     if sitting.returncode != 0:
         raise RuntimeError(f"the clean {stage.name} run failed:\n{sitting.output[-3000:]}")
     return read_output(stage.name, out)
+
+
+def fit_timeout(proxy: FaultProxy, floor: float) -> float:
+    """A client time-out for the runs through faults: three times the longest the server
+    took to answer so far (requests abandoned after a fault keep it busy), at least
+    ``floor``; the proxy's hangs last 2 s longer. On a machine other jobs share, a fixed
+    small time-out would also cut off answers that were merely slow."""
+    timeout = max(floor, 3.0 * proxy.slowest)
+    proxy.hang_s = timeout + 2.0
+    return round(timeout)
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,6 +263,25 @@ def compare(
             diff = next((a, b) for a, b in zip(clean[name], got[name], strict=True) if a != b)
             problems.append(f"{name}: a row differs from the clean run's: {diff[1]} != {diff[0]}")
     return bad, problems
+
+
+def locked(out: Path) -> bool:
+    """Whether a process holds ``out``'s run lock (the file stays; its lock goes with the
+    process that held it)."""
+    import fcntl
+
+    from geckokit.runs.folder import LOCK_FILE
+
+    path = out / LOCK_FILE
+    if not path.exists():
+        return False
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def clear_error(output: str, url: str) -> str | None:
@@ -314,8 +346,9 @@ def through_faults(
             problems.append(f"sitting {n + 1} stopped without a clear error ({wrong})")
             break
         clear += 1
-    if (out / ".lock").exists():
-        problems.append("a lock was left behind")
+    proxy.use(FaultPlan(seed=0, rate=0.0))
+    if locked(out):
+        problems.append("the run folder is still locked")
     lost = 0
     if not finished:
         problems.append(f"{stage.name} did not finish in {SITTINGS} sittings")

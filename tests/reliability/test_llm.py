@@ -26,6 +26,7 @@ from tests.reliability.llm_cases import (
     ask_all,
     clean_run,
     faults_in_turn,
+    fit_timeout,
     log_problems,
     plans,
     small_corpus,
@@ -37,11 +38,14 @@ from tests.reliability.llm_cases import (
 pytestmark = pytest.mark.slow
 
 SEED = 11
-PASSAGES = 3
-#: Seconds a request may take: above what one takes on a loaded 2-core machine, and what
-#: each injected hang costs.
-TIMEOUT = 30.0
-RATE = 0.3
+PASSAGES = 2
+#: The client's time-out through faults, at least (:func:`fit_timeout` raises it on a slow
+#: machine): each injected hang costs it.
+TIMEOUT = 20.0
+RATE = 0.5
+#: The faults of the runs below: all but hangs, which cost a whole time-out each (a run's
+#: requests wait in the server's queue, so its time-out is long); the first test meets them.
+RUN_FAULTS = tuple(kind for kind in FAULTS if kind != "hang")
 
 
 @dataclass
@@ -49,8 +53,13 @@ class Setup:
     server: LLMServer
     proxy: FaultProxy
     folder: Path
-    generate: Stage
-    mine: Stage
+    corpus: Path
+    timeout: float = TIMEOUT
+
+    def stage(self, name: str) -> Stage:
+        """``name`` with the time-out fitted to the machine."""
+        queries = self.folder / "clean-generate" if name == "mine" else None
+        return Stage(name, self.corpus, queries=queries, llm_timeout=self.timeout)
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +67,19 @@ def setup(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("llm-faults")
     corpus = small_corpus(folder / "corpus.jsonl", PASSAGES)
     with start_llm_server(folder) as server, FaultProxy(server.url, hang_s=TIMEOUT + 2) as proxy:
-        generate = Stage("generate", corpus, llm_timeout=TIMEOUT)
-        mine = Stage("mine", corpus, queries=folder / "clean-generate", llm_timeout=TIMEOUT)
-        yield Setup(server, proxy, folder, generate, mine)
+        yield Setup(server, proxy, folder, corpus)
 
 
 @pytest.fixture(scope="module")
 def clean(setup: Setup) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Each stage's output straight from the server: the reference (mine reads the clean
-    generate run's queries)."""
-    out = {"generate": clean_run(setup.generate, setup.server, setup.folder / "clean-generate")}
-    out["mine"] = clean_run(setup.mine, setup.server, setup.folder / "clean-mine")
+    """Each stage's output with no fault (mine reads the clean generate run's queries): the
+    reference; then the time-out is fitted to how long the server took."""
+    folder = setup.folder
+    generate = Stage("generate", setup.corpus)
+    out = {"generate": clean_run(generate, setup.proxy, folder / "clean-generate")}
+    mine = Stage("mine", setup.corpus, queries=folder / "clean-generate")
+    out["mine"] = clean_run(mine, setup.proxy, folder / "clean-mine")
+    setup.timeout = fit_timeout(setup.proxy, TIMEOUT)
     return out
 
 
@@ -80,10 +91,11 @@ def test_each_fault_met_once_is_survived(setup: Setup) -> None:
     """The requests of a fresh client (the model list, a chat, the echo probe, an echo, a
     label), twice over, meet each fault in turn on their first try: the client tries again
     and gets the server's own answers."""
-    reference = ask_all(setup.server.url)
+    reference = ask_all(setup.proxy.url)  # nothing injected: the server's own answers
+    timeout = fit_timeout(setup.proxy, setup.timeout)
     tally = RunTally()
     for offset in range(0, len(FAULTS), ASK_ALL_REQUESTS):
-        tally += faults_in_turn(setup.proxy, reference, offset=offset, timeout=TIMEOUT)
+        tally += faults_in_turn(setup.proxy, reference, offset=offset, timeout=timeout)
     assert not tally.problems, problems(tally)
     assert set(tally.injected) == set(FAULTS) and tally.server_errors == 0
 
@@ -92,14 +104,14 @@ def test_each_fault_met_once_is_survived(setup: Setup) -> None:
 def test_a_stage_through_faults_ends_as_a_clean_run(
     setup: Setup, clean: dict[str, Any], stage: str
 ) -> None:
-    """A fault on about a third of the requests, of every kind: the run stops only with a
+    """A fault on half the requests, of every kind but hangs: the run stops only with a
     clear error, keeps its finished shards, and its end equals the clean run's."""
     tally = through_faults(
-        getattr(setup, stage),
+        setup.stage(stage),
         setup.proxy,
         setup.folder / f"faults-{stage}",
         clean[stage],
-        plans(SEED, RATE),
+        plans(SEED, RATE, kinds=RUN_FAULTS),
     )
     assert not tally.problems, problems(tally)
     assert tally.survived == 1 and tally.rows_lost_or_duplicated == 0
@@ -110,7 +122,7 @@ def test_generate_survives_the_server_killed_and_restarted(
     setup: Setup, clean: dict[str, Any]
 ) -> None:
     tally = with_server_killed(
-        setup.generate,
+        setup.stage("generate"),
         setup.server,
         setup.proxy,
         setup.folder / "killed-generate",
@@ -118,9 +130,11 @@ def test_generate_survives_the_server_killed_and_restarted(
         seed=SEED,
         window_s=(3.0, 10.0),
     )
+    # the sitting the kill hit either waited for the server through its retries or stopped
+    # with a clear error, and the next one finished the run
     assert not tally.problems, problems(tally)
     assert tally.survived == 1 and tally.rows_lost_or_duplicated == 0
-    assert tally.clear_errors >= 1  # the sitting the kill hit stopped, and said why
+    assert tally.injected["server killed"] == 1
 
 
 def test_the_server_logged_no_error(setup: Setup) -> None:
