@@ -16,12 +16,8 @@ import numpy as np
 import pytest
 
 from geckokit.llm import yes_no_labels
-from geckokit.llm.openai_http import (
-    LLMServerError,
-    LLMUnavailableError,
-    OpenAICompatibleLLM,
-    retry_after_seconds,
-)
+from geckokit.llm.answers import retry_after_seconds
+from geckokit.llm.openai_http import LLMServerError, LLMUnavailableError, OpenAICompatibleLLM
 from tests.conftest import free_port, start_server
 
 PREFIX = "Passage: Honey bees tell each other where flowers are by dancing.\nQuery:"

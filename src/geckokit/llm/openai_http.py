@@ -23,21 +23,28 @@ them once; if the last try still lacks them, the error says the server cannot gi
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 
+from geckokit.llm.answers import (
+    BadAnswer,
+    Echo,
+    Unsupported,
+    Usage,
+    as_number,
+    as_text,
+    finish_reason,
+    first_choice,
+    retry_after_seconds,
+)
 from geckokit.llm.base import (
     ContinuationScore,
     Generation,
@@ -55,9 +62,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-#: The longest ``Retry-After`` trusted, in seconds; a longer (or unreadable) one gets the
-#: normal backoff.
-MAX_RETRY_AFTER = 60.0
 #: The longest backoff between two tries, in seconds.
 MAX_BACKOFF = 30.0
 #: Text whose tokens a correct scorer finds easy after the first few; a server that reports
@@ -72,118 +76,6 @@ class LLMServerError(RuntimeError):
 class LLMUnavailableError(LLMServerError):
     """The server did not answer (connection failures, time-outs, 429 or 5xx, malformed
     answers) through every retry: it may answer again later, unlike a request it refused."""
-
-
-class BadAnswer(ValueError):
-    """A 200 whose body is not the answer asked for (a field missing or of the wrong type):
-    retried like a 5xx, never read as text or scores."""
-
-
-class Unsupported(BadAnswer):
-    """An answer without what the request asked the server for (log-probabilities) from a
-    server that has not yet given it: a fault if another try brings it, else the server
-    cannot do it, and the error after the last try says so (:class:`LLMServerError`)."""
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """The wait a ``Retry-After`` header asks for: seconds (``"2"``, ``"0.5"``) or an HTTP
-    date; None when absent or not trusted (negative, NaN, infinite, unreadable, or more than
-    :data:`MAX_RETRY_AFTER`), so that the caller falls back to its backoff."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_RETRY_AFTER:
-        return None
-    return seconds
-
-
-@dataclass(frozen=True)
-class Usage:
-    """An answer's token counts; what a server leaves out (or garbles) counts as 0."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # of prompt_tokens, served from the server's prefix cache
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> Usage:
-        usage = body.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
-        details = usage.get("prompt_tokens_details")
-        details = details if isinstance(details, dict) else {}
-        prompt = _count_of(usage.get("prompt_tokens"))
-        return cls(
-            prompt_tokens=prompt,
-            completion_tokens=_count_of(usage.get("completion_tokens")),
-            cached_tokens=min(prompt, _count_of(details.get("cached_tokens"))),
-        )
-
-
-@dataclass(frozen=True)
-class Echo:
-    """Echoed prompt log-probabilities, checked: three lists of one length."""
-
-    tokens: list[str]
-    token_logprobs: list[float | None]
-    text_offset: list[int]
-
-    @classmethod
-    def of(cls, logprobs: dict[str, Any]) -> Echo:
-        tokens, values, offsets = (
-            logprobs.get(k) for k in ("tokens", "token_logprobs", "text_offset")
-        )
-        if not (isinstance(tokens, list) and isinstance(values, list)):
-            raise BadAnswer("'logprobs' without 'tokens' and 'token_logprobs' lists")
-        if not isinstance(offsets, list) or not len(tokens) == len(values) == len(offsets):
-            raise BadAnswer("'logprobs' lists of different lengths")
-        where = "logprobs"
-        return cls(
-            tokens=[_text(t, f"{where}.tokens") for t in tokens],
-            token_logprobs=[
-                None if v is None else _number(v, f"{where}.token_logprobs") for v in values
-            ],
-            text_offset=[int(_number(o, f"{where}.text_offset")) for o in offsets],
-        )
-
-
-def first_choice(body: dict[str, Any]) -> dict[str, Any]:
-    """``body["choices"][0]``, or :class:`BadAnswer`."""
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise BadAnswer("no 'choices'")
-    if not isinstance(choices[0], dict):
-        raise BadAnswer("'choices[0]' is not an object")
-    return choices[0]
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise BadAnswer(f"'{where}' is {type(value).__name__}, not text")
-    return value
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise BadAnswer(f"'{where}' holds {value!r}, not a number")
-    return float(value)
-
-
-def _count_of(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _finish(choice: dict[str, Any]) -> str:
-    finish = choice.get("finish_reason")
-    return finish if isinstance(finish, str) and finish else "stop"
 
 
 #: One lock for the token counters of every client: clients of a server pool share one
@@ -348,7 +240,7 @@ class OpenAICompatibleLLM(ServedLLM):
                 raise LLMServerError(f"{self.base_url}/models lists no model; pass model=...")
             if not isinstance(data[0], dict):
                 raise BadAnswer("'data[0]' is not an object")
-            return _text(data[0].get("id"), "data[0].id")
+            return as_text(data[0].get("id"), "data[0].id")
 
         return self._request("GET", "/models", None, parse)
 
@@ -380,15 +272,19 @@ class OpenAICompatibleLLM(ServedLLM):
     ) -> list[Generation]:
         def parse_text(body: dict[str, Any]) -> tuple[str, str, Usage]:
             choice = first_choice(body)
-            return _text(choice.get("text"), "choices[0].text"), _finish(choice), Usage.of(body)
+            return (
+                as_text(choice.get("text"), "choices[0].text"),
+                finish_reason(choice),
+                Usage.of(body),
+            )
 
         def parse_chat(body: dict[str, Any]) -> tuple[str, str, Usage]:
             choice = first_choice(body)
             message = choice.get("message")
             if not isinstance(message, dict):
                 raise BadAnswer("no 'choices[0].message'")
-            text = _text(message.get("content"), "choices[0].message.content")
-            return text, _finish(choice), Usage.of(body)
+            text = as_text(message.get("content"), "choices[0].message.content")
+            return text, finish_reason(choice), Usage.of(body)
 
         def one(i: int) -> Generation:
             prompt = prompts[i]
@@ -517,7 +413,9 @@ class OpenAICompatibleLLM(ServedLLM):
             if not isinstance(first, dict):
                 raise BadAnswer("'logprobs.top_logprobs[0]' is not an object")
             where = "logprobs.top_logprobs[0]"
-            return {_text(t, where): _number(v, where) for t, v in first.items()}, Usage.of(body)
+            return {as_text(t, where): as_number(v, where) for t, v in first.items()}, Usage.of(
+                body
+            )
 
         def parse_chat(body: dict[str, Any]) -> tuple[dict[str, float], Usage]:
             logprobs = first_choice(body).get("logprobs")
@@ -529,7 +427,7 @@ class OpenAICompatibleLLM(ServedLLM):
             where = "logprobs.content[0].top_logprobs"
             if not isinstance(tops, list) or not all(isinstance(t, dict) for t in tops):
                 raise BadAnswer(f"'{where}' is not a list of objects")
-            top = {_text(t.get("token"), where): _number(t.get("logprob"), where) for t in tops}
+            top = {as_text(t.get("token"), where): as_number(t.get("logprob"), where) for t in tops}
             return top, Usage.of(body)
 
         def one(i: int) -> dict[str, float]:
