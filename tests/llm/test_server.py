@@ -23,8 +23,10 @@ SYSTEM = "You write one search query for a passage. " + " ".join(
 )
 PASSAGES = [
     "Vitamin D deficiency is associated with a higher risk of hip fractures in the elderly.",
-    "Honey bees tell each other the direction and distance of flowers by dancing.",
     "Mitochondria produce most of the cell's ATP through oxidative phosphorylation.",
+    # shares a few more tokens with the first: before the fix, the first's query continued
+    # from this one's cached prompt and its log-probabilities moved by up to 0.08 (on this machine)
+    "Vitamin",
 ]
 
 
