@@ -1,8 +1,8 @@
 """``geckokit llm-serve`` answers a request the same whatever it served before: a real
 server on localhost with the real default model. Before prompts were evaluated in blocks
 aligned at their start, a prompt that shared a prefix with the previous request continued
-from it, and llama.cpp's numbers depend on how a prompt is split into batches: at
-temperature 0 a query came out differently, and relevance scores moved by up to 0.03."""
+from it, and llama.cpp's numbers depend on how a prompt is split into batches: the same
+chat at temperature 0 came back with other log-probabilities."""
 
 from __future__ import annotations
 

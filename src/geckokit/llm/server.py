@@ -10,7 +10,8 @@ the correct position, so it serves query-likelihood scoring through
 A request's answer depends on the request alone, not on what the server served before:
 llama.cpp's numbers for a token depend on how the prompt is split into batches, so a prompt
 that continued from whatever prefix the cache held would come out differently after another
-request (at temperature 0: other text, scores moved by up to 0.03). Every prompt is
+request (at temperature 0: log-probabilities moved by up to 0.08, and so other text at
+times). Every prompt is
 therefore evaluated in blocks of ``cache_block`` tokens aligned at its start, and the prefix
 cache serves only whole blocks evaluated so (:meth:`LlamaCppLLM.eval_rows` with ``block``):
 a few-shot prefix shared by every request is still evaluated once, to the last whole block.
