@@ -2,6 +2,7 @@
 
     python bench/reliability.py --area serve                    # the default counts
     python bench/reliability.py --area serve --examples 25 --clients 16 --rounds 2 --slow 20
+    python bench/reliability.py --area llm --faults 1000
 
 Areas:
 
@@ -13,14 +14,28 @@ Areas:
   dimensions, a wrong model or key...); ``--slow`` connections at once that send their body
   a byte every 0.25 s; and ``--clients`` concurrent clients sending ``--rounds`` requests
   each, a fifth of them drawn from the bad requests, while ``/health`` is polled.
+- ``llm``: ``geckokit llm-serve`` with the real default model behind a loopback proxy that
+  injects faults from a seeded plan (tests/reliability/llm_cases.py, fault_proxy.py): 500,
+  429 with a good or bad ``Retry-After``, hangs past the client's time-out, malformed and
+  truncated JSON, answers without ``choices`` or their text, connection resets before and
+  after the server answered. First a clean ``geckokit generate`` and ``mine`` on the
+  ``--passages`` shortest SciFact abstracts give the reference; then a fresh client meets
+  each fault in turn on each kind of request; then generate and mine runs, alternately, go
+  through faults on ``--fault-rate`` of the requests until ``--faults`` faults have been
+  injected, each run rerun after a stop until it finishes; last, ``--kills`` runs have the
+  server killed (``kill -9``) and started again in their first sitting.
 
 Columns: cases tried; survived (answered as documented: a good request with the vectors its
 texts get alone, a bad one with its documented status and error code, a slow body with 408
 and its connection closed within the timeout, a schemathesis case with no failed check, and
 ``/health`` answering throughout); clear errors (answers that were a 4xx in OpenAI's error
-shape); rows lost or duplicated (areas that write data; none here); 5xx seen. Each part's
-row is printed, then the area's. Exits 1 when a case did not survive, after listing the
-first ones.
+shape); rows lost or duplicated (areas that write data); 5xx seen. Each part's row is
+printed, then the area's. Exits 1 when a case did not survive, after listing the first ones.
+
+For ``llm`` a case is a run brought to its end: survived when every stop was an error that
+names the URL and the fault, kept every finished shard, and the end equals the clean run's
+output row for row; clear errors count those stops; rows lost or duplicated are against the
+clean run; 5xx seen are the server's own (the injected ones are listed apart, by kind).
 """
 
 from __future__ import annotations
@@ -35,6 +50,22 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the suite's cases: tests/reliability/
 
+from tests.reliability.fault_proxy import FAULTS, FaultProxy  # noqa: E402
+from tests.reliability.llm_cases import (  # noqa: E402
+    RunTally,
+    Stage,
+    ask_all,
+    clean_run,
+    faults_in_turn,
+    fit_timeout,
+    injected_line,
+    log_problems,
+    plans,
+    small_corpus,
+    start_llm_server,
+    through_faults,
+    with_server_killed,
+)
 from tests.reliability.serve_cases import (  # noqa: E402
     BAD_REQUESTS,
     KEY,
@@ -55,8 +86,9 @@ HEADER = (
 
 def row(area: str, tally: Tally, seconds: float | None = None) -> str:
     took = f" ({seconds:.0f} s)" if seconds is not None else ""
+    rows = str(tally.rows_lost_or_duplicated) if isinstance(tally, RunTally) else "–"
     return (
-        f"| {area}{took} | {tally.tried} | {tally.survived} | {tally.clear_errors} | – "
+        f"| {area}{took} | {tally.tried} | {tally.survived} | {tally.clear_errors} | {rows} "
         f"| {tally.server_errors} |"
     )
 
@@ -114,7 +146,82 @@ def _bad_requests(url: str) -> Tally:
     return tally
 
 
-AREAS = {"serve": serve_area}
+def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
+    """The LLM stages' parts, each printed as it finishes; their sum."""
+    total = RunTally()
+    corpus = small_corpus(folder / "corpus.jsonl", args.passages)
+    with start_llm_server(folder) as server, FaultProxy(server.url) as proxy:
+        start = time.perf_counter()
+        clean = {"generate": clean_run(Stage("generate", corpus), proxy, folder / "clean-gen")}
+        mine = Stage("mine", corpus, queries=folder / "clean-gen")
+        clean["mine"] = clean_run(mine, proxy, folder / "clean-mine")
+        reference = ask_all(proxy.url)
+        timeout = fit_timeout(proxy, args.llm_timeout)
+        print(
+            f"<!-- clean runs in {time.perf_counter() - start:.0f} s; the server answered in "
+            f"{proxy.slowest:.1f} s at most; client time-out {timeout:g} s -->",
+            flush=True,
+        )
+        stages = {
+            name: Stage(
+                name, corpus, queries=mine.queries if name == "mine" else None, llm_timeout=timeout
+            )
+            for name in ("generate", "mine")
+        }
+
+        def part(name: str, tally: RunTally, began: float) -> None:
+            print(row(f"llm: {name}", tally, time.perf_counter() - began), flush=True)
+            nonlocal total
+            total += tally
+
+        began, tally = time.perf_counter(), RunTally()
+        for offset in range(len(FAULTS)):  # request i meets FAULTS[(offset + i) % 10]
+            tally += faults_in_turn(proxy, reference, offset=offset, timeout=timeout)
+        part("each fault on each kind of request", tally, began)
+
+        runs = {name: RunTally() for name in stages}
+        seconds = dict.fromkeys(stages, 0.0)
+        n = 0
+
+        def injected() -> int:
+            return sum(total.injected.values()) + sum(
+                sum(t.injected.values()) for t in runs.values()
+            )
+
+        while args.fault_rate > 0 and injected() < args.faults:
+            name = ("generate", "mine")[n % 2]
+            began = time.perf_counter()
+            runs[name] += through_faults(
+                stages[name],
+                proxy,
+                folder / f"runs/{name}-{n}",
+                clean[name],
+                plans(args.seed + n, args.fault_rate),
+            )
+            seconds[name] += time.perf_counter() - began
+            n += 1
+        for name, tally in runs.items():
+            part(f"{name} through faults", tally, time.perf_counter() - seconds[name])
+
+        began, tally = time.perf_counter(), RunTally()
+        for k in range(args.kills):
+            name = ("generate", "mine")[k % 2]
+            tally += with_server_killed(
+                stages[name],
+                server,
+                proxy,
+                folder / f"killed/{name}-{k}",
+                clean[name],
+                seed=args.seed + k,
+                window_s=(3.0, 10.0),
+            )
+        part("server killed and restarted", tally, began)
+        total.problems += log_problems(server.log_text())
+    print(f"<!-- {injected_line(total.injected)} -->", flush=True)
+    return total
+
+
+AREAS = {"llm": llm_area, "serve": serve_area}
 
 
 def main() -> None:
@@ -125,6 +232,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
     parser.add_argument("--rounds", type=int, default=20, help="requests per client")
     parser.add_argument("--slow", type=int, default=300, help="slow bodies at once")
+    parser.add_argument("--faults", type=int, default=1000, help="llm: faults to inject")
+    parser.add_argument("--fault-rate", type=float, default=0.3, help="llm: share faulted")
+    parser.add_argument("--passages", type=int, default=4, help="llm: SciFact passages")
+    parser.add_argument("--kills", type=int, default=4, help="llm: runs with a server kill")
+    parser.add_argument(
+        "--llm-timeout", type=float, default=20.0, help="llm: client time-out, at least"
+    )
     parser.add_argument("--keep", type=Path, help="keep the logs and reports in this folder")
     args = parser.parse_args()
     print(HEADER, flush=True)

@@ -447,7 +447,7 @@ def noisy_stages(
     monkeypatch.setattr(geckokit.fret.generate_run, "generate_queries", generate_queries)
     monkeypatch.setattr(geckokit.fret.mine_run, "mine", mine)
     monkeypatch.setattr(geckokit.mixture.build, "build_mixture", build_mixture)
-    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: ScriptedLLM())
+    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec, **options: ScriptedLLM())
     monkeypatch.setattr(geckokit.encoder, "load_encoder", lambda name, **kwargs: None)
     corpus = tmp_path / "corpus.jsonl"
     rows = [{"_id": f"p{i}", "title": "", "text": f"passage number {i} " * 5} for i in range(3)]

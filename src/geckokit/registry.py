@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LLM = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_ENCODER = "all-minilm-l6-v2"
+#: Seconds an LLM server has to answer one request before it is tried again.
+DEFAULT_LLM_TIMEOUT = 120.0
 
 
 class ModelKind(str, Enum):

@@ -114,7 +114,8 @@ def test_the_executor_flags_are_made_from_the_executor_settings(name: str) -> No
         for p in cli.commands[name].params
         if isinstance(p, SettingOption) and p.setting[0] is ExecutorSettings
     }
-    assert made == {k: (ExecutorSettings, k) for k in ("executor", "ray_address", "workers")}
+    names = ("executor", "ray_address", "workers", "llm_timeout")
+    assert made == {k: (ExecutorSettings, k) for k in names}
 
 
 def test_distill_without_flags_is_the_configs_defaults(

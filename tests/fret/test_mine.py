@@ -535,7 +535,7 @@ def test_user_queries_are_mined_without_a_seed(
     import geckokit.llm
     from geckokit.cli.main import cli
 
-    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec: llm)
+    monkeypatch.setattr(geckokit.llm, "load_llm", lambda spec, **options: llm)
     args = ["mine", "--queries-file", str(log), "--corpus", str(corpus), "--top-n", "3"]
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output

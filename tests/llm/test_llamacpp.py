@@ -171,3 +171,24 @@ def test_bad_input_is_refused(llm) -> None:
         llm.label_logprobs(["a"], {"yes": "Yes"})
     with pytest.raises(ValueError, match="do not fit the context"):
         llm.score(["word " * 3000], [" x"])
+
+
+def test_rows_evaluated_in_aligned_blocks_do_not_depend_on_the_cache(llm) -> None:
+    """eval_rows(..., block=): the same rows, bit for bit, whether the prompt is evaluated
+    from nothing or after another one that shares a prefix of some blocks (the cache then
+    serves the whole blocks), and whatever else was evaluated in between."""
+    shared = llm.tokenize(PREFIX * 4, add_bos=True)  # some 200 tokens
+    a = shared + llm.tokenize(" who designed the eiffel tower")
+    b = shared + llm.tokenize(" when was it built and by whom")
+    where = [len(b) - 3, len(b) - 1]
+    llm.reset_cache()
+    cold = llm.eval_rows(b, where, block=32)
+    llm.eval_rows(a, [len(a) - 1], block=32)
+    llm.generate(["The capital of France is"], max_tokens=2, temperature=0.0)
+    llm.eval_rows(a, [len(a) - 1], block=32)
+    llm.usage.reset()
+    warm = llm.eval_rows(b, where, block=32)
+    assert llm.usage.prompt_tokens_cached == len(shared) - len(shared) % 32
+    assert all(np.array_equal(warm[p], cold[p]) for p in where)
+    with pytest.raises(ValueError, match="block must lie in"):
+        llm.eval_rows(b, where, block=4096)

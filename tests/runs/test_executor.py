@@ -30,6 +30,7 @@ def test_the_executor_is_a_closed_set() -> None:
         "workers",
         "worker_cpus",
         "worker_gpus",
+        "llm_timeout",
     )
 
 

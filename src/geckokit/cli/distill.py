@@ -14,6 +14,7 @@ from geckokit.cli.options import (
     executor_options,
     generate_prompt_option,
     llm_option,
+    llm_timeout_option,
     queries_file_option,
     queries_task_option,
     retriever_option,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     "tables generate, mine, mix and train.",
 )
 @llm_option
+@llm_timeout_option(DistillConfig, inherit=True)
 @setting_option(DistillConfig, "base", inherit=True, help="Encoder to distil into.")
 @setting_option(
     DistillConfig,

@@ -11,6 +11,7 @@ from geckokit.cli.options import (
     executor_options,
     generate_prompt_option,
     llm_option,
+    llm_timeout_option,
     llm_usage_line,
 )
 from geckokit.cli.settings import setting_option
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     help="Run folder (queries/, rejects/, manifest.json).",
 )
 @llm_option
+@llm_timeout_option(ExecutorSettings)
 @click.option("--limit", type=int, default=None, help="Use only the first N passages.")
 @setting_option(GenerateConfig, "seed", help="Seeds task-type draws and sampling, per passage.")
 @setting_option(GenerateConfig, "queries_per_passage", help="Query slots per passage.")
@@ -79,6 +81,7 @@ def generate(
     corpus: Path,
     out: Path,
     llm_spec: str | None,
+    llm_timeout: float,
     limit: int | None,
     seed: int,
     queries_per_passage: int,
@@ -127,7 +130,10 @@ def generate(
         prompt=load_generate_prompt(prompt),
         shard_size=shard_size,
         executor=ExecutorSettings(
-            executor=Executor.parse(executor), ray_address=ray_address, workers=workers
+            executor=Executor.parse(executor),
+            ray_address=ray_address,
+            workers=workers,
+            llm_timeout=llm_timeout,
         ),
     )
     print_summary(Console(), manifest, out)

@@ -11,6 +11,7 @@ from geckokit.cli.options import (
     encoder_option,
     executor_options,
     llm_option,
+    llm_timeout_option,
     llm_usage_line,
     queries_file_option,
     queries_task_option,
@@ -48,6 +49,7 @@ from geckokit.runs.executor import ExecutorSettings
 )
 @encoder_option
 @llm_option
+@llm_timeout_option(ExecutorSettings)
 @setting_option(MineConfig, "top_n", help="Neighbours per query (the paper's N).")
 @retriever_option(MineConfig, "retriever")
 @setting_option(
@@ -115,6 +117,7 @@ def mine(
     out: Path,
     encoder: str | None,
     llm_spec: str | None,
+    llm_timeout: float,
     top_n: int,
     retriever: str,
     hybrid_k: int,
@@ -194,7 +197,10 @@ def mine(
         queries_task=task or DEFAULT_QUERY_TASK,
         shard_size=shard_size,
         executor=ExecutorSettings(
-            executor=Executor.parse(executor), ray_address=ray_address, workers=workers
+            executor=Executor.parse(executor),
+            ray_address=ray_address,
+            workers=workers,
+            llm_timeout=llm_timeout,
         ),
     )
     console = Console()

@@ -37,6 +37,21 @@ llm_option = setting_option(
     "several servers of one model as a comma-separated list of URLs or a file of them, one "
     "per line.",
 )
+
+
+def llm_timeout_option(model: type[BaseModel], *, inherit: bool = False) -> Any:
+    """``--llm-timeout``: how long an LLM server has to answer (``llm_timeout`` of ``model``,
+    an :class:`~geckokit.runs.executor.ExecutorSettings`)."""
+    return setting_option(
+        model,
+        "llm_timeout",
+        inherit=inherit,
+        help="Seconds an LLM server (an --llm URL) has to answer one request before it is "
+        "tried again, like a 5xx; after the last try the command stops, keeping its finished "
+        "shards, and the same command resumes.",
+    )
+
+
 encoder_option = click.option(
     "--encoder",
     default=None,

@@ -26,13 +26,14 @@ from geckokit.runs.executor import (
 )
 
 
-def load_worker(spec: str, *, threads: int | None = None) -> Loaded:
+def load_worker(spec: str, *, threads: int | None = None, timeout: float | None = None) -> Loaded:
     """The LLM of ``spec``, its token counter, and its fingerprint for the manifest;
-    ``threads`` is an in-process llama.cpp model's thread count (None: one per core)."""
+    ``threads`` is an in-process llama.cpp model's thread count (None: one per core),
+    ``timeout`` an LLM server's (None: the client's default)."""
     options: dict[str, Any] = {}
     if detect_backend(spec) is Backend.LLAMACPP:
         options["n_threads"] = threads
-    llm = load_llm(spec, **options)
+    llm = load_llm(spec, timeout=timeout, **options)
     return Loaded(llm, usage=llm.usage, info={"model": model_fingerprint(llm)})
 
 
@@ -45,7 +46,8 @@ def llm_executor(
 ) -> AbstractContextManager[ShardExecutor]:
     """The executor ``settings`` ask for (default: local) with ``llm`` loaded where it runs:
     ``llm`` is a loaded LLM or a spec for :func:`~geckokit.llm.load_llm`, and must be a spec
-    for executor ``ray``, whose workers each load their own."""
+    for executor ``ray``, whose workers each load their own. A spec of LLM servers is loaded
+    with the settings' ``llm_timeout``."""
     settings = settings or ExecutorSettings()
     if settings.executor is Executor.RAY:
         if not isinstance(llm, str):
@@ -55,6 +57,9 @@ def llm_executor(
                 f"{type(llm).__name__}"
             )
         threads = max(1, int(settings.worker_cpus))
-        return shard_executor(functools.partial(load_worker, llm, threads=threads), settings)
-    model = load_llm(llm) if isinstance(llm, str) else llm
+        return shard_executor(
+            functools.partial(load_worker, llm, threads=threads, timeout=settings.llm_timeout),
+            settings,
+        )
+    model = load_llm(llm, timeout=settings.llm_timeout) if isinstance(llm, str) else llm
     return shard_executor(functools.partial(_loaded, model), settings)

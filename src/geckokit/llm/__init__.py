@@ -68,12 +68,20 @@ def detect_backend(spec: str) -> Backend:
     return Backend.LLAMACPP
 
 
-def load_llm(spec: str | None = None, *, backend: str | None = None, **options: Any) -> LLM:
+def load_llm(
+    spec: str | None = None,
+    *,
+    backend: str | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> LLM:
     """Build an LLM from a name, path or URL (see the module docstring).
 
     ``spec=None`` gives the default model. ``backend`` forces a backend; ``options`` go to
     its constructor (e.g. ``n_ctx`` for llama.cpp, ``api_key`` for HTTP). For HTTP, the API
-    key defaults to the ``OPENAI_API_KEY`` environment variable.
+    key defaults to the ``OPENAI_API_KEY`` environment variable. ``timeout``: seconds a
+    server has to answer one request (None: the client's default); an in-process model has
+    none, and ignores it.
     """
     from geckokit.llm.pool import parse_servers
     from geckokit.registry import DEFAULT_LLM
@@ -81,6 +89,8 @@ def load_llm(spec: str | None = None, *, backend: str | None = None, **options: 
     spec = spec or DEFAULT_LLM
     kind = Backend.parse(backend) if backend else detect_backend(spec)
     servers = parse_servers(spec) if kind is not Backend.TRANSFORMERS else None
+    if timeout is not None and (servers is not None or kind is Backend.OPENAI):
+        options["timeout"] = timeout
     if servers is not None:
         from geckokit.llm.pool import ServerPool
 

@@ -92,6 +92,9 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
         self._formatter = self._chat_formatter()
         self._anchor: np.ndarray | None = None
         self._last_prompt: list[int] | None = None  # the last generate call's prompt
+        # (block size, how many tokens from the start the KV cache holds as evaluated in
+        # whole blocks of that size aligned at 0): what eval_rows(..., block=) may reuse
+        self._blocks: tuple[int, int] = (0, 0)
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
@@ -151,8 +154,7 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
                 # follows its own first evaluation, so results stay order-independent
                 keep = len(self._anchor)
             keep = min(keep, n_prompt - 1)  # the last prompt token is replayed for fresh logits
-            self._llama.n_tokens = keep
-            self._llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+            self._truncate(keep)
             self._llama._requires_eval = True
             self._eval_calls.clear()
             self._last_prompt = ids
@@ -242,6 +244,7 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
         positions: Sequence[int] | range,
         *,
         reuse_limit: int | None = None,
+        block: int | None = None,
     ) -> dict[int, np.ndarray]:
         """Run ``ids`` through the model, reusing the cached prefix, and return the logits
         rows at ``positions`` (each row predicts the token after that position).
@@ -250,24 +253,54 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
         requested row lies inside that prefix, decoding restarts just before it.
         ``reuse_limit`` caps the reused prefix (e.g. at a passage's end), so that what follows
         is always evaluated the same way, whatever was evaluated before.
+
+        ``block``: evaluate ``ids`` in blocks of this many tokens aligned at position 0 (at
+        most ``n_batch``), and reuse only whole blocks that were evaluated so. llama.cpp's
+        numbers for a token depend on how the tokens are split into batches; this split
+        depends on ``ids`` alone, so the rows are the same whatever was evaluated before
+        (``geckokit llm-serve``: a request's answer does not depend on the server's history).
         """
         self._check_fits(len(ids))
         self._last_prompt = None
-        llama = self._llama
         wanted = sorted(set(positions))
         if wanted and (wanted[0] < 0 or wanted[-1] >= len(ids)):
             raise ValueError(
                 f"positions must lie in [0, {len(ids)}), got {wanted[0]}..{wanted[-1]}"
             )
+        if block is not None:
+            return self._eval_blocks(ids, wanted, block, reuse_limit)
         reuse, fresh = self._reuse_point(ids)
         keep = min(reuse, wanted[0] if wanted else reuse, len(ids) - 1)
         if reuse_limit is not None:
             keep = min(keep, reuse_limit)
-        llama.n_tokens = keep
-        llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+        self._truncate(keep)
         self.usage.prompt_tokens_cached += max(0, keep - fresh)
         rows = self._decode(ids[keep:], keep, set(wanted))
-        llama._requires_eval = True  # generation must refresh its logits before sampling
+        self._llama._requires_eval = True  # generation must refresh its logits before sampling
+        return rows
+
+    def _eval_blocks(
+        self, ids: Sequence[int], wanted: list[int], block: int, reuse_limit: int | None
+    ) -> dict[int, np.ndarray]:
+        """:meth:`eval_rows` with ``block`` (see there)."""
+        if not 1 <= block <= self._n_batch:
+            raise ValueError(f"block must lie in [1, n_batch={self._n_batch}], got {block}")
+        size, whole = self._blocks
+        keep = min(
+            self._common_prefix(ids),
+            whole if size == block else 0,
+            wanted[0] if wanted else len(ids),
+            len(ids) - 1,
+            len(ids) if reuse_limit is None else reuse_limit,
+        )
+        keep -= keep % block
+        self._truncate(keep)
+        self.usage.prompt_tokens_cached += keep
+        rows: dict[int, np.ndarray] = {}
+        for start in range(keep, len(ids), block):
+            rows.update(self._decode(ids[start : start + block], start, set(wanted)))
+        self._blocks = (block, len(ids) - len(ids) % block)
+        self._llama._requires_eval = True
         return rows
 
     def set_shared_prefix(self, prompts: Sequence[Prompt]) -> int:
@@ -300,15 +333,26 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
             np.asarray(list(ids), dtype=self._llama.input_ids.dtype) if len(ids) else None
         )
 
-    def _reuse_point(self, ids: Sequence[int]) -> tuple[int, int]:
-        """How many leading tokens of ``ids`` the KV cache can serve (evaluating the declared
-        shared prefix first when ``ids`` start with it and it is not cached), and how many of
-        those were evaluated just now."""
+    def _common_prefix(self, ids: Sequence[int]) -> int:
+        """How many leading tokens of ``ids`` the KV cache holds."""
         llama = self._llama
         limit = min(llama.n_tokens, len(ids))
         existing = llama.input_ids[:limit]
         mismatch = np.nonzero(existing != np.asarray(ids[:limit], dtype=existing.dtype))[0]
-        common = int(mismatch[0]) if mismatch.size else limit
+        return int(mismatch[0]) if mismatch.size else limit
+
+    def _truncate(self, keep: int) -> None:
+        """Drop the KV cache after its first ``keep`` tokens."""
+        self._llama.n_tokens = keep
+        self._llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+        size, whole = self._blocks
+        self._blocks = (size, min(whole, keep))
+
+    def _reuse_point(self, ids: Sequence[int]) -> tuple[int, int]:
+        """How many leading tokens of ``ids`` the KV cache can serve (evaluating the declared
+        shared prefix first when ``ids`` start with it and it is not cached), and how many of
+        those were evaluated just now."""
+        common = self._common_prefix(ids)
         anchor = self._anchor
         n = 0 if anchor is None else len(anchor)
         if (
@@ -319,8 +363,7 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
             return common, 0
         if common >= n:
             return common, 0
-        llama.n_tokens = 0
-        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._truncate(0)
         self._decode(list(anchor), 0, set())
         return n, n
 
@@ -363,7 +406,7 @@ class LlamaCppLLM(LogitRowsLLM, LocalFileLLM):
         """Forget the KV cache, so the next call evaluates its whole prompt."""
         self._last_prompt = None
         self._llama.reset()
-        self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._truncate(0)
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

@@ -10,8 +10,15 @@
   support. Only the server's top-k alternatives are visible, so a label none of whose
   spellings is among them gets the lowest visible log-probability as an upper bound.
 
-Requests run concurrently up to ``max_concurrency``; 429, 5xx and connection failures are
-retried ``max_retries`` times with exponential backoff (honouring ``Retry-After``).
+Requests run concurrently up to ``max_concurrency``. A request that fails in a way another
+try may not (429, 5xx, connection failures and resets, no answer within ``timeout``, an
+answer that is not the JSON asked for: malformed or truncated, or without ``choices`` or the
+fields read from them) is retried ``max_retries`` times with exponential backoff; a
+``Retry-After`` of 0 to 60 seconds (or an HTTP date that near) sets the wait instead, and
+any other value (negative, not a number, larger) is not trusted. After the last try the
+error names the URL and the faults seen. A malformed answer is never read as text or scores.
+An answer without the log-probabilities asked for is retried too until the server has given
+them once; if the last try still lacks them, the error says the server cannot give them.
 """
 
 from __future__ import annotations
@@ -20,12 +27,24 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
 
+from geckokit.llm.answers import (
+    BadAnswer,
+    Echo,
+    Unsupported,
+    Usage,
+    as_number,
+    as_text,
+    finish_reason,
+    first_choice,
+    retry_after_seconds,
+)
 from geckokit.llm.base import (
     ContinuationScore,
     Generation,
@@ -37,11 +56,14 @@ from geckokit.llm.base import (
     check_pairs,
     logsumexp,
 )
+from geckokit.registry import DEFAULT_LLM_TIMEOUT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: The longest backoff between two tries, in seconds.
+MAX_BACKOFF = 30.0
 #: Text whose tokens a correct scorer finds easy after the first few; a server that reports
 #: each token's log-probability from the following position finds them very unlikely.
 _PROBE_TEXT = "one two three four five six seven eight nine ten eleven twelve"
@@ -52,8 +74,8 @@ class LLMServerError(RuntimeError):
 
 
 class LLMUnavailableError(LLMServerError):
-    """The server did not answer (connection failures, time-outs, 429 or 5xx) through every
-    retry: it may answer again later, unlike a request it refused."""
+    """The server did not answer (connection failures, time-outs, 429 or 5xx, malformed
+    answers) through every retry: it may answer again later, unlike a request it refused."""
 
 
 #: One lock for the token counters of every client: clients of a server pool share one
@@ -70,6 +92,8 @@ class OpenAICompatibleLLM(ServedLLM):
     (scoring): ``"chatml"`` or a ``str.format``-free callable; ``None`` refuses chat prompts there.
     ``usage``: the token counter to count into (default: its own; the clients of a
     :class:`~geckokit.llm.pool.ServerPool` share the pool's).
+    ``timeout``: seconds to wait for an answer (connecting: at most 10 s) before trying
+    again; ``max_retries``: tries after the first (see the module docstring).
     """
 
     def __init__(
@@ -78,7 +102,7 @@ class OpenAICompatibleLLM(ServedLLM):
         *,
         model: str | None = None,
         api_key: str | None = None,
-        timeout: float = 120.0,
+        timeout: float = DEFAULT_LLM_TIMEOUT,
         max_retries: int = 4,
         backoff: float = 0.5,
         max_concurrency: int = 8,
@@ -91,6 +115,8 @@ class OpenAICompatibleLLM(ServedLLM):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if not timeout > 0:  # NaN too
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
@@ -106,30 +132,45 @@ class OpenAICompatibleLLM(ServedLLM):
         self.top_logprobs = top_logprobs
         self.chat_template = chat_template
         self.usage = usage if usage is not None else UsageStats()  # a pool passes its own
-        self._echo_checked = False
+        self._echo_checked = False  # the probe of echoed log-probabilities passed
+        self._top_checked = False  # a label answer had top log-probabilities
         self.model_id = model or self._first_model()
 
     # ----------------------------------------------------------------- HTTP
-    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", path, payload)
+    def _post(self, path: str, payload: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T:
+        return self._request("POST", path, payload, parse)
 
     def _request(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """Send a request and ``parse`` its JSON object, trying again on every fault another
+        try may not repeat (see the module docstring). ``parse`` raises :class:`BadAnswer`
+        for a body without what it reads, and :class:`LLMServerError` for what the server
+        cannot do (that is not retried)."""
         url = f"{self.base_url}{path}"
-        last: str = ""
+        faults: Counter[str] = Counter()
+        last = ""
+        unsupported: Unsupported | None = None  # what the last answer lacked, if that
         retry_after: str | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self._delay(attempt, retry_after))
             retry_after = None
+            unsupported = None
             try:
                 response = self._client.request(method, path, json=payload)
             except httpx.TransportError as exc:  # connection refused, reset, timeout
-                last = f"{type(exc).__name__}: {exc}"
+                kind = type(exc).__name__
+                last = f"{kind}: {exc}" if str(exc) else kind
+                faults[kind] += 1
                 continue
             if response.status_code in RETRY_STATUS:
                 last = f"HTTP {response.status_code}: {response.text[:300]}"
+                faults[f"HTTP {response.status_code}"] += 1
                 retry_after = response.headers.get("retry-after")
                 continue
             if response.status_code >= 400:
@@ -137,22 +178,45 @@ class OpenAICompatibleLLM(ServedLLM):
                     f"{method} {url} failed with HTTP {response.status_code}: {response.text[:500]}"
                 )
             try:
-                return dict(response.json())
-            except ValueError as exc:
-                raise LLMServerError(
-                    f"{method} {url} returned non-JSON: {response.text[:300]}"
-                ) from exc
+                body = response.json()
+            except ValueError:  # malformed or cut short
+                last = (
+                    f"malformed JSON ({len(response.content)} bytes, "
+                    f"ending {response.text[-60:]!r})"
+                )
+                faults["malformed JSON"] += 1
+                continue
+            try:
+                if not isinstance(body, dict):
+                    raise BadAnswer(f"a JSON {type(body).__name__}, not an object")
+                return parse(body)
+            except Unsupported as exc:
+                unsupported = exc
+                last = str(exc)
+                faults["answer without log-probabilities"] += 1
+                continue
+            except BadAnswer as exc:
+                last = f"malformed answer: {exc}"
+                faults["malformed answer"] += 1
+                continue
+        if unsupported is not None:  # the last try too: the server cannot do it
+            raise LLMServerError(str(unsupported))
+        seen = ", ".join(f"{kind} x{n}" for kind, n in faults.most_common())
         raise LLMUnavailableError(
-            f"{method} {url} failed after {self.max_retries + 1} attempts; last error: {last}"
+            f"{method} {url} failed after {self.max_retries + 1} attempts ({seen}); "
+            f"last error: {last}"
         )
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), 60.0)
-            except ValueError:
-                pass
-        return float(self.backoff * 2 ** (attempt - 1) * (1 + 0.25 * random.random()))
+        """Seconds to wait before try ``attempt`` (1 for the first retry): the server's
+        ``Retry-After`` when it is trusted, else exponential backoff with jitter."""
+        asked = retry_after_seconds(retry_after)
+        if asked is not None:
+            return asked
+        if retry_after is not None:
+            log.debug("ignoring Retry-After %r from %s; backing off", retry_after, self.base_url)
+        base = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1))
+        return float(base * (1 + 0.25 * random.random()))
 
     def _map(self, fn: Callable[[int], T], n: int) -> list[T]:
         if n <= 1 or self.max_concurrency == 1:
@@ -160,18 +224,25 @@ class OpenAICompatibleLLM(ServedLLM):
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, n)) as pool:
             return list(pool.map(fn, range(n)))
 
-    def _count(self, usage: dict[str, Any] | None) -> None:
+    def _count(self, usage: Usage) -> None:
         with _USAGE_LOCK:
             self.usage.requests += 1
-            if usage:
-                self.usage.prompt_tokens_evaluated += int(usage.get("prompt_tokens") or 0)
-                self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
+            self.usage.prompt_tokens_evaluated += usage.prompt_tokens - usage.cached_tokens
+            self.usage.prompt_tokens_cached += usage.cached_tokens
+            self.usage.completion_tokens += usage.completion_tokens
 
     def _first_model(self) -> str:
-        data = self._request("GET", "/models").get("data") or []
-        if not data:
-            raise LLMServerError(f"{self.base_url}/models lists no model; pass model=...")
-        return str(data[0]["id"])
+        def parse(body: dict[str, Any]) -> str:
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise BadAnswer("no 'data' list of models")
+            if not data:
+                raise LLMServerError(f"{self.base_url}/models lists no model; pass model=...")
+            if not isinstance(data[0], dict):
+                raise BadAnswer("'data[0]' is not an object")
+            return as_text(data[0].get("id"), "data[0].id")
+
+        return self._request("GET", "/models", None, parse)
 
     def render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
@@ -199,6 +270,22 @@ class OpenAICompatibleLLM(ServedLLM):
         seed: int | None = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
+        def parse_text(body: dict[str, Any]) -> tuple[str, str, Usage]:
+            choice = first_choice(body)
+            return (
+                as_text(choice.get("text"), "choices[0].text"),
+                finish_reason(choice),
+                Usage.of(body),
+            )
+
+        def parse_chat(body: dict[str, Any]) -> tuple[str, str, Usage]:
+            choice = first_choice(body)
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise BadAnswer("no 'choices[0].message'")
+            text = as_text(message.get("content"), "choices[0].message.content")
+            return text, finish_reason(choice), Usage.of(body)
+
         def one(i: int) -> Generation:
             prompt = prompts[i]
             payload: dict[str, Any] = {
@@ -211,27 +298,38 @@ class OpenAICompatibleLLM(ServedLLM):
             if stop:
                 payload["stop"] = list(stop)
             if isinstance(prompt, str):
-                body = self._post("/completions", {**payload, "prompt": prompt})
-                choice = body["choices"][0]
-                text = choice.get("text") or ""
+                text, finish, usage = self._post(
+                    "/completions", {**payload, "prompt": prompt}, parse_text
+                )
             else:
-                body = self._post("/chat/completions", {**payload, "messages": list(prompt)})
-                choice = body["choices"][0]
-                text = (choice.get("message") or {}).get("content") or ""
-            usage = body.get("usage") or {}
+                text, finish, usage = self._post(
+                    "/chat/completions", {**payload, "messages": list(prompt)}, parse_chat
+                )
             self._count(usage)
             return Generation(
                 text=text,
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-                finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                finish_reason=finish,
             )
 
         return self._map(one, len(prompts))
 
     # -------------------------------------------------------------- scoring
-    def _echo(self, text: str) -> dict[str, Any]:
-        body = self._post(
+    def _echo(self, text: str) -> Echo:
+        def parse(body: dict[str, Any]) -> tuple[Echo, Usage]:
+            logprobs = first_choice(body).get("logprobs")
+            if not isinstance(logprobs, dict) or not logprobs.get("token_logprobs"):
+                if self._echo_checked:  # it gave them before: this answer lost them
+                    raise BadAnswer("no 'choices[0].logprobs.token_logprobs'")
+                raise Unsupported(
+                    f"{self.base_url} returned no prompt log-probabilities for echo=True; "
+                    "query-likelihood scoring needs a server that supports echo with logprobs "
+                    "(vLLM, `geckokit llm-serve`). llama.cpp's C++ server does not."
+                )
+            return Echo.of(logprobs), Usage.of(body)
+
+        echo, usage = self._post(
             "/completions",
             {
                 "model": self.model_id,
@@ -241,25 +339,19 @@ class OpenAICompatibleLLM(ServedLLM):
                 "echo": True,
                 "logprobs": 1,
             },
+            parse,
         )
-        self._count(body.get("usage"))
-        logprobs = body["choices"][0].get("logprobs")
-        if not logprobs or not logprobs.get("token_logprobs"):
-            raise LLMServerError(
-                f"{self.base_url} returned no prompt log-probabilities for echo=True; query-likelihood "
-                "scoring needs a server that supports echo with logprobs (vLLM, `geckokit llm-serve`). "
-                "llama.cpp's C++ server does not."
-            )
-        return dict(logprobs)
+        self._count(usage)
+        return echo
 
     def check_echo(self) -> None:
         """Verify once that echoed prompt log-probabilities come from the right position."""
         if self._echo_checked:
             return
-        logprobs = self._echo(_PROBE_TEXT)
+        echo = self._echo(_PROBE_TEXT)
         values = [
             v
-            for v, off in zip(logprobs["token_logprobs"], logprobs["text_offset"], strict=False)
+            for v, off in zip(echo.token_logprobs, echo.text_offset, strict=True)
             if v is not None and off < len(_PROBE_TEXT)
         ]
         tail = values[-6:]
@@ -284,20 +376,20 @@ class OpenAICompatibleLLM(ServedLLM):
             if not continuations[i]:
                 raise ValueError("cannot score an empty continuation")
             text = prefix + continuations[i]
-            lp = self._echo(text)
+            echo = self._echo(text)
             tokens, values = [], []
             for tok, value, offset in zip(
-                lp["tokens"], lp["token_logprobs"], lp["text_offset"], strict=False
+                echo.tokens, echo.token_logprobs, echo.text_offset, strict=True
             ):
                 if offset >= len(text):
                     break  # the generated token
                 if offset + len(tok) > len(prefix):  # a token that reaches into the continuation
                     if value is None:
                         raise LLMServerError(
-                            "the server gave no log-probability for a continuation token"
+                            f"{self.base_url} gave no log-probability for a continuation token"
                         )
                     tokens.append(tok)
-                    values.append(float(value))
+                    values.append(value)
             return ContinuationScore(tokens=tuple(tokens), token_logprobs=tuple(values))
 
         return self._map(one, len(prompts))
@@ -305,18 +397,50 @@ class OpenAICompatibleLLM(ServedLLM):
     def label_logprobs(self, prompts: Sequence[Prompt], labels: Labels) -> list[dict[str, float]]:
         check_labels(labels)
 
+        def no_top() -> None:
+            if self._top_checked:  # it gave them before: this answer lost them
+                raise BadAnswer("no top log-probabilities")
+            raise Unsupported(
+                f"{self.base_url} returned no top log-probabilities; it cannot score labels"
+            )
+
+        def parse_text(body: dict[str, Any]) -> tuple[dict[str, float], Usage]:
+            logprobs = first_choice(body).get("logprobs")
+            tops = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+            first = tops[0] if isinstance(tops, list) and tops else None
+            if not first:
+                no_top()
+            if not isinstance(first, dict):
+                raise BadAnswer("'logprobs.top_logprobs[0]' is not an object")
+            where = "logprobs.top_logprobs[0]"
+            return {as_text(t, where): as_number(v, where) for t, v in first.items()}, Usage.of(
+                body
+            )
+
+        def parse_chat(body: dict[str, Any]) -> tuple[dict[str, float], Usage]:
+            logprobs = first_choice(body).get("logprobs")
+            content = logprobs.get("content") if isinstance(logprobs, dict) else None
+            first = content[0] if isinstance(content, list) and content else None
+            tops = first.get("top_logprobs") if isinstance(first, dict) else None
+            if not tops:
+                no_top()
+            where = "logprobs.content[0].top_logprobs"
+            if not isinstance(tops, list) or not all(isinstance(t, dict) for t in tops):
+                raise BadAnswer(f"'{where}' is not a list of objects")
+            top = {as_text(t.get("token"), where): as_number(t.get("logprob"), where) for t in tops}
+            return top, Usage.of(body)
+
         def one(i: int) -> dict[str, float]:
             prompt = prompts[i]
             base = {"model": self.model_id, "max_tokens": 1, "temperature": 0.0}
             if isinstance(prompt, str):
-                body = self._post(
-                    "/completions", {**base, "prompt": prompt, "logprobs": self.top_logprobs}
+                top, usage = self._post(
+                    "/completions",
+                    {**base, "prompt": prompt, "logprobs": self.top_logprobs},
+                    parse_text,
                 )
-                lp = body["choices"][0].get("logprobs") or {}
-                tops = (lp.get("top_logprobs") or [None])[0]
-                top = dict(tops or {})
             else:
-                body = self._post(
+                top, usage = self._post(
                     "/chat/completions",
                     {
                         **base,
@@ -324,16 +448,10 @@ class OpenAICompatibleLLM(ServedLLM):
                         "logprobs": True,
                         "top_logprobs": self.top_logprobs,
                     },
+                    parse_chat,
                 )
-                content = ((body["choices"][0].get("logprobs") or {}).get("content") or [None])[0]
-                top = {
-                    t["token"]: float(t["logprob"]) for t in (content or {}).get("top_logprobs", [])
-                }
-            self._count(body.get("usage"))
-            if not top:
-                raise LLMServerError(
-                    f"{self.base_url} returned no top log-probabilities; it cannot score labels"
-                )
+            self._count(usage)
+            self._top_checked = True
             floor = min(top.values())
             result = {}
             for label, spellings in labels.items():

@@ -5,7 +5,18 @@
 Unlike llama-cpp-python's bundled server it reports echoed prompt log-probabilities from
 the correct position, so it serves query-likelihood scoring through
 :class:`geckokit.llm.openai_http.OpenAICompatibleLLM`. Requests are served one at a time
-(llama.cpp holds one KV cache); the prefix cache makes repeated prefixes cheap.
+(llama.cpp holds one KV cache).
+
+A request's answer depends on the request alone, not on what the server served before:
+llama.cpp's numbers for a token depend on how the prompt is split into batches, so a prompt
+that continued from whatever prefix the cache held would come out differently after another
+request (at temperature 0: log-probabilities moved by up to 0.08, and so other text at
+times). Every prompt is
+therefore evaluated in blocks of ``cache_block`` tokens aligned at its start, and the prefix
+cache serves only whole blocks evaluated so (:meth:`LlamaCppLLM.eval_rows` with ``block``):
+a few-shot prefix shared by every request is still evaluated once, to the last whole block.
+Each answer's ``usage.prompt_tokens_details.cached_tokens`` says how many prompt tokens the
+cache served.
 """
 
 from __future__ import annotations
@@ -21,6 +32,10 @@ from pydantic import BaseModel, Field
 from geckokit._deps import require
 from geckokit.llm.base import log_softmax
 from geckokit.llm.llamacpp import LlamaCppLLM
+
+#: Tokens per block of prompt evaluation (see the module docstring): smaller blocks let the
+#: cache serve more of a shared prefix, larger ones evaluate a new prompt faster.
+DEFAULT_CACHE_BLOCK = 256
 
 
 class CompletionRequest(BaseModel):
@@ -65,8 +80,9 @@ def _top(dist: np.ndarray, k: int, piece: Any) -> dict[str, float]:
 class _Engine:
     """Token-level decoding with log-probabilities, on top of LlamaCppLLM.eval_rows."""
 
-    def __init__(self, llm: LlamaCppLLM) -> None:
+    def __init__(self, llm: LlamaCppLLM, *, block: int = DEFAULT_CACHE_BLOCK) -> None:
         self.llm = llm
+        self.block = block
         self.lock = threading.Lock()
         self.eos = llm._llama.token_eos()
 
@@ -97,7 +113,9 @@ class _Engine:
         tops: list[dict[str, float] | None] = []
         with self.lock:
             need = range(0, len(ids)) if echo else [len(ids) - 1]
-            rows = llm.eval_rows(ids, need)
+            before = llm.usage.prompt_tokens_cached
+            rows = llm.eval_rows(ids, need, block=self.block)
+            cached = llm.usage.prompt_tokens_cached - before
             if echo:
                 offset = 0
                 for i, tok in enumerate(ids):
@@ -142,12 +160,14 @@ class _Engine:
                     break
                 seq.append(tok)
                 llm._check_fits(len(seq) + 1)
+                # one token after the prompt's state: the same whatever came before
                 dist = log_softmax(llm.eval_rows(seq, [len(seq) - 1])[len(seq) - 1])
         return {
             "text": (text if echo else "") + generated,
             "generated": generated,
             "finish_reason": finish,
             "prompt_tokens": len(ids),
+            "cached_tokens": cached,
             "completion_tokens": n_generated,
             "logprobs": {
                 "tokens": tokens,
@@ -158,12 +178,28 @@ class _Engine:
         }
 
 
-def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
-    """A FastAPI app serving ``llm`` under OpenAI's completions and chat completions API."""
+def create_app(
+    llm: LlamaCppLLM, *, model_name: str | None = None, cache_block: int = DEFAULT_CACHE_BLOCK
+) -> Any:
+    """A FastAPI app serving ``llm`` under OpenAI's completions and chat completions API;
+    ``cache_block``: tokens per block of prompt evaluation (see the module docstring)."""
+    if not 1 <= cache_block <= llm._n_batch:
+        raise ValueError(
+            f"cache_block must lie in [1, {llm._n_batch}] (the model's batch size), "
+            f"got {cache_block}"
+        )
     fastapi = require("fastapi", extra="serve", purpose="the LLM server")
     app = fastapi.FastAPI(title="geckokit llm-serve", version="1")
-    engine = _Engine(llm)
+    engine = _Engine(llm, block=cache_block)
     name = model_name or llm.model_id
+
+    def usage(out: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "prompt_tokens": out["prompt_tokens"],
+            "completion_tokens": out["completion_tokens"],
+            "total_tokens": out["prompt_tokens"] + out["completion_tokens"],
+            "prompt_tokens_details": {"cached_tokens": out["cached_tokens"]},
+        }
 
     def stops(value: str | list[str] | None) -> list[str]:
         return [value] if isinstance(value, str) else list(value or [])
@@ -195,7 +231,6 @@ def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
                 top_k=req.logprobs,
             )
         )
-        n_completion = out["completion_tokens"]
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
@@ -209,11 +244,7 @@ def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
                     "logprobs": out["logprobs"] if req.logprobs is not None else None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": out["prompt_tokens"],
-                "completion_tokens": n_completion,
-                "total_tokens": out["prompt_tokens"] + n_completion,
-            },
+            "usage": usage(out),
         }
 
     @app.post("/v1/chat/completions")
@@ -242,7 +273,6 @@ def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
                 lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True
             )
         ]
-        n_completion = out["completion_tokens"]
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -256,11 +286,7 @@ def create_app(llm: LlamaCppLLM, *, model_name: str | None = None) -> Any:
                     "logprobs": {"content": content} if req.logprobs else None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": out["prompt_tokens"],
-                "completion_tokens": n_completion,
-                "total_tokens": out["prompt_tokens"] + n_completion,
-            },
+            "usage": usage(out),
         }
 
     return app

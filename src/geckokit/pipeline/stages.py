@@ -62,7 +62,7 @@ class DistillRun:
         if self.llm is None:
             from geckokit.llm import load_llm
 
-            self.llm = load_llm(self.config.llm)
+            self.llm = load_llm(self.config.llm, timeout=self.config.llm_timeout)
         return self.llm
 
     def load_encoder(self) -> EncoderRef:

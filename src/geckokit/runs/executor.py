@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from geckokit.registry import DEFAULT_LLM_TIMEOUT
 from geckokit.runs.shards import ShardRun, run_sharded
 from geckokit.types import ClosedSet
 
@@ -63,6 +64,13 @@ class ExecutorSettings(BaseModel):
     )
     worker_gpus: float = Field(
         0.0, ge=0, description="GPUs Ray reserves for each worker (an in-process model on a GPU)"
+    )
+    llm_timeout: float = Field(
+        DEFAULT_LLM_TIMEOUT,
+        gt=0,
+        le=86400,
+        description="seconds an LLM server (an http(s) URL) has to answer one request before "
+        "it is tried again; after the last try the run stops, keeping its finished shards",
     )
 
     @model_validator(mode="after")
