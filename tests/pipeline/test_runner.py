@@ -296,7 +296,13 @@ def test_a_settings_record_lost_with_its_copy_is_noted(tmp_path: Path, calls: li
     run(out)
     (out / CONFIG_FILE).unlink()
     (out / f".{CONFIG_FILE}.bak").unlink()
-    again = run(out, c=2)
+    (out / "mix" / "manifest.json").unlink()  # mix runs again ...
+    Scripted.fail = {"mix"}  # ... and stops: that sitting records no settings ...
+    with pytest.raises(KeyboardInterrupt):
+        run(out, c=2)
+    assert not (out / CONFIG_FILE).exists()
+    Scripted.fail = set()
+    again = run(out, c=2)  # ... one that ran its stages does
     (note,) = again.notes
     assert note.startswith(f"{out / CONFIG_FILE} was missing, with no copy: the settings")
     assert "queries/, mine/, mix/ ran with are unknown" in note

@@ -150,6 +150,7 @@ def check_settings(
             "compared with these (the shards of queries/ and mine/ are checked against their "
             "own records); delete the folders of stages to redo them with these settings"
         )
+        return note
     if saved is not None:
         saved = with_defaults(defaults, saved)
         changed = [k for t in settings for k in _changed(saved.get(t), settings[t], f"{t}.")]
@@ -220,6 +221,8 @@ def run_stages(
                 with stage_clock(manifest, out / MANIFEST, step.stage, again=again) as done:
                     done(**step.run())
             step.after(manifest)
+        if not (out / CONFIG_FILE).exists():  # lost with its copy: these settings ran now
+            write_record(settings, out / CONFIG_FILE)
         stopped = until is not steps[-1].stage
         manifest.status = f"stopped after {until.value}" if stopped else "finished"
         manifest.environment = environment()
