@@ -303,7 +303,7 @@ def print_summary(console: Any, manifest: RunManifest, out: Path, *, results: bo
     for stage, info in entries:
         more = f" ({info.sittings} sittings)" if info.sittings > 1 else ""
         if info.recovered:
-            more += " (and its time before the run manifest was lost)"
+            more += " + its time before the run manifest was lost (unknown)"
         console.print(f"  {stage.value:<9} {info.seconds:>8.1f} s{more}")
     total = sum(info.seconds for _, info in entries)
     llm = [(s, e) for s, e in entries if isinstance(e, GenerateEntry | MineEntry)]
