@@ -86,6 +86,7 @@ def real(
             llm,
             EncoderRef.load("all-minilm-l6-v2"),
             passages=4,
+            atol=None,  # llama.cpp's numbers depend on its KV cache's history: rows by id
         )
 
 
@@ -104,8 +105,10 @@ def real(
 def test_with_the_real_llm_a_damaged_run_is_repaired_or_refused_clearly(
     real: Setup, tmp_path: Path, kind: str, seed: int
 ) -> None:
-    """The repaired shard is made again by the LLM: the rows equal those of the undamaged
-    run (generation and scoring are seeded and greedy where they must be)."""
+    """The repaired shard is made again by the LLM, and the run ends with the undamaged
+    run's rows, none lost or twice. (Their values are not compared: llama.cpp's scores move
+    by a few hundredths with what its KV cache held before, which is not a run folder's
+    doing.)"""
     tally = run_case(real, kind, seed, tmp_path / "run")
     assert not tally.problems, _clean(tally)
     assert tally.survived == tally.tried == 1

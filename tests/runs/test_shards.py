@@ -3,6 +3,7 @@ rerun does with shards that are damaged or that another run made."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from geckokit.io import read_shards, write_table
+from geckokit.io import SHARD_STAMP, DamagedFileError, read_shards, write_table
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.shards import (
     ShardKey,
     ShardRun,
+    json_sha256,
     read_stamp,
+    read_stamped,
     rows_sha256,
     run_sharded,
     unfinished_rows,
@@ -103,14 +106,18 @@ def _products(out: Path) -> list[int]:
 
 def test_each_shard_records_its_rows_digest_and_settings(tmp_path: Path) -> None:
     _keyed(tmp_path)
-    stamp = read_stamp(pq.read_table(tmp_path / "product" / "part-00001.parquet"))
+    path = tmp_path / "product" / "part-00001.parquet"
+    table, stamp = read_stamped(path)
     assert stamp == {
         "format": 1,
         "shard": 1,
         "items": 4,
         "input_sha256": rows_sha256(pa.table({"x": [4, 5, 6, 7]})),
         "settings": {"factor": 2},
+        "output_sha256": rows_sha256(pa.table({"y": [8, 10, 12, 14]})),
     }
+    assert table["y"].to_pylist() == [8, 10, 12, 14]
+    assert read_stamp(pq.read_table(path)) == {**stamp, "check": json_sha256([stamp])}
     # the digest is of the values, not of how they are stored
     assert rows_sha256(pa.table({"x": pa.array([4, 5, 6, 7], pa.int32())})) == stamp["input_sha256"]
     assert rows_sha256(pa.table({"x": [4, 5, 6, 8]})) != stamp["input_sha256"]
@@ -202,3 +209,24 @@ def test_a_shard_written_before_stamps_is_kept(tmp_path: Path) -> None:
     assert (run.shards_skipped, run.shards_written, run.shards_repaired) == (1, 2, 0)
     assert _products(tmp_path) == [2 * v for v in range(10)]
     assert read_stamp(pq.read_table(tmp_path / "product" / "part-00000.parquet")) is None
+
+
+def test_a_shard_whose_footer_changed_what_it_reads_is_damaged(tmp_path: Path) -> None:
+    """Page checksums do not cover the footer; the stamp's seals do: a column made
+    nullable there reads other rows, and a changed byte in the stamp garbles it."""
+    _keyed(tmp_path)
+    path = tmp_path / "product" / "part-00000.parquet"
+    table = pq.read_table(path)
+    schema = pa.schema([pa.field("y", pa.float64())], metadata=table.schema.metadata)
+    pq.write_table(table.cast(schema), path)  # other values under the same stamp
+    with pytest.raises(DamagedFileError, match="its rows are not those it was written with"):
+        read_stamped(path)
+    stamp = read_stamp(table)
+    assert stamp is not None
+    garbled = {**stamp, "items": 5}
+    pq.write_table(table.replace_schema_metadata({SHARD_STAMP: json.dumps(garbled)}), path)
+    with pytest.raises(DamagedFileError, match="its stamp is garbled"):
+        read_stamped(path)
+    run = _keyed(tmp_path)  # made again, not taken for another run's
+    assert (run.shards_repaired, run.shards_written) == (1, 1)
+    assert _products(tmp_path) == [2 * v for v in range(10)]

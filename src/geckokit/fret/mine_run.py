@@ -58,7 +58,6 @@ from geckokit.io import (
     environment,
     read_json,
     read_shards,
-    read_table,
     write_json,
     write_table,
 )
@@ -71,7 +70,7 @@ from geckokit.runs.shards import (
     ShardKey,
     ShardRun,
     json_sha256,
-    read_stamp,
+    read_stamped,
     resumable_shards,
     rows_sha256,
     stamped,
@@ -222,12 +221,11 @@ def _stored_candidates(path: Path, expected: dict[str, Any]) -> pa.Table | None:
     if not path.exists():
         return None
     try:
-        table = read_table(path)
+        table, stamp = read_stamped(path)
     except DamagedFileError as exc:
         log.warning("%s; it is deleted and the candidates retrieved again", exc)
         path.unlink()
         return None
-    stamp = read_stamp(table)
     if stamp is None:
         return table
     was = with_defaults(_retrieval_settings(MineConfig(), ""), stamp.get("settings") or {})

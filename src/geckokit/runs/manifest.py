@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from geckokit.io import MANIFEST, DamagedFileError, read_json, read_table
+from geckokit.io import MANIFEST, DamagedFileError, read_json
 from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
@@ -419,11 +419,13 @@ def finished(folder: Path, stage: Stage) -> bool:
 
 def damaged_tables(folder: Path) -> list[Path]:
     """The Parquet files under ``folder`` that do not read back whole (page checksums
-    verified)."""
+    verified, and a shard's rows and stamp against the stamp's seals)."""
+    from geckokit.runs.shards import read_stamped
+
     damaged = []
     for path in sorted(folder.rglob("*.parquet")):
         try:
-            read_table(path)
+            read_stamped(path)
         except DamagedFileError:
             damaged.append(path)
     return damaged

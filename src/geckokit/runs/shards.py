@@ -6,11 +6,13 @@ leaves one that looks finished.
 
 Each shard file records what it was made from, its *stamp* (in its Parquet metadata, under
 :data:`~geckokit.io.SHARD_STAMP`): a digest of its input rows and the settings that shape
-its output (a :class:`ShardKey`). A shard is finished when every one of its output files
-reads back whole (page checksums verified) and its stamp matches the rows and settings the
-run now has. Before a run resumes, :func:`check_shards` sorts the files it finds:
+its output (a :class:`ShardKey`), sealed with a digest of the file's own rows and of the
+stamp itself (:func:`stamped`). A shard is finished when every one of its output files
+reads back whole (page checksums verified, the seals checked: :func:`read_stamped`) and its
+stamp matches the rows and settings the run now has. Before a run resumes,
+:func:`check_shards` sorts the files it finds:
 
-- damaged (cut short, empty, garbled): deleted and made again;
+- damaged (cut short, empty, garbled anywhere): deleted and made again;
 - made from other input rows (another corpus of the same size, a shard copied from another
   run) or with other settings: the run is refused with
   :class:`~geckokit.runs.folder.RunMismatchError` naming the files, never mixed;
@@ -81,17 +83,47 @@ class ShardKey:
 
 
 def read_stamp(table: pa.Table) -> dict[str, Any] | None:
-    """The stamp a shard's table carries (None: written before shards were stamped)."""
+    """The stamp a shard's table carries, as written (None: written before shards were
+    stamped); :func:`read_stamped` reads a file and checks it."""
     raw = (table.schema.metadata or {}).get(SHARD_STAMP)
     return None if raw is None else dict(json.loads(raw))
 
 
 def stamped(table: pa.Table, stamp: dict[str, Any] | None) -> pa.Table:
-    """``table`` carrying ``stamp`` in its metadata (unchanged for None)."""
+    """``table`` carrying ``stamp`` in its metadata, sealed with a digest of the table's own
+    rows (``output_sha256``) and one of the stamp itself (``check``), which
+    :func:`read_stamped` verifies: Parquet's page checksums do not cover the file's footer,
+    where a changed byte could change the rows read (a column's type, a count) or the stamp
+    (unchanged for None)."""
     if stamp is None:
         return table
-    metadata = {**(table.schema.metadata or {}), SHARD_STAMP: json.dumps(stamp).encode()}
+    sealed = {**stamp, "output_sha256": rows_sha256(table)}
+    sealed["check"] = json_sha256([sealed])
+    metadata = {**(table.schema.metadata or {}), SHARD_STAMP: json.dumps(sealed).encode()}
     return table.replace_schema_metadata(metadata)
+
+
+def read_stamped(path: Path) -> tuple[pa.Table, dict[str, Any] | None]:
+    """The table at ``path`` and its stamp (None: written before shards were stamped). One
+    that does not read back whole, whose stamp is garbled, or whose rows are not those the
+    stamp sealed raises :class:`~geckokit.io.DamagedFileError`."""
+    table = read_table(path)
+    try:
+        stamp = read_stamp(table)
+    except ValueError as exc:
+        raise DamagedFileError(f"{path} is damaged (its stamp does not read: {exc})") from exc
+    if stamp is None:
+        return table, None
+    check = stamp.pop("check", None)
+    if check != json_sha256([stamp]):
+        raise DamagedFileError(f"{path} is damaged (its stamp is garbled)")
+    try:
+        rows = rows_sha256(table)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+        raise DamagedFileError(f"{path} is damaged (its rows do not read: {exc})") from exc
+    if stamp.get("output_sha256") != rows:
+        raise DamagedFileError(f"{path} is damaged (its rows are not those it was written with)")
+    return table, stamp
 
 
 @dataclass
@@ -194,11 +226,9 @@ def _inspect(
     if not path.exists():
         return "is missing", None
     try:
-        stamp = read_stamp(read_table(path))
+        _, stamp = read_stamped(path)
     except DamagedFileError as exc:
         return f"is damaged {str(exc).removeprefix(f'{path} is damaged ')}", None
-    except ValueError as exc:  # its stamp is not JSON
-        return f"is damaged (its stamp does not read: {exc})", None
     if stamp is None or expected is None or key is None:
         return None, stamp
     if stamp.get("input_sha256") != expected["input_sha256"]:
@@ -423,7 +453,7 @@ def _readable(path: Path) -> bool:
     if not path.exists():
         return False
     try:
-        read_table(path)
+        read_stamped(path)
     except DamagedFileError:
         return False
     return True
