@@ -71,8 +71,10 @@ KINDS = (
 )
 #: columns that differ between two runs of the same work (timing, the prompt cache)
 VOLATILE = {"seconds", "prompt_tokens"}
-#: the columns that name a row, where a table has them
+#: the columns that name a row, where a table has them; a mixture's rows have no ids, and
+#: are named by their text
 IDS = ("query_id", "passage_id", "attempt")
+TEXT_IDS = ("task", "query", "source")
 
 
 @dataclass
@@ -196,8 +198,9 @@ def rows(folder: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def identity(row: dict[str, Any]) -> str:
-    """What names a row: its :data:`IDS` columns, or the whole row for a table without."""
-    ids = {k: row[k] for k in IDS if k in row}
+    """What names a row: its :data:`IDS` columns, else its :data:`TEXT_IDS`, else the
+    whole row."""
+    ids = {k: row[k] for k in IDS if k in row} or {k: row[k] for k in TEXT_IDS if k in row}
     return json.dumps(ids or row, sort_keys=True, default=str)
 
 
