@@ -2,8 +2,28 @@
 
     python bench/reliability.py --area serve                    # the default counts
     python bench/reliability.py --area serve --examples 25 --clients 16 --rounds 2 --slow 20
+    python bench/reliability.py --area damage --cases 50        # 50 of each kind of damage
+    python bench/reliability.py --area damage --cases 2 --real  # with the real models
+    python bench/reliability.py --area kill --kills 10          # 10 kills in each stage
 
 Areas:
+
+- ``kill``: ``kill -9`` of ``geckokit distill`` (the real command, default LLM and encoder,
+  ``--passages`` SciFact passages) at ``--kills`` seeded random moments inside each stage
+  (generate, mine, mix, train, eval), each followed by the same command to the end, which
+  must finish with the uninterrupted run's rows (none lost or twice, the generated queries
+  identical) and leave no lock; and a second run started on a folder another is writing,
+  which must be refused (tests/reliability/kill_cases.py).
+
+- ``damage``: damaged run folders (tests/reliability/damage_cases.py): ``--cases`` cases of
+  each kind, each with its own seed (``--seed`` onwards): a finished shard cut short,
+  emptied or with a byte flipped; a half-finished run resumed with another corpus of the same
+  size; generate's or mine's manifest deleted and the run resumed with another seed or top_n;
+  a shard copied from a run over another corpus; distill's run manifest lost, garbled, or
+  lost with its copy; any Parquet file of a finished distill run cut short; a disk (tmpfs,
+  as root) that fills during the run. On ``--passages`` SciFact passages (default 6) with
+  the scripted LLM and tiny encoder of geckokit.testing (the run folder is what is tested),
+  or ``--real``: the default LLM and initial encoder (each repaired shard is LLM work again).
 
 - ``serve``: ``geckokit serve`` on localhost with the real default encoder, an API key and
   small limits (tests/reliability/serve_cases.py): schemathesis over ``/openapi.json`` with
@@ -14,13 +34,15 @@ Areas:
   a byte every 0.25 s; and ``--clients`` concurrent clients sending ``--rounds`` requests
   each, a fifth of them drawn from the bad requests, while ``/health`` is polled.
 
-Columns: cases tried; survived (answered as documented: a good request with the vectors its
-texts get alone, a bad one with its documented status and error code, a slow body with 408
-and its connection closed within the timeout, a schemathesis case with no failed check, and
-``/health`` answering throughout); clear errors (answers that were a 4xx in OpenAI's error
-shape); rows lost or duplicated (areas that write data; none here); 5xx seen. Each part's
-row is printed, then the area's. Exits 1 when a case did not survive, after listing the
-first ones.
+Columns: cases tried; survived (serve: answered as documented: a good request with the
+vectors its texts get alone, a bad one with its documented status and error code, a slow body
+with 408 and its connection closed within the timeout, a schemathesis case with no failed
+check, and ``/health`` answering throughout; damage: repaired to the rows of an undamaged
+run, or refused with an error that says how to repair it while the folder stays as it was);
+clear errors (serve: answers that were a 4xx in OpenAI's error shape; damage: runs refused
+with such an error); rows lost / duplicated against the undamaged run (areas that write
+data); 5xx seen. Each part's row is printed, then the area's. Exits 1 when a case did not
+survive, after listing the first ones.
 """
 
 from __future__ import annotations
@@ -35,6 +57,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the suite's cases: tests/reliability/
 
+from tests.reliability.damage_cases import (  # noqa: E402
+    KINDS,
+    RunTally,
+    Setup,
+    full_disk,
+    run_case,
+)
 from tests.reliability.serve_cases import (  # noqa: E402
     BAD_REQUESTS,
     KEY,
@@ -53,10 +82,13 @@ HEADER = (
 )
 
 
-def row(area: str, tally: Tally, seconds: float | None = None) -> str:
+def row(area: str, tally: Tally | RunTally, seconds: float | None = None) -> str:
     took = f" ({seconds:.0f} s)" if seconds is not None else ""
+    rows = "–"
+    if isinstance(tally, RunTally):
+        rows = f"{tally.rows_lost} / {tally.rows_duplicated}"
     return (
-        f"| {area}{took} | {tally.tried} | {tally.survived} | {tally.clear_errors} | – "
+        f"| {area}{took} | {tally.tried} | {tally.survived} | {tally.clear_errors} | {rows} "
         f"| {tally.server_errors} |"
     )
 
@@ -114,7 +146,68 @@ def _bad_requests(url: str) -> Tally:
     return tally
 
 
-AREAS = {"serve": serve_area}
+def kill_area(args: argparse.Namespace, folder: Path) -> RunTally:
+    """``--kills`` kills inside each stage, then two runs on one folder; a row per stage."""
+    import random
+
+    from tests.reliability.kill_cases import STAGES, KillSetup, kill_case, two_runs
+
+    setup = KillSetup(folder, SCIFACT, passages=args.passages or 8)
+    start = time.perf_counter()
+    setup.undamaged()
+    took = {s: round(t, 1) for s, t in setup.durations.items()}
+    seconds = time.perf_counter() - start
+    print(f"uninterrupted run: {seconds:.0f} s; stages {took}", file=sys.stderr, flush=True)
+    total = RunTally()
+    for stage in STAGES:
+        tally, start = RunTally(), time.perf_counter()
+        for seed in range(args.seed, args.seed + args.kills):
+            rng = random.Random(f"{seed}:{stage}")
+            tally += kill_case(setup, stage, rng, folder / f"kill-{stage}-{seed}")
+        print(row(f"kill: inside {stage}", tally, time.perf_counter() - start), flush=True)
+        total += tally
+    start = time.perf_counter()
+    tally = two_runs(setup, random.Random(args.seed), folder / "two-runs")
+    print(row("kill: two runs on one folder", tally, time.perf_counter() - start), flush=True)
+    total += tally
+    return total
+
+
+def damage_area(args: argparse.Namespace, folder: Path) -> RunTally:
+    """Each kind of damage ``--cases`` times, a row per kind; their sum."""
+    import logging
+
+    from geckokit.fret import cost
+
+    cost.probe_rates = lambda llm: None  # the estimate's speed probe: not what is measured
+    logging.getLogger("geckokit").setLevel(logging.ERROR)  # each repair's warning: expected
+    if args.real:
+        from geckokit.encoder import EncoderRef
+        from geckokit.llm import load_llm
+
+        llm, encoder = load_llm(None), EncoderRef.load("all-minilm-l6-v2")
+    else:
+        from geckokit.testing import ScriptedLLM, tiny_encoder
+
+        llm, encoder = ScriptedLLM(), tiny_encoder()
+    setup = Setup(folder, SCIFACT, llm, encoder, passages=args.passages or 6)
+    if args.real:
+        setup.atol = None  # llama.cpp's numbers move with its KV cache's history
+    total = RunTally()
+    for kind in KINDS:
+        tally, start = RunTally(), time.perf_counter()
+        for seed in range(args.seed, args.seed + args.cases):
+            case = folder / f"{kind}-{seed}".replace(" ", "-").replace(",", "")
+            tally += run_case(setup, kind, seed, case)
+        mode = getattr(full_disk, "mode", "")  # a tmpfs, or ENOSPC simulated where not root
+        name = f"damage: {kind}" + (f" ({mode})" if kind == "full disk" else "")
+        print(row(name, tally, time.perf_counter() - start), flush=True)
+        total += tally
+    return total
+
+
+SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
+AREAS = {"serve": serve_area, "damage": damage_area, "kill": kill_area}
 
 
 def main() -> None:
@@ -125,6 +218,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
     parser.add_argument("--rounds", type=int, default=20, help="requests per client")
     parser.add_argument("--slow", type=int, default=300, help="slow bodies at once")
+    parser.add_argument("--cases", type=int, default=50, help="damage: cases of each kind")
+    parser.add_argument("--kills", type=int, default=10, help="kill: kills inside each stage")
+    parser.add_argument(
+        "--passages", type=int, default=None, help="damage, kill: passages (default 6, 8)"
+    )
+    parser.add_argument(
+        "--real", action="store_true", help="damage: the real LLM and encoder, not scripted ones"
+    )
     parser.add_argument("--keep", type=Path, help="keep the logs and reports in this folder")
     args = parser.parse_args()
     print(HEADER, flush=True)
