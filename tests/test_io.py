@@ -51,7 +51,7 @@ def test_a_damaged_table_fails_to_read_naming_its_file(tmp_path: Path, damage: s
     path.write_bytes(bytes(data))
     if damage == "a byte flipped":  # pyarrow alone reads the flipped byte as data
         assert pq.read_table(path).num_rows == 2000
-    with pytest.raises(DamagedFileError, match="part-00000.parquet is damaged"):
+    with pytest.raises(DamagedFileError, match=r"part-00000\.parquet is damaged"):
         read_table(path)
 
 
@@ -67,7 +67,7 @@ def test_a_full_disk_leaves_no_file_and_says_how_to_go_on(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(geckokit.io.pq, "write_table", full)
-    with pytest.raises(DiskFullError, match="no space left .* rerun the same command") as info:
+    with pytest.raises(DiskFullError, match=r"no space left .* rerun the same command") as info:
         write_table(_table(), tmp_path / "part-00000.parquet")
     assert info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
@@ -77,7 +77,7 @@ def test_a_garbled_json_record_is_a_damaged_file(tmp_path: Path) -> None:
     write_json({"stage": "generate"}, tmp_path / "manifest.json")
     assert read_json(tmp_path / "manifest.json") == {"stage": "generate"}
     (tmp_path / "manifest.json").write_text('{"stage": "gen')
-    with pytest.raises(DamagedFileError, match="manifest.json is damaged: not JSON"):
+    with pytest.raises(DamagedFileError, match=r"manifest\.json is damaged: not JSON"):
         read_json(tmp_path / "manifest.json")
     (tmp_path / "manifest.json").write_text("[1, 2]")
     with pytest.raises(DamagedFileError, match="not a JSON object"):
@@ -93,5 +93,5 @@ def test_shards_read_together_without_their_stamps(tmp_path: Path) -> None:
     assert both is not None and both["x"].to_pylist() == [0, 1]
     assert SHARD_STAMP not in (both.schema.metadata or {})  # nothing carries it elsewhere
     (tmp_path / "out" / "part-00001.parquet").write_bytes(b"")
-    with pytest.raises(DamagedFileError, match="part-00001.parquet is damaged.*delete it"):
+    with pytest.raises(DamagedFileError, match=r"part-00001\.parquet is damaged.*delete it"):
         read_shards(tmp_path / "out")
