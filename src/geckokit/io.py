@@ -73,8 +73,9 @@ def write_table(table: pa.Table, path: Path) -> None:
 def read_table(path: Path, *, columns: list[str] | None = None) -> pa.Table:
     """The Parquet file at ``path`` (only ``columns`` when given), its page checksums
     verified; one that does not read back whole raises :class:`DamagedFileError`."""
-    try:
-        return pq.read_table(path, columns=columns, page_checksum_verification=True)
+    try:  # one file: ParquetFile reads it in a fraction of read_table's time
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            return parquet.read(columns=columns)
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
