@@ -23,7 +23,8 @@ from geckokit.runs.executor import (
     ShardExecutor,
     shard_executor,
 )
-from geckokit.runs.shards import ShardKey, ShardRun, read_stamp
+from geckokit.runs.shards import ShardRun
+from geckokit.runs.stamps import ShardKey, read_stamp
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster
 

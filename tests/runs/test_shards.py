@@ -14,16 +14,8 @@ import pytest
 
 from geckokit.io import SHARD_STAMP, DamagedFileError, read_shards, write_table
 from geckokit.runs.folder import RunMismatchError
-from geckokit.runs.shards import (
-    ShardKey,
-    ShardRun,
-    json_sha256,
-    read_stamp,
-    read_stamped,
-    rows_sha256,
-    run_sharded,
-    unfinished_rows,
-)
+from geckokit.runs.shards import ShardRun, run_sharded, unfinished_rows
+from geckokit.runs.stamps import ShardKey, json_sha256, read_stamp, read_stamped, rows_sha256
 
 
 def _run(out: Path, *, max_shards: int | None = None, show_progress: bool = True) -> ShardRun:

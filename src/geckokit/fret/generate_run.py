@@ -27,7 +27,8 @@ from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import holds_run_lock, open_run
-from geckokit.runs.shards import ShardKey, resumable_shards
+from geckokit.runs.shards import resumable_shards
+from geckokit.runs.stamps import ShardKey
 
 log = logging.getLogger(__name__)
 

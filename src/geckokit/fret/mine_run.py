@@ -65,17 +65,8 @@ from geckokit.llm.base import LLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
-from geckokit.runs.shards import (
-    ShardCheck,
-    ShardKey,
-    ShardRun,
-    json_sha256,
-    read_stamped,
-    resumable_shards,
-    rows_sha256,
-    stamped,
-    unfinished_rows,
-)
+from geckokit.runs.shards import ShardCheck, ShardRun, resumable_shards, unfinished_rows
+from geckokit.runs.stamps import ShardKey, json_sha256, read_stamped, rows_sha256, stamped
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)

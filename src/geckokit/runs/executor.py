@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from geckokit.runs.shards import ShardCheck, ShardKey, ShardRun, run_sharded
+from geckokit.runs.shards import ShardCheck, ShardRun, run_sharded
+from geckokit.runs.stamps import ShardKey
 from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)

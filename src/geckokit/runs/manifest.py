@@ -420,7 +420,7 @@ def finished(folder: Path, stage: Stage) -> bool:
 def damaged_tables(folder: Path) -> list[Path]:
     """The Parquet files under ``folder`` that do not read back whole (page checksums
     verified, and a shard's rows and stamp against the stamp's seals)."""
-    from geckokit.runs.shards import read_stamped
+    from geckokit.runs.stamps import read_stamped
 
     damaged = []
     for path in sorted(folder.rglob("*.parquet")):

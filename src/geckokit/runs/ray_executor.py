@@ -38,12 +38,12 @@ from geckokit._deps import require
 from geckokit.runs.executor import ExecutorSettings, Loaded, Loader, StageFactory
 from geckokit.runs.shards import (
     ShardCheck,
-    ShardKey,
     ShardProgress,
     ShardRun,
     resumable_shards,
     write_shard,
 )
+from geckokit.runs.stamps import ShardKey
 
 log = logging.getLogger(__name__)
 

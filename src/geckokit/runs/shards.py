@@ -4,12 +4,12 @@ Rows are cut into fixed shards in their given order. Outputs are written seconda
 primary-last, each atomically, so a killed run loses at most the shard in flight and never
 leaves one that looks finished.
 
-Each shard file records what it was made from, its *stamp* (in its Parquet metadata, under
-:data:`~geckokit.io.SHARD_STAMP`): a digest of its input rows and the settings that shape
-its output (a :class:`ShardKey`), sealed with a digest of the file's own rows and of the
-stamp itself (:func:`stamped`). A shard is finished when every one of its output files
-reads back whole (page checksums verified, the seals checked: :func:`read_stamped`) and its
-stamp matches the rows and settings the run now has. Before a run resumes,
+Each shard file records what it was made from, its *stamp* (:mod:`geckokit.runs.stamps`):
+a digest of its input rows and the settings that shape its output (a
+:class:`~geckokit.runs.stamps.ShardKey`), sealed with a digest of the file's own rows and
+of the stamp itself. A shard is finished when every one of its output files reads back whole
+(page checksums verified, the seals checked) and its stamp matches the rows and settings the
+run now has. Before a run resumes,
 :func:`check_shards` sorts the files it finds:
 
 - damaged (cut short, empty, garbled anywhere): deleted and made again;
@@ -23,107 +23,20 @@ The stamp does not depend on the run folder's manifests, so this holds when they
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from geckokit.io import SHARD_STAMP, DamagedFileError, read_table, shard_name, write_table
+from geckokit.io import DamagedFileError, shard_name, write_table
 from geckokit.runs.folder import RunMismatchError, with_defaults
+from geckokit.runs.stamps import ShardKey, read_stamped, stamped
 
 log = logging.getLogger(__name__)
-
-#: The version of the stamp's layout
-STAMP_FORMAT = 1
-
-
-def rows_sha256(table: pa.Table) -> str:
-    """A digest of ``table``'s rows (values and column names, in order) that does not
-    depend on how they are stored: :func:`json_sha256` of its rows."""
-    return json_sha256(table.to_pylist())
-
-
-def json_sha256(rows: Iterable[Any]) -> str:
-    """A digest of ``rows`` (JSON values), each as canonical JSON on a line."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=True, default=str).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ShardKey:
-    """What shapes a sharded run's output besides where its rows sit: ``settings`` (JSON:
-    the configuration, prompt hash, model id, each shard's output depends on), ``defaults``
-    (the settings' defaults, which fill in those a shard written before a setting existed
-    lacks: :func:`~geckokit.runs.folder.with_defaults`), and ``fingerprint``, the digest of a
-    shard's input rows (default :func:`rows_sha256`; a stage whose rows name texts held
-    elsewhere digests those texts too)."""
-
-    settings: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
-    fingerprint: Callable[[pa.Table], str] = rows_sha256
-
-    def stamp(self, index: int, shard: pa.Table) -> dict[str, Any]:
-        """What shard ``index`` of these rows (``shard``) records it was made from."""
-        return {
-            "format": STAMP_FORMAT,
-            "shard": index,
-            "items": shard.num_rows,
-            "input_sha256": self.fingerprint(shard),
-            "settings": self.settings,
-        }
-
-
-def read_stamp(table: pa.Table) -> dict[str, Any] | None:
-    """The stamp a shard's table carries, as written (None: written before shards were
-    stamped); :func:`read_stamped` reads a file and checks it."""
-    raw = (table.schema.metadata or {}).get(SHARD_STAMP)
-    return None if raw is None else dict(json.loads(raw))
-
-
-def stamped(table: pa.Table, stamp: dict[str, Any] | None) -> pa.Table:
-    """``table`` carrying ``stamp`` in its metadata, sealed with a digest of the table's own
-    rows (``output_sha256``) and one of the stamp itself (``check``), which
-    :func:`read_stamped` verifies: Parquet's page checksums do not cover the file's footer,
-    where a changed byte could change the rows read (a column's type, a count) or the stamp
-    (unchanged for None)."""
-    if stamp is None:
-        return table
-    sealed = {**stamp, "output_sha256": rows_sha256(table)}
-    sealed["check"] = json_sha256([sealed])
-    metadata = {**(table.schema.metadata or {}), SHARD_STAMP: json.dumps(sealed).encode()}
-    return table.replace_schema_metadata(metadata)
-
-
-def read_stamped(path: Path) -> tuple[pa.Table, dict[str, Any] | None]:
-    """The table at ``path`` and its stamp (None: written before shards were stamped). One
-    that does not read back whole, whose stamp is garbled, or whose rows are not those the
-    stamp sealed raises :class:`~geckokit.io.DamagedFileError`."""
-    table = read_table(path)
-    try:
-        stamp = read_stamp(table)
-    except ValueError as exc:
-        raise DamagedFileError(f"{path} is damaged (its stamp does not read: {exc})") from exc
-    if stamp is None:
-        return table, None
-    check = stamp.pop("check", None)
-    if check != json_sha256([stamp]):
-        raise DamagedFileError(f"{path} is damaged (its stamp is garbled)")
-    try:
-        rows = rows_sha256(table)
-    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
-        raise DamagedFileError(f"{path} is damaged (its rows do not read: {exc})") from exc
-    if stamp.get("output_sha256") != rows:
-        raise DamagedFileError(f"{path} is damaged (its rows are not those it was written with)")
-    return table, stamp
 
 
 @dataclass
