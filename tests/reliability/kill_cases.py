@@ -207,19 +207,30 @@ def finished_like_reference(setup: KillSetup, out: Path, tally: RunTally, case: 
     return same
 
 
-def kill_case(setup: KillSetup, stage: str, rng: random.Random, folder: Path) -> RunTally:
-    """One kill inside ``stage``, then the same command to the end."""
+def kill_case(
+    setup: KillSetup,
+    stage: str,
+    rng: random.Random,
+    folder: Path,
+    *,
+    within: float | None = None,
+) -> RunTally:
+    """One kill inside ``stage``, at a random moment of its reference time (of its first
+    ``within`` seconds when given: an early kill costs less to wait for), then the same
+    command to the end."""
     setup.undamaged()
     tally = RunTally(tried=1)
     log = folder.parent / f"{folder.name}.log"
     proc = setup.start(folder, log)
-    if not wait_for(folder, stage, proc, RUN_TIMEOUT_S):
+    try:
+        if not wait_for(folder, stage, proc, RUN_TIMEOUT_S):
+            tally.problems.append(f"kill in {stage}: the run ended before {stage} ran (see {log})")
+            return tally
+        span = 0.9 * setup.durations.get(stage, 1.0)
+        time.sleep(rng.uniform(0, span if within is None else min(span, within)))
+        landed = running_stage(folder) or "between stages"
+    finally:
         kill(proc)
-        tally.problems.append(f"kill in {stage}: the run ended before {stage} ran (see {log})")
-        return tally
-    time.sleep(rng.uniform(0, 0.9 * setup.durations.get(stage, 1.0)))
-    landed = running_stage(folder) or "between stages"
-    kill(proc)
     case = f"kill in {stage} (landed in {landed})"
     if not lock_free(folder):
         tally.problems.append(f"{case}: the lock is still held after the kill")
@@ -239,15 +250,16 @@ def two_runs(setup: KillSetup, rng: random.Random, folder: Path) -> RunTally:
     tally, case = RunTally(tried=1), "two runs on one folder"
     log = folder.parent / f"{folder.name}.log"
     first = setup.start(folder, log)
-    if not wait_for(folder, rng.choice(STAGES[:2]), first, RUN_TIMEOUT_S):
+    try:
+        if not wait_for(folder, rng.choice(STAGES[:2]), first, RUN_TIMEOUT_S):
+            tally.problems.append(f"{case}: the first run ended early (see {log})")
+            return tally
+        second = subprocess.run(
+            setup.command(folder), capture_output=True, text=True, env=setup.env(), timeout=600
+        )
+    finally:
         kill(first)
-        tally.problems.append(f"{case}: the first run ended early (see {log})")
-        return tally
-    second = subprocess.run(
-        setup.command(folder), capture_output=True, text=True, env=setup.env(), timeout=600
-    )
     said = second.stdout + second.stderr
-    kill(first)
     if second.returncode != 2 or f"in use by another geckokit run (pid {first.pid})" not in said:
         tally.problems.append(
             f"{case}: the second run was not refused ({second.returncode}): {said}"

@@ -15,9 +15,12 @@ import pytest
 
 from tests.reliability.kill_cases import KillSetup, kill_case, two_runs
 
-pytestmark = pytest.mark.slow
+#: each case runs the command about twice: minutes on two cores, more on busy ones
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SEED = 7
+#: a kill lands in the first WITHIN seconds of its stage (the bench spreads them over all of it)
+WITHIN = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,8 @@ def setup(
 def test_a_run_killed_inside_a_stage_resumes_to_the_uninterrupted_rows(
     setup: KillSetup, tmp_path: Path, stage: str
 ) -> None:
-    tally = kill_case(setup, stage, random.Random(f"{SEED}:{stage}"), tmp_path / "run")
+    rng = random.Random(f"{SEED}:{stage}")
+    tally = kill_case(setup, stage, rng, tmp_path / "run", within=WITHIN)
     assert not tally.problems, "\n".join(tally.problems)
     assert tally.survived == tally.tried == 1
     assert tally.rows_lost == tally.rows_duplicated == 0
