@@ -3,8 +3,28 @@
     python bench/reliability.py --area serve                    # the default counts
     python bench/reliability.py --area serve --examples 25 --clients 16 --rounds 2 --slow 20
     python bench/reliability.py --area llm --faults 1000
+    python bench/reliability.py --area damage --cases 50        # 50 of each kind of damage
+    python bench/reliability.py --area damage --cases 2 --real  # with the real models
+    python bench/reliability.py --area kill --kills 10          # 10 kills in each stage
 
 Areas:
+
+- ``kill``: ``kill -9`` of ``geckokit distill`` (the real command, default LLM and encoder,
+  ``--passages`` SciFact passages) at ``--kills`` seeded random moments inside each stage
+  (generate, mine, mix, train, eval), each followed by the same command to the end, which
+  must finish with the uninterrupted run's rows (none lost or twice, the generated queries
+  identical) and leave no lock; and a second run started on a folder another is writing,
+  which must be refused (tests/reliability/kill_cases.py).
+
+- ``damage``: damaged run folders (tests/reliability/damage_cases.py): ``--cases`` cases of
+  each kind, each with its own seed (``--seed`` onwards): a finished shard cut short,
+  emptied or with a byte flipped; a half-finished run resumed with another corpus of the same
+  size; generate's or mine's manifest deleted and the run resumed with another seed or top_n;
+  a shard copied from a run over another corpus; distill's run manifest lost, garbled, or
+  lost with its copy; any Parquet file of a finished distill run cut short; a disk (tmpfs,
+  as root) that fills during the run. On ``--passages`` SciFact passages (default 6) with
+  the scripted LLM and tiny encoder of geckokit.testing (the run folder is what is tested),
+  or ``--real``: the default LLM and initial encoder (each repaired shard is LLM work again).
 
 - ``serve``: ``geckokit serve`` on localhost with the real default encoder, an API key and
   small limits (tests/reliability/serve_cases.py): schemathesis over ``/openapi.json`` with
@@ -25,17 +45,21 @@ Areas:
   injected, each run rerun after a stop until it finishes; last, ``--kills`` runs have the
   server killed (``kill -9``) and started again in their first sitting.
 
-Columns: cases tried; survived (answered as documented: a good request with the vectors its
-texts get alone, a bad one with its documented status and error code, a slow body with 408
-and its connection closed within the timeout, a schemathesis case with no failed check, and
-``/health`` answering throughout); clear errors (answers that were a 4xx in OpenAI's error
-shape); rows lost or duplicated (areas that write data); 5xx seen. Each part's row is
-printed, then the area's. Exits 1 when a case did not survive, after listing the first ones.
+Columns: cases tried; survived (serve: answered as documented: a good request with the
+vectors its texts get alone, a bad one with its documented status and error code, a slow body
+with 408 and its connection closed within the timeout, a schemathesis case with no failed
+check, and ``/health`` answering throughout; damage: repaired to the rows of an undamaged
+run, or refused with an error that says how to repair it while the folder stays as it was);
+clear errors (serve: answers that were a 4xx in OpenAI's error shape; damage: runs refused
+with such an error); rows lost / duplicated against the undamaged run (areas that write
+data); 5xx seen. Each part's row is printed, then the area's. Exits 1 when a case did not
+survive, after listing the first ones.
 
 For ``llm`` a case is a run brought to its end: survived when every stop was an error that
 names the URL and the fault, kept every finished shard, and the end equals the clean run's
 output row for row; clear errors count those stops; rows lost or duplicated are against the
-clean run; 5xx seen are the server's own (the injected ones are listed apart, by kind).
+clean run (one figure); 5xx seen are the server's own (the injected ones are listed apart,
+by kind).
 """
 
 from __future__ import annotations
@@ -50,9 +74,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the suite's cases: tests/reliability/
 
-from tests.reliability.fault_proxy import FAULTS, FaultProxy  # noqa: E402
-from tests.reliability.llm_cases import (  # noqa: E402
+from tests.reliability.damage_cases import (  # noqa: E402
+    KINDS,
     RunTally,
+    Setup,
+    full_disk,
+    run_case,
+)
+from tests.reliability.fault_proxy import FAULTS, FaultProxy  # noqa: E402
+from tests.reliability.llm_cases import RunTally as LLMTally  # noqa: E402
+from tests.reliability.llm_cases import (  # noqa: E402
     Stage,
     ask_all,
     clean_run,
@@ -84,9 +115,13 @@ HEADER = (
 )
 
 
-def row(area: str, tally: Tally, seconds: float | None = None) -> str:
+def row(area: str, tally: Tally | RunTally | LLMTally, seconds: float | None = None) -> str:
     took = f" ({seconds:.0f} s)" if seconds is not None else ""
-    rows = str(tally.rows_lost_or_duplicated) if isinstance(tally, RunTally) else "–"
+    rows = "–"
+    if isinstance(tally, RunTally):
+        rows = f"{tally.rows_lost} / {tally.rows_duplicated}"
+    elif isinstance(tally, LLMTally):
+        rows = str(tally.rows_lost_or_duplicated)
     return (
         f"| {area}{took} | {tally.tried} | {tally.survived} | {tally.clear_errors} | {rows} "
         f"| {tally.server_errors} |"
@@ -148,8 +183,8 @@ def _bad_requests(url: str) -> Tally:
 
 def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
     """The LLM stages' parts, each printed as it finishes; their sum."""
-    total = RunTally()
-    corpus = small_corpus(folder / "corpus.jsonl", args.passages)
+    total = LLMTally()
+    corpus = small_corpus(folder / "corpus.jsonl", args.passages or 4)
     with start_llm_server(folder) as server, FaultProxy(server.url) as proxy:
         start = time.perf_counter()
         clean = {"generate": clean_run(Stage("generate", corpus), proxy, folder / "clean-gen")}
@@ -169,17 +204,17 @@ def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
             for name in ("generate", "mine")
         }
 
-        def part(name: str, tally: RunTally, began: float) -> None:
+        def part(name: str, tally: LLMTally, began: float) -> None:
             print(row(f"llm: {name}", tally, time.perf_counter() - began), flush=True)
             nonlocal total
             total += tally
 
-        began, tally = time.perf_counter(), RunTally()
+        began, tally = time.perf_counter(), LLMTally()
         for offset in range(len(FAULTS)):  # request i meets FAULTS[(offset + i) % 10]
             tally += faults_in_turn(proxy, reference, offset=offset, timeout=timeout)
         part("each fault on each kind of request", tally, began)
 
-        runs = {name: RunTally() for name in stages}
+        runs = {name: LLMTally() for name in stages}
         seconds = dict.fromkeys(stages, 0.0)
         n = 0
 
@@ -203,8 +238,8 @@ def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
         for name, tally in runs.items():
             part(f"{name} through faults", tally, time.perf_counter() - seconds[name])
 
-        began, tally = time.perf_counter(), RunTally()
-        for k in range(args.kills):
+        began, tally = time.perf_counter(), LLMTally()
+        for k in range(4 if args.kills is None else args.kills):
             name = ("generate", "mine")[k % 2]
             tally += with_server_killed(
                 stages[name],
@@ -221,7 +256,69 @@ def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
     return total
 
 
-AREAS = {"llm": llm_area, "serve": serve_area}
+def kill_area(args: argparse.Namespace, folder: Path) -> RunTally:
+    """``--kills`` kills inside each stage, then two runs on one folder; a row per stage."""
+    import random
+
+    from tests.reliability.kill_cases import STAGES, KillSetup, kill_case, two_runs
+
+    setup = KillSetup(folder, SCIFACT, passages=args.passages or 8)
+    start = time.perf_counter()
+    setup.undamaged()
+    took = {s: round(t, 1) for s, t in setup.durations.items()}
+    seconds = time.perf_counter() - start
+    print(f"uninterrupted run: {seconds:.0f} s; stages {took}", file=sys.stderr, flush=True)
+    total = RunTally()
+    for stage in STAGES:
+        tally, start = RunTally(), time.perf_counter()
+        kills = 10 if args.kills is None else args.kills
+        for seed in range(args.seed, args.seed + kills):
+            rng = random.Random(f"{seed}:{stage}")
+            tally += kill_case(setup, stage, rng, folder / f"kill-{stage}-{seed}")
+        print(row(f"kill: inside {stage}", tally, time.perf_counter() - start), flush=True)
+        total += tally
+    start = time.perf_counter()
+    tally = two_runs(setup, random.Random(args.seed), folder / "two-runs")
+    print(row("kill: two runs on one folder", tally, time.perf_counter() - start), flush=True)
+    total += tally
+    return total
+
+
+def damage_area(args: argparse.Namespace, folder: Path) -> RunTally:
+    """Each kind of damage ``--cases`` times, a row per kind; their sum."""
+    import logging
+
+    from geckokit.fret import cost
+
+    cost.probe_rates = lambda llm: None  # the estimate's speed probe: not what is measured
+    logging.getLogger("geckokit").setLevel(logging.ERROR)  # each repair's warning: expected
+    if args.real:
+        from geckokit.encoder import EncoderRef
+        from geckokit.llm import load_llm
+
+        llm, encoder = load_llm(None), EncoderRef.load("all-minilm-l6-v2")
+    else:
+        from geckokit.testing import ScriptedLLM, tiny_encoder
+
+        llm, encoder = ScriptedLLM(), tiny_encoder()
+    setup = Setup(folder, SCIFACT, llm, encoder, passages=args.passages or 6)
+    if args.real:
+        setup.atol = None  # llama.cpp's numbers move with its KV cache's history
+    total = RunTally()
+    for kind in KINDS:
+        tally, start = RunTally(), time.perf_counter()
+        for seed in range(args.seed, args.seed + args.cases):
+            case = folder / f"{kind}-{seed}".replace(" ", "-").replace(",", "")
+            tally += run_case(setup, kind, seed, case)
+        mode = getattr(full_disk, "mode", "")  # a tmpfs, or ENOSPC simulated where not root
+        name = f"damage: {kind}" + (f" ({mode})" if kind == "full disk" else "")
+        print(row(name, tally, time.perf_counter() - start), flush=True)
+        total += tally
+    return total
+
+
+SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
+AREAS = {"damage": damage_area, "kill": kill_area, "llm": llm_area, "serve": serve_area}
 
 
 def main() -> None:
@@ -234,10 +331,21 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=300, help="slow bodies at once")
     parser.add_argument("--faults", type=int, default=1000, help="llm: faults to inject")
     parser.add_argument("--fault-rate", type=float, default=0.3, help="llm: share faulted")
-    parser.add_argument("--passages", type=int, default=4, help="llm: SciFact passages")
-    parser.add_argument("--kills", type=int, default=4, help="llm: runs with a server kill")
+    parser.add_argument("--cases", type=int, default=50, help="damage: cases of each kind")
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=None,
+        help="kill: kills inside each stage (default 10); llm: runs with a server kill (4)",
+    )
+    parser.add_argument(
+        "--passages", type=int, default=None, help="SciFact passages (llm 4, damage 6, kill 8)"
+    )
     parser.add_argument(
         "--llm-timeout", type=float, default=20.0, help="llm: client time-out, at least"
+    )
+    parser.add_argument(
+        "--real", action="store_true", help="damage: the real LLM and encoder, not scripted ones"
     )
     parser.add_argument("--keep", type=Path, help="keep the logs and reports in this folder")
     args = parser.parse_args()

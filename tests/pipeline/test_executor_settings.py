@@ -24,8 +24,8 @@ def test_a_run_started_locally_resumes_on_ray(tmp_path: Path) -> None:
     from geckokit.pipeline.stages import check_config
 
     out = tmp_path / "run"
-    (out / "queries").mkdir(parents=True)  # generate has started
     check_config(load_config(None, {"corpus": "c"}), out)
+    (out / "queries").mkdir(parents=True)  # generate has started
     ray = load_config(None, {"corpus": "c", "executor": "ray", "workers": 8})
     check_config(ray, out)  # not refused: where the stages run does not change their output
     saved = json.loads((out / "config.json").read_text())

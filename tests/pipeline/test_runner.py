@@ -38,6 +38,9 @@ class Scripted(Step):
     def pick(self) -> str:
         return str(self.settings_now["b"]["pick"])
 
+    def history(self) -> dict[str, Any] | None:
+        return {"rows": 3} if self.stage is Stage.MIX else None
+
     settings_now: ClassVar[dict[str, Any]] = DEFAULTS
 
 
@@ -238,3 +241,69 @@ def test_the_first_stage_a_setting_affects() -> None:
 
     declared = {k.split(".")[0] for s in STEPS for k in (*s.settings, *s.in_place)}
     assert set(setting_defaults()) == declared
+
+
+def test_a_lost_run_manifest_is_restored_from_its_copy(tmp_path: Path, calls: list[str]) -> None:
+    out = tmp_path / "run"
+    first = run(out)
+    (out / "manifest.json").unlink()
+    again = run(out)
+    assert calls == ["generate", "mine", "mix"]  # nothing ran again
+    assert again.stages.dump() == first.stages.dump()  # times and sittings kept
+    assert len(again.notes) == 1 and "restored from its copy .manifest.json.bak" in again.notes[0]
+    assert RunManifest.read(out) is not None and (out / "manifest.json").exists()
+
+
+def test_with_no_copy_what_the_stages_made_is_read_from_their_folders(
+    tmp_path: Path, calls: list[str]
+) -> None:
+    out = tmp_path / "run"
+    run(out)
+    (out / "manifest.json").unlink()
+    (out / ".manifest.json.bak").write_text("{garbled")
+    again = run(out)
+    assert calls == ["generate", "mine", "mix"]
+    mix = again.stages.mix
+    assert mix is not None and (mix.rows, mix.recovered, mix.seconds) == (3, True, 0.0)
+    assert again.stages.generate is None  # its folder holds nothing the entry records
+    (note,) = again.notes
+    assert "its copy .manifest.json.bak is damaged too" in note
+    assert (
+        "the run's history before this sitting (stage times, sittings, LLM tokens) is lost" in note
+    )
+    assert note.endswith("what mix produced was read again from their folders")
+    # the next sitting finds the rebuilt record, still marked
+    assert run(out).notes == [] and RunManifest.read(out).stages.mix.recovered  # type: ignore[union-attr]
+
+
+def test_a_lost_settings_record_still_refuses_other_settings(
+    tmp_path: Path, calls: list[str]
+) -> None:
+    out = tmp_path / "run"
+    run(out)
+    (out / CONFIG_FILE).unlink()
+    with pytest.raises(RunMismatchError, match=r"other settings \(c\) and its mix/ already ran"):
+        run(out, c=2)
+    # the same settings resume, noting where their record came from, and write it back
+    (note,) = run(out).notes
+    assert note == f"{out / CONFIG_FILE} was missing; restored from its copy .config.json.bak"
+    assert json.loads((out / CONFIG_FILE).read_text()) == DEFAULTS
+    assert run(out).notes == [] and calls == ["generate", "mine", "mix"]
+
+
+def test_a_settings_record_lost_with_its_copy_is_noted(tmp_path: Path, calls: list[str]) -> None:
+    out = tmp_path / "run"
+    run(out)
+    (out / CONFIG_FILE).unlink()
+    (out / f".{CONFIG_FILE}.bak").unlink()
+    (out / "mix" / "manifest.json").unlink()  # mix runs again ...
+    Scripted.fail = {"mix"}  # ... and stops: that sitting records no settings ...
+    with pytest.raises(KeyboardInterrupt):
+        run(out, c=2)
+    assert not (out / CONFIG_FILE).exists()
+    Scripted.fail = set()
+    again = run(out, c=2)  # ... one that ran its stages does
+    (note,) = again.notes
+    assert note.startswith(f"{out / CONFIG_FILE} was missing, with no copy: the settings")
+    assert "queries/, mine/, mix/ ran with are unknown" in note
+    assert json.loads((out / CONFIG_FILE).read_text())["c"] == 2  # recorded from now on

@@ -96,3 +96,30 @@ def test_a_sitting_killed_outright_keeps_the_time_it_wrote(tmp_path: Path) -> No
         done()
     resumed = _entry(path, "generate")
     assert resumed["sittings"] == 2 and resumed["seconds"] >= killed["seconds"]
+
+
+def test_an_entry_rebuilt_after_the_manifest_was_lost_stays_marked(tmp_path: Path) -> None:
+    """Its time before the loss is unknown: a sitting that runs the stage again adds on to
+    what is known, and the entry still says that it is not the whole time."""
+    path = tmp_path / "manifest.json"
+    manifest = RunManifest.model_validate(
+        {"stages": {"mine": {"seconds": 0.0, "recovered": True, "summary": {"examples": 3}}}}
+    )
+    with stage_clock(manifest, path, "mine", again=True) as done:
+        done(summary={"examples": 4})
+    entry = _entry(path)
+    assert (entry["recovered"], entry["sittings"], entry["summary"]) == (True, 2, {"examples": 4})
+
+
+def test_a_disk_full_while_recording_a_stop_keeps_the_stage_s_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, manifest = tmp_path / "manifest.json", RunManifest()
+    with pytest.raises(ValueError, match="the stage's own"), stage_clock(manifest, path, "mix"):
+
+        def full(self: RunManifest, where: Path) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(RunManifest, "write", full)
+        raise ValueError("the stage's own error")
+    assert manifest.status == "stopped during mix"

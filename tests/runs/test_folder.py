@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from geckokit.runs.folder import RunMismatchError, open_run
+from geckokit.runs.folder import (
+    RunMismatchError,
+    copy_path,
+    open_run,
+    read_record,
+    write_record,
+)
 
 
 def _identity(queries: str, count: int, prompt: str = "/site-packages/p.toml") -> dict:
@@ -109,3 +115,40 @@ def test_a_run_folder_in_use_by_another_process_is_refused_until_it_exits(
         with run_lock(out):  # and this process may take its own lock again
             pass
         assert (out / LOCK_FILE).read_text() == str(os.getpid())
+
+
+def test_a_run_record_lost_or_garbled_is_read_from_its_copy(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    assert read_record(path) == (None, None)  # a new run
+    write_record({"status": "finished", "stages": {"mine": {"seconds": 3.0}}}, path)
+    assert read_record(path) == ({"status": "finished", "stages": {"mine": {"seconds": 3.0}}}, None)
+
+    path.unlink()
+    data, note = read_record(path)
+    assert data == {"status": "finished", "stages": {"mine": {"seconds": 3.0}}}
+    assert note == f"{path} was missing; restored from its copy .manifest.json.bak"
+
+    path.write_text('{"status": "fini')  # garbled: set aside for a look, the copy read
+    data, note = read_record(path)
+    assert data is not None and data["status"] == "finished"
+    assert note is not None and "damaged" in note and "set aside as manifest.json.damaged" in note
+    assert (tmp_path / "manifest.json.damaged").read_text() == '{"status": "fini'
+    assert not path.exists()  # the next write puts it back
+
+    copy_path(path).write_text("")
+    data, note = read_record(path)
+    assert data is None
+    assert note == (
+        f"{path} was missing, and its copy .manifest.json.bak is damaged too "
+        f"({copy_path(path)} is damaged: not JSON (Expecting value: line 1 column 1 (char 0)))"
+    )
+
+
+def test_a_garbled_stage_manifest_is_set_aside_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Its shards carry their own record (tests/runs/test_shards.py), so nothing is lost."""
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "manifest.json").write_bytes(b"\x00" * 40)
+    open_run(out, _identity("q", 9))
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert (out / "manifest.json.damaged").read_bytes() == b"\x00" * 40

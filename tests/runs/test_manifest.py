@@ -1,18 +1,22 @@
 """The manifests' models: what is read is written back unchanged, unknown stage manifests are
-left out, and one this version cannot read is refused with a clear message."""
+left out, one this version cannot read is refused with a clear message, and a stage whose
+files were damaged since is not finished."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from geckokit.io import write_table
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.manifest import (
     MineManifest,
     RunManifest,
     Stage,
+    damaged_tables,
     finished,
     parse_stage_manifest,
     read_stage_manifest,
@@ -66,3 +70,30 @@ def test_stage_manifests_are_read_as_their_stage_s(tmp_path: Path) -> None:
     with pytest.raises(RunMismatchError, match="not a MineManifest this geckokit reads"):
         read_stage_manifest(folder, Stage.MINE)
     assert [s.folder for s in Stage] == ["queries", "mine", "mix", "train", "eval", "report.html"]
+
+
+def test_a_finished_stage_whose_tables_are_damaged_is_not_finished(tmp_path: Path) -> None:
+    folder = tmp_path / "mix"
+    write_table(pa.table({"query": ["q"]}), folder / "mixture" / "part-00000.parquet")
+    (folder / "manifest.json").write_text(json.dumps({"stage": "mix", "rows": 1}))
+    assert finished(folder, Stage.MIX) and damaged_tables(folder) == []
+    part = folder / "mixture" / "part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:-9])  # cut short
+    assert damaged_tables(folder) == [part]
+    assert not finished(folder, Stage.MIX)  # so it runs again and writes it whole
+
+
+def test_a_garbled_stage_manifest_is_not_finished(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"stage": "mix", "rows": 1')
+    assert read_stage_manifest(tmp_path, Stage.MIX) is None
+    assert not finished(tmp_path, Stage.MIX)
+
+
+def test_a_lost_run_manifest_is_read_from_its_copy_and_noted(tmp_path: Path) -> None:
+    RunManifest.model_validate(RUN).write(tmp_path / "manifest.json")
+    (tmp_path / "manifest.json").unlink()
+    manifest, note = RunManifest.read_noting(tmp_path)
+    assert manifest is not None and manifest.dump() == RUN
+    assert note is not None and "restored from its copy .manifest.json.bak" in note
+    assert manifest.notes == [note]
+    assert "notes" not in manifest.dump()  # a note is shown, never written

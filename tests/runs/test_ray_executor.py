@@ -24,11 +24,13 @@ from geckokit.runs.executor import (
     shard_executor,
 )
 from geckokit.runs.shards import ShardRun
+from geckokit.runs.stamps import ShardKey, read_stamp
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster
 
 ITEMS = pa.table({"x": list(range(10))})
 OUTPUTS = ("doubled", "odd")  # the primary, and a secondary written before it
+KEY = ShardKey(settings={"factor": 2})  # what each shard records it was made with
 
 
 @dataclass
@@ -98,6 +100,7 @@ def run(work: ShardExecutor, out: Path, **options: Any) -> ShardRun:
         make_stage=make_stage,
         split=split,
         show_progress=False,
+        key=KEY,
         **options,
     )
 
@@ -129,6 +132,8 @@ def test_ray_writes_the_local_loops_files_and_resumes_its_runs(
     assert got.keys() == expected.keys()
     for name, table in expected.items():
         assert got[name].equals(table), name
+        # each records what it was made from, whoever wrote it
+        assert read_stamp(got[name]) == read_stamp(table) is not None, name
     # and a local sitting after Ray finds nothing left
     with shard_executor(load_tally) as local:
         again = run(local, tmp_path / "mixed")

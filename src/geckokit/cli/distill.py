@@ -277,14 +277,18 @@ def describe_estimate(e: dict[str, Any]) -> str:
 
 
 def print_summary(console: Any, manifest: RunManifest, out: Path, *, results: bool = True) -> None:
-    """The end of a run: the before/after table (``results=False`` leaves it to the
-    caller), the time per stage and in all (with the LLM's share), the LLM's tokens per
-    stage, the model's and the report's paths."""
+    """The end of a run: what went wrong with the run's records (lost, damaged, restored
+    from their copies), the before/after table (``results=False`` leaves it to the caller),
+    the time per stage and in all (with the LLM's share), the LLM's tokens per stage, the
+    model's and the report's paths."""
+    from rich.markup import escape
     from rich.table import Table
 
     from geckokit.cli.options import llm_usage_line
     from geckokit.runs.manifest import GenerateEntry, MineEntry
 
+    for note in manifest.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
     stages = manifest.stages
     rows = stages.eval.results if results and stages.eval is not None else None
     if rows:
@@ -300,6 +304,8 @@ def print_summary(console: Any, manifest: RunManifest, out: Path, *, results: bo
     entries = stages.items()
     for stage, info in entries:
         more = f" ({info.sittings} sittings)" if info.sittings > 1 else ""
+        if info.recovered:
+            more += " + its time before the run manifest was lost (unknown)"
         console.print(f"  {stage.value:<9} {info.seconds:>8.1f} s{more}")
     total = sum(info.seconds for _, info in entries)
     llm = [(s, e) for s, e in entries if isinstance(e, GenerateEntry | MineEntry)]

@@ -27,6 +27,8 @@ from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import holds_run_lock, open_run
+from geckokit.runs.shards import resumable_shards
+from geckokit.runs.stamps import ShardKey
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ REJECT_COLUMNS = [
     "final",
     "seconds",
 ]
+
+
+#: the sharded outputs, the primary (whose file marks a shard finished) first
+OUTPUTS = ("queries", "rejects")
 
 
 def _split(table: pa.Table) -> dict[str, pa.Table]:
@@ -89,7 +95,16 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
 
 
 def _identity_config(config: GenerateConfig) -> dict[str, Any]:
-    return config.model_dump(exclude={"reuse_prefix"})
+    return config.model_dump(mode="json", exclude={"reuse_prefix"})
+
+
+def shard_key(config: GenerateConfig, prompt: GeneratePrompt, model_id: str | None) -> ShardKey:
+    """What each query shard records it was made with besides its passages (ids, titles,
+    texts): the settings, the prompt template's hash and the LLM's id."""
+    return ShardKey(
+        settings={"config": _identity_config(config), "prompt": prompt.sha256, "model": model_id},
+        defaults={"config": _identity_config(GenerateConfig())},
+    )
 
 
 def _generator(llm: LLM, prompt: GeneratePrompt, config: GenerateConfig) -> QueryGenerator:
@@ -163,18 +178,25 @@ def _generate(
         },
         "shard_size": shard_size,
     }
+    # the shards' own records first: a run they refuse leaves the folder's manifest as it was
+    key = shard_key(config, prompt, work.info["model"].get("id"))
+    checked = resumable_shards(
+        passages, out=out, outputs=OUTPUTS, shard_size=shard_size, key=key, description="generate"
+    )
     # a folder from before a setting existed resumes: it ran with that setting's default
     open_run(out, identity, defaults={"config": _identity_config(GenerateConfig())})
     run = work.run(
         passages,
         out=out,
-        outputs=("queries", "rejects"),
+        outputs=OUTPUTS,
         shard_size=shard_size,
         make_stage=functools.partial(_generator, prompt=prompt, config=config),
         split=_split,
         description="generate",
         max_shards=max_shards,
         show_progress=show_progress,
+        key=key,
+        checked=checked,
     )
     queries, rejects = read_shards(out / "queries"), read_shards(out / "rejects")
     finished = run.shards_skipped + run.shards_written == run.shards_total
@@ -193,5 +215,7 @@ def _generate(
     }
     if run.llm:  # this sitting's tokens only (a resumed run skips finished shards)
         manifest["llm_this_run"] = run.llm
+    if run.shards_repaired:
+        manifest["shards"]["repaired"] = run.shards_repaired
     write_json(manifest, out / MANIFEST)
     return manifest

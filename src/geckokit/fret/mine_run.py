@@ -31,11 +31,13 @@ encoder being trained already knows. A user query has no seed passage, so it alw
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import random
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,21 @@ from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.fret.workers import llm_executor
-from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
+from geckokit.io import (
+    MANIFEST,
+    DamagedFileError,
+    environment,
+    read_json,
+    read_shards,
+    write_json,
+    write_table,
+)
 from geckokit.llm.base import LLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
-from geckokit.runs.shards import ShardRun, unfinished_rows
+from geckokit.runs.shards import ShardCheck, ShardRun, resumable_shards, unfinished_rows
+from geckokit.runs.stamps import ShardKey, json_sha256, read_stamped, rows_sha256, stamped
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
@@ -161,6 +172,70 @@ class MineConfig(BaseModel):
 
 def _identity_config(config: MineConfig) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude=set(SELECTION))
+
+
+#: MineConfig fields that shape the candidates (with the initial encoder's name)
+RETRIEVAL = (
+    "top_n",
+    "retriever",
+    "hybrid_k",
+    "exact_max",
+    "warmup_encoder",
+    "warmup_epochs",
+    "seed",
+)
+
+
+def _retrieval_settings(config: MineConfig, encoder: str) -> dict[str, Any]:
+    return {"encoder": encoder, **config.model_dump(mode="json", include=set(RETRIEVAL))}
+
+
+def _candidates_stamp(
+    queries: pa.Table, passages: pa.Table, config: MineConfig, encoder: str
+) -> dict[str, Any]:
+    """What the candidates file records it was made from: the queries and passages (a
+    digest of their ids and texts) and the retrieval settings."""
+    digest = rows_sha256(queries.select(["query_id", "passage_id", "task", "query"]))
+    digest += rows_sha256(passages.select(["passage_id", "title", "text"]))
+    return {
+        "format": 1,
+        "input_sha256": hashlib.sha256(digest.encode()).hexdigest(),
+        "settings": _retrieval_settings(config, encoder),
+    }
+
+
+def _stored_candidates(path: Path, expected: dict[str, Any]) -> pa.Table | None:
+    """The candidates retrieved before (None: none, or a damaged file, deleted to be
+    retrieved again); refuses, with :class:`RunMismatchError`, candidates retrieved for
+    other queries, passages or settings. A file written before candidates were stamped is
+    trusted."""
+    if not path.exists():
+        return None
+    try:
+        table, stamp = read_stamped(path)
+    except DamagedFileError as exc:
+        log.warning("%s; it is deleted and the candidates retrieved again", exc)
+        path.unlink()
+        return None
+    if stamp is None:
+        return table
+    was = with_defaults(_retrieval_settings(MineConfig(), ""), stamp.get("settings") or {})
+    why = None
+    if stamp.get("input_sha256") != expected["input_sha256"]:
+        why = "for other queries or passages (another corpus, or queries of another run)"
+    elif was != expected["settings"]:
+        changed = [
+            f"{k}: {was.get(k)!r} there, {v!r} now"
+            for k, v in expected["settings"].items()
+            if was.get(k) != v
+        ]
+        why = f"with other settings ({', '.join(changed)})"
+    if why is not None:
+        raise RunMismatchError(
+            f"{path} was retrieved {why}; rerun with the inputs and settings that made it to "
+            f"resume, or delete {path.parent.parent} to mine again (or use another --out folder)"
+        )
+    return table
 
 
 def unsolved(candidates: pa.Table) -> pa.Table:
@@ -532,16 +607,29 @@ def _mine(
         "shard_size": shard_size,
     }
     _refuse_old_selection(out)
+    passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
+    scoring = work is not None and config.fusion is not Fusion.SEED  # the LLM scores pairs
+    # the files' own records first: a run they refuse leaves the folder's manifest as it was
+    cand_path = out / "candidates" / "part-00000.parquet"
+    cand_stamp = _candidates_stamp(queries, corpus.passages, config, encoder.name)
+    candidates = _stored_candidates(cand_path, cand_stamp)
+    checked = None
+    if candidates is not None:
+        candidates = with_candidate_columns(candidates)  # written before the retriever choice
+        if work is not None and scoring:
+            plan = _scoring(_kept(candidates, config.drop_solved), passages, work, prompt, config)
+            checked = resumable_shards(
+                plan.grouped,
+                out=out,
+                outputs=("scores",),
+                shard_size=shard_size,
+                key=plan.key,
+                description=SCORING,
+            )
     # a folder from before a setting existed resumes: it ran with that setting's default
     identity = open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
 
-    passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
-    cand_path = out / "candidates" / "part-00000.parquet"
-    if cand_path.exists():
-        candidates = read_shards(out / "candidates")
-        assert candidates is not None
-        candidates = with_candidate_columns(candidates)  # written before the retriever choice
-    else:
+    if candidates is None:
         if config.retriever is not Retriever.ENCODER:
             from geckokit.retrieval.bm25 import require_bm25
 
@@ -567,7 +655,7 @@ def _mine(
             exact_max=config.exact_max,
             show_progress=show_progress,
         )
-        write_table(candidates, cand_path)
+        write_table(stamped(candidates, cand_stamp), cand_path)
     retrieved = candidates.num_rows
     candidates = _kept(candidates, config.drop_solved)
     if candidates.num_rows == 0:
@@ -579,20 +667,20 @@ def _mine(
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
     scores = None
-    if work is not None and config.fusion is not Fusion.SEED:  # None only for the seed fusion
+    if work is not None and scoring:  # None only for the seed fusion
         run = _score_pairs(
-            candidates,
-            passages,
+            _scoring(candidates, passages, work, prompt, config),
             out,
             work=work,
-            prompt=prompt,
-            config=config,
             shard_size=shard_size,
             max_shards=max_shards,
             show_progress=show_progress,
+            checked=checked,
         )
         done = run.shards_skipped + run.shards_written
         manifest["shards"] = {"total": run.shards_total, "finished": done}
+        if run.shards_repaired:
+            manifest["shards"]["repaired"] = run.shards_repaired
         if run.llm:  # this sitting's own tokens, not the backend's running total
             manifest["llm_this_run"] = run.llm
         if done < run.shards_total:
@@ -621,7 +709,10 @@ def _mine(
 def _refuse_old_selection(out: Path) -> None:
     """A folder written before the selection settings left the run's identity keeps them
     in its config: refuse it with a clear message rather than guess how it chose."""
-    previous = read_json(out / MANIFEST)
+    try:
+        previous = read_json(out / MANIFEST)
+    except DamagedFileError:
+        return  # open_run sets it aside; the stamps of the files check what it recorded
     config = (previous or {}).get("config") or {}
     if any(k in config for k in SELECTION):
         raise RunMismatchError(
@@ -634,13 +725,16 @@ def _refuse_old_selection(out: Path) -> None:
 def scoring_left(out: str | Path) -> tuple[int, int] | None:
     """Candidate passages and (query, passage) pairs that mine/ in ``out`` has still to
     score, from its retrieved candidates and finished score shards; None before the
-    candidates are retrieved."""
+    candidates are retrieved, or when they or the manifest are damaged or lost (the run
+    sets such files aside or makes them again)."""
     out = Path(out)
-    candidates = read_shards(out / "candidates")
-    if candidates is None:
+    try:
+        candidates = read_shards(out / "candidates")
+        manifest = read_json(out / MANIFEST)
+    except DamagedFileError:
         return None
-    manifest = read_json(out / MANIFEST)
-    assert manifest is not None  # open_run writes it before the candidates
+    if candidates is None or manifest is None:
+        return None
     drop = with_defaults(_identity_config(MineConfig()), manifest["config"])["drop_solved"]
     grouped = _pairs_by_passage(_kept(candidates, drop))
     rows = unfinished_rows(out, "scores", grouped.num_rows, manifest["shard_size"])
@@ -648,21 +742,30 @@ def scoring_left(out: str | Path) -> tuple[int, int] | None:
     return len(rows), sum(len(queries[i]) for i in rows)
 
 
-def _score_pairs(
+#: the scoring's name in messages and on its progress bar
+SCORING = "mine: score passages"
+
+
+@dataclass
+class _Scoring:
+    """The sharded scoring of a run's pairs: one row per candidate passage with the queries
+    it is scored for, the stage that scores a shard of them, and what stamps the shards."""
+
+    grouped: pa.Table
+    make_stage: Any
+    key: ShardKey
+
+
+def _scoring(
     candidates: pa.Table,
     passages: dict[str, dict[str, str]],
-    out: Path,
-    *,
     work: ShardExecutor,
     prompt: RerankPrompt,
     config: MineConfig,
-    shard_size: int,
-    max_shards: int | None,
-    show_progress: bool,
-) -> ShardRun:
-    """Score every (query, candidate) pair with the LLM, grouped by passage, into
-    ``out/scores`` shards (resumable), on ``work``'s workers."""
-    grouped = _pairs_by_passage(candidates)
+) -> _Scoring:
+    """The scoring of ``candidates``' (query, candidate) pairs, grouped by passage; each
+    shard records the prompt's hash, the LLM's id, the passage length and a digest of its
+    passages' and queries' texts."""
     query_text = {
         r["query_id"]: (r["task"], r["query"])
         for r in candidates.select(["query_id", "task", "query"]).to_pylist()
@@ -674,16 +777,58 @@ def _score_pairs(
         passages=passages,
         queries=query_text,
     )
+    key = ShardKey(
+        settings={
+            "prompt": prompt.sha256,
+            "model": work.info["model"].get("id"),
+            "passage_max_tokens": config.passage_max_tokens,
+        },
+        fingerprint=functools.partial(_pairs_sha256, passages=passages, queries=query_text),
+    )
+    return _Scoring(_pairs_by_passage(candidates), make_stage, key)
+
+
+def _score_pairs(
+    scoring: _Scoring,
+    out: Path,
+    *,
+    work: ShardExecutor,
+    shard_size: int,
+    max_shards: int | None,
+    show_progress: bool,
+    checked: ShardCheck | None = None,
+) -> ShardRun:
+    """Score every (query, candidate) pair with the LLM, grouped by passage, into
+    ``out/scores`` shards (resumable), on ``work``'s workers; ``checked``: the finished
+    shards' check, made already."""
     return work.run(
-        grouped,
+        scoring.grouped,
         out=out,
         outputs=("scores",),
         shard_size=shard_size,
-        make_stage=make_stage,
+        make_stage=scoring.make_stage,
         split=_scores_only,
-        description="mine: score passages",
+        description=SCORING,
         max_shards=max_shards,
         show_progress=show_progress,
+        key=scoring.key,
+        checked=checked,
+    )
+
+
+def _pairs_sha256(
+    shard: pa.Table,
+    *,
+    passages: dict[str, dict[str, str]],
+    queries: dict[str, tuple[str, str]],
+) -> str:
+    """A digest of what a scores shard is made from: each passage's id, title and text
+    with the ids, tasks and texts of the queries it is scored for."""
+    return json_sha256(
+        [pid, passages[pid]["title"], passages[pid]["text"], [[q, *queries[q]] for q in qids]]
+        for pid, qids in zip(
+            shard["passage_id"].to_pylist(), shard["query_ids"].to_pylist(), strict=True
+        )
     )
 
 

@@ -20,15 +20,24 @@ folder's lock, then:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from geckokit.io import MANIFEST, environment, read_json, write_json
+from geckokit.io import MANIFEST, environment
 from geckokit.runs.clock import stage_clock
-from geckokit.runs.folder import RunMismatchError, run_lock, with_defaults
-from geckokit.runs.manifest import RunManifest, Stage, finished
+from geckokit.runs.folder import (
+    RunMismatchError,
+    read_record,
+    run_lock,
+    with_defaults,
+    write_record,
+)
+from geckokit.runs.manifest import ENTRY_TYPES, RunManifest, Stage, finished
 from geckokit.types import ClosedSet
+
+log = logging.getLogger(__name__)
 
 #: The run folder's record of the settings it was run with.
 CONFIG_FILE = "config.json"
@@ -85,6 +94,11 @@ class Step:
         """Run (or resume) the stage; returns what its run-manifest entry records."""
         raise NotImplementedError
 
+    def history(self) -> dict[str, Any] | None:
+        """What the run-manifest entry of this finished stage records of its output, read
+        again from its folder (for a run manifest that was lost); None: nothing to read."""
+        return None
+
     def after(self, manifest: RunManifest) -> None:
         """Called once the stage has run or been skipped (records paths, frees memory)."""
 
@@ -120,11 +134,23 @@ def _changed(saved: Any, current: Any, prefix: str = "") -> Iterator[str]:
 
 def check_settings(
     steps: Sequence[type[Step]], out: Path, settings: dict[str, Any], defaults: dict[str, Any]
-) -> None:
+) -> str | None:
     """Refuse ``settings`` when they differ from those ``out`` recorded in a way that leaves
-    a started stage stale (see the module docstring), else record them. ``defaults``: each
-    setting's default, for a record written before a setting existed (it ran with it)."""
-    saved = read_json(out / CONFIG_FILE)
+    a started stage stale (see the module docstring), else record them (with a copy:
+    :func:`~geckokit.runs.folder.write_record`). ``defaults``: each setting's default, for a
+    record written before a setting existed (it ran with it). Returns a note when the record
+    was missing or damaged: restored from its copy, or lost with stages started (then the
+    finished stages are kept unchecked; the sharded ones still check their own shards)."""
+    saved, note = read_record(out / CONFIG_FILE)
+    started = [f"{s.stage.folder}/" for s in steps if (out / s.stage.folder).is_dir()]
+    if saved is None and started:
+        note = note or f"{out / CONFIG_FILE} was missing, with no copy"
+        note += (
+            f": the settings {', '.join(started)} ran with are unknown, so they were not "
+            "compared with these (the shards of queries/ and mine/ are checked against their "
+            "own records); delete the folders of stages to redo them with these settings"
+        )
+        return note
     if saved is not None:
         saved = with_defaults(defaults, saved)
         changed = [k for t in settings for k in _changed(saved.get(t), settings[t], f"{t}.")]
@@ -140,7 +166,8 @@ def check_settings(
                 "with the same settings to resume, delete those folders to redo them, or use "
                 "another --out folder"
             )
-    write_json(settings, out / CONFIG_FILE)
+    write_record(settings, out / CONFIG_FILE)
+    return note
 
 
 def plan(steps: Sequence[Step]) -> dict[Stage, Action]:
@@ -173,8 +200,11 @@ def run_stages(
     ``out`` fails with :class:`~geckokit.runs.folder.RunLockedError`."""
     last = [s.stage for s in steps].index(until)
     with run_lock(out):
-        manifest = RunManifest.read(out) or RunManifest()  # one it cannot read: refused
-        check_settings([type(s) for s in steps], out, settings, defaults)
+        manifest = _run_manifest(steps, out)  # one this version cannot read: refused
+        note = check_settings([type(s) for s in steps], out, settings, defaults)
+        if note is not None:
+            log.warning("%s", note)
+            manifest.notes.append(note)
         manifest.status, manifest.out = "running", str(out)
         for _, entry in manifest.stages.items():
             if entry.status == "running":  # its process was killed: this one holds the lock
@@ -191,8 +221,40 @@ def run_stages(
                 with stage_clock(manifest, out / MANIFEST, step.stage, again=again) as done:
                     done(**step.run())
             step.after(manifest)
+        if not (out / CONFIG_FILE).exists():  # lost with its copy: these settings ran now
+            write_record(settings, out / CONFIG_FILE)
         stopped = until is not steps[-1].stage
         manifest.status = f"stopped after {until.value}" if stopped else "finished"
         manifest.environment = environment()
         manifest.write(out / MANIFEST)
         return manifest
+
+
+def _run_manifest(steps: Sequence[Step], out: Path) -> RunManifest:
+    """The run manifest in ``out``, from its copy when it was lost or damaged; with neither
+    and stages started, rebuilt from the finished stages' folders (:meth:`Step.history`),
+    their times before this sitting unknown. What happened is in its notes."""
+    manifest, note = RunManifest.read_noting(out)
+    if manifest is not None:
+        if note is not None:
+            log.warning("%s", note)
+        return manifest
+    manifest = RunManifest()
+    started = [s for s in steps if s.folder.exists()]
+    if not started:
+        return manifest  # a new run
+    rebuilt = []
+    for step in started:
+        entry = step.history() if step.finished() else None
+        if entry is not None:
+            kind = ENTRY_TYPES[step.stage]
+            manifest.stages.put(step.stage, kind.model_validate({**entry, "recovered": True}))
+            rebuilt.append(step.name)
+    note = (note or f"{out / MANIFEST} was missing, with no copy") + (
+        ": the run's history before this sitting (stage times, sittings, LLM tokens) is lost"
+    )
+    if rebuilt:
+        note += f"; what {', '.join(rebuilt)} produced was read again from their folders"
+    log.warning("%s", note)
+    manifest.notes.append(note)
+    return manifest

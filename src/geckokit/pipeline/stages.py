@@ -22,7 +22,17 @@ from geckokit.pipeline.runner import first_stage as _first_stage
 from geckokit.registry import DEFAULT_LLM
 from geckokit.runs.executor import Executor
 from geckokit.runs.folder import RunMismatchError
-from geckokit.runs.manifest import MineManifest, RunManifest, Stage, finished, read_stage_manifest
+from geckokit.runs.manifest import (
+    EvalManifest,
+    GenerateManifest,
+    MineManifest,
+    MixManifest,
+    RunManifest,
+    Stage,
+    TrainManifest,
+    finished,
+    read_stage_manifest,
+)
 
 if TYPE_CHECKING:
     from geckokit.corpus import Corpus
@@ -124,6 +134,13 @@ class Generate(DistillStep):
         )
         return {"summary": gen["summary"], "llm_this_run": gen.get("llm_this_run")}
 
+    def history(self) -> dict[str, Any] | None:
+        found = read_stage_manifest(self.folder, self.stage)
+        if not isinstance(found, GenerateManifest):
+            return None
+        usage = found.llm_this_run.dump() if found.llm_this_run is not None else None
+        return {"summary": found.summary.dump(), "llm_this_run": usage}
+
 
 class Mine(DistillStep):
     stage = Stage.MINE
@@ -167,6 +184,13 @@ class Mine(DistillStep):
         )
         return {"summary": mined.get("summary"), "llm_this_run": mined.get("llm_this_run")}
 
+    def history(self) -> dict[str, Any] | None:
+        found = self.manifest()
+        if found is None:
+            return None
+        usage = found.llm_this_run.dump() if found.llm_this_run is not None else None
+        return {"summary": found.summary.dump(), "llm_this_run": usage}
+
     def after(self, manifest: RunManifest) -> None:
         self.shared.llm = None  # the LLM's work is done; let it go before training
         self.shared.encoder = None  # so is the initial encoder's
@@ -195,6 +219,12 @@ class Mix(DistillStep):
         )
         return {"rows": mixed["rows"], "sources": mixed["sources"]}
 
+    def history(self) -> dict[str, Any] | None:
+        found = read_stage_manifest(self.folder, self.stage)
+        if not isinstance(found, MixManifest):
+            return None
+        return {"rows": found.rows, "sources": found.sources}
+
 
 class Train(DistillStep):
     stage = Stage.TRAIN
@@ -214,6 +244,14 @@ class Train(DistillStep):
         loss = [curve[0]["loss"], curve[-1]["loss"]] if curve else None
         return {"steps": trained["steps"], "loss": loss}
 
+    def history(self) -> dict[str, Any] | None:
+        found = read_stage_manifest(self.folder, self.stage)
+        if not isinstance(found, TrainManifest):
+            return None
+        curve = found.loss_curve
+        loss = [curve[0].loss, curve[-1].loss] if curve else None
+        return {"steps": found.steps, "loss": loss}
+
     def after(self, manifest: RunManifest) -> None:
         manifest.model = str(self.folder / "model")
 
@@ -229,6 +267,12 @@ class Eval(DistillStep):
     def run(self) -> dict[str, Any]:
         model = self.out / Stage.TRAIN.folder / "model"
         return {"results": evaluate_before_after(self.shared.config, model, self.folder)}
+
+    def history(self) -> dict[str, Any] | None:
+        found = read_stage_manifest(self.folder, self.stage)
+        if not isinstance(found, EvalManifest) or not found.results:
+            return None
+        return {"results": before_after([r.model_dump(mode="json") for r in found.results])}
 
 
 class Report(DistillStep):
@@ -409,7 +453,16 @@ def evaluate_before_after(
         model_formats={config.base: ["plain", "gecko"]},
         out=out,
     )
-    rows = table.to_pylist()
+    return before_after(table.to_pylist())
+
+
+def before_after(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The full-width retrieval rows of an evaluation of base (the first model of ``rows``)
+    and distilled model (:func:`evaluate_before_after`; ``rows`` as
+    :func:`geckokit.evaluate.run.evaluate` returns them, or as its manifest records them):
+    benchmark, model (base, base (unified format), distilled), nDCG@10, Recall@10."""
+    if not rows:
+        return []
     full = {r["model"]: max(x["dim"] for x in rows if x["model"] == r["model"]) for r in rows}
     labels = {
         (rows[0]["model"], "plain"): "base",

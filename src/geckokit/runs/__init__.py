@@ -1,5 +1,6 @@
 """Run folders shared by every stage: the lock and settings check of a folder
-(:mod:`~geckokit.runs.folder`), the resumable sharded loop (:mod:`~geckokit.runs.shards`),
+(:mod:`~geckokit.runs.folder`), the resumable sharded loop (:mod:`~geckokit.runs.shards`)
+and what each of its files records it was made from (:mod:`~geckokit.runs.stamps`),
 the clock that times each stage into the run manifest (:mod:`~geckokit.runs.clock`), and the
 stage names and manifests as typed models (:mod:`~geckokit.runs.manifest`).
 

@@ -3,6 +3,7 @@ stage runs, so that a stopped or killed stage keeps the time it spent."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from geckokit.runs.manifest import ENTRY_TYPES, RunManifest, Stage
+
+log = logging.getLogger(__name__)
 
 #: how often a running stage writes its time so far into the run manifest: a sitting
 #: killed outright (``kill -9``, a power cut) loses at most this much of it
@@ -45,19 +48,26 @@ def stage_clock(
         before, sittings = 0.0, 1
     else:
         before, sittings = earlier.seconds, earlier.sittings + 1
+    # an entry rebuilt after the run manifest was lost stays marked: its time is partial
+    recovered = {"recovered": True} if earlier is not None and earlier.recovered else {}
     t0 = time.perf_counter()
     lock, stop = threading.Lock(), threading.Event()
 
     def entry(**info: Any) -> None:
         with lock:
             seconds = round(before + time.perf_counter() - t0, 1)
-            record = kind.model_validate({"seconds": seconds, "sittings": sittings, **info})
+            record = kind.model_validate(
+                {"seconds": seconds, "sittings": sittings, **recovered, **info}
+            )
             manifest.stages.put(stage, record)
             manifest.write(path)
 
     def beat() -> None:
         while not stop.wait(every):
-            entry(status="running")
+            try:
+                entry(status="running")
+            except OSError as exc:  # a full disk: the stage's own writes will say so
+                log.warning("the run manifest could not be updated: %s", exc)
 
     def done(**info: Any) -> None:
         halt()
@@ -76,7 +86,10 @@ def stage_clock(
     except BaseException:
         halt()
         manifest.status = f"stopped during {stage.value}"
-        entry(status="stopped")
+        try:
+            entry(status="stopped")
+        except OSError as exc:  # a full disk: the error that stopped the stage matters more
+            log.warning("the run manifest could not record the stop: %s", exc)
         raise
     finally:
         halt()

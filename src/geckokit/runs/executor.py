@@ -27,7 +27,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geckokit.registry import DEFAULT_LLM_TIMEOUT
-from geckokit.runs.shards import ShardRun, run_sharded
+from geckokit.runs.shards import ShardCheck, ShardRun, run_sharded
+from geckokit.runs.stamps import ShardKey
 from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,13 @@ class ShardExecutor(Protocol):
         description: str = "working",
         max_shards: int | None = None,
         show_progress: bool = True,
+        key: ShardKey | None = None,
+        checked: ShardCheck | None = None,
     ) -> ShardRun:
         """As :func:`~geckokit.runs.shards.run_sharded`, with the stage made by
-        ``make_stage`` from the loaded model; ``ShardRun.llm`` counts the tokens spent."""
+        ``make_stage`` from the loaded model; ``ShardRun.llm`` counts the tokens spent;
+        ``key`` stamps the shards and checks the finished ones (unless ``checked``: the
+        check made already)."""
         ...
 
 
@@ -158,6 +163,8 @@ class LocalShards:
         description: str = "working",
         max_shards: int | None = None,
         show_progress: bool = True,
+        key: ShardKey | None = None,
+        checked: ShardCheck | None = None,
     ) -> ShardRun:
         return run_sharded(
             items,
@@ -170,6 +177,8 @@ class LocalShards:
             max_shards=max_shards,
             show_progress=show_progress,
             usage=self.loaded.usage,
+            key=key,
+            checked=checked,
         )
 
 

@@ -1,16 +1,20 @@
-"""Run folders: one stage's settings per folder, checked before a rerun resumes it."""
+"""Run folders: one stage's settings per folder, checked before a rerun resumes it; the
+run's own records (its settings and history), each kept with a copy."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geckokit.io import MANIFEST, environment, read_json, write_json
+from geckokit.io import MANIFEST, DamagedFileError, environment, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 try:
     import fcntl
@@ -92,6 +96,49 @@ def holds_run_lock(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def copy_path(path: Path) -> Path:
+    """Where the copy of a run record is kept: ``.NAME.bak`` beside it."""
+    return path.with_name(f".{path.name}.bak")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged ``path`` to ``NAME.damaged`` (kept for a look), and return that."""
+    aside = path.with_name(f"{path.name}.damaged")
+    os.replace(path, aside)
+    return aside
+
+
+def write_record(payload: dict[str, Any], path: Path) -> None:
+    """Write a run record (the run manifest, its settings) to ``path`` and then its copy
+    (:func:`copy_path`), each atomically: one lost or damaged, the other still holds it."""
+    write_json(payload, path)
+    write_json(payload, copy_path(path))
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A run record written by :func:`write_record`: the content of ``path``, or of its copy
+    when ``path`` is missing or damaged (a damaged one is set aside as ``NAME.damaged``);
+    None when neither reads. Second, a note of what happened (None: nothing went wrong)."""
+    copy = copy_path(path)
+    problem = None
+    try:
+        data = read_json(path)
+    except DamagedFileError as exc:
+        data, problem = None, f"{path} was damaged ({exc}); set aside as {set_aside(path).name}"
+    if data is not None:
+        return data, None
+    if problem is None and not copy.exists():
+        return None, None  # a new run (or one written before records had copies)
+    problem = problem or f"{path} was missing"
+    try:
+        data = read_json(copy)
+    except DamagedFileError as exc:
+        return None, f"{problem}, and its copy {copy.name} is damaged too ({exc})"
+    if data is None:
+        return None, f"{problem}, and so is its copy {copy.name}"
+    return data, f"{problem}; restored from its copy {copy.name}"
+
+
 def with_defaults(defaults: Any, saved: Any) -> Any:
     """``saved`` (settings as a run folder recorded them) with each setting it lacks taken
     from ``defaults``, at any depth: a setting added after the folder was written is at its
@@ -119,7 +166,11 @@ def open_run(
     the record of the LLM whose work the folder holds, so that a later sitting with another
     LLM is still refused. Returns the identity recorded.
     """
-    previous = read_json(out / MANIFEST)
+    try:
+        previous = read_json(out / MANIFEST)
+    except DamagedFileError as exc:  # its shards carry their own record: they are checked
+        log.warning("%s; set aside as %s", exc, set_aside(out / MANIFEST).name)
+        previous = None
     if previous is not None:
         previous = with_defaults(defaults or {}, previous)
         mismatched = [

@@ -19,13 +19,16 @@ a manifest read and written again is unchanged.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from geckokit.io import MANIFEST, read_json, write_json
+from geckokit.io import MANIFEST, DamagedFileError, read_json
 from geckokit.types import ClosedSet
+
+log = logging.getLogger(__name__)
 
 
 class Stage(ClosedSet):
@@ -131,6 +134,10 @@ class StageEntry(_Record):
     seconds: float = 0.0
     sittings: int = 1
     status: Literal["running", "stopped"] | None = None
+    #: rebuilt from the stage's folder after the run manifest was lost: what the stage
+    #: produced is known, its time and sittings before then are not (``seconds`` counts
+    #: only the sittings since)
+    recovered: bool | None = None
 
 
 class GenerateEntry(StageEntry):
@@ -213,21 +220,38 @@ class RunManifest(_Record):
     report: str | None = None
     environment: dict[str, Any] | None = None
 
+    #: what went wrong with the record when it was read (lost, damaged, restored from its
+    #: copy): shown at the end of the run, never written
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
+
     def model_post_init(self, context: Any) -> None:
         # always written, defaults included
         self.__pydantic_fields_set__.update({"stage", "status", "stages"})
 
     @classmethod
     def read(cls, out: Path) -> RunManifest | None:
-        """The manifest of the run in ``out`` (None: none yet); one this version cannot
-        read raises :class:`~geckokit.runs.folder.RunMismatchError`."""
-        from geckokit.runs.folder import RunMismatchError
+        """The manifest of the run in ``out`` (None: none yet, or lost: see
+        :meth:`read_noting`); one this version cannot read raises
+        :class:`~geckokit.runs.folder.RunMismatchError`."""
+        return cls.read_noting(out)[0]
 
-        data = read_json(out / MANIFEST)
+    @classmethod
+    def read_noting(cls, out: Path) -> tuple[RunManifest | None, str | None]:
+        """:meth:`read`, and what went wrong reading it: ``manifest.json`` missing or damaged
+        (set aside as ``manifest.json.damaged``) is read from its copy
+        (``.manifest.json.bak``: :func:`~geckokit.runs.folder.read_record`), and the note says
+        so; with neither, the manifest is None and the note says the history is lost."""
+        from geckokit.runs.folder import RunMismatchError, read_record
+
+        data, note = read_record(out / MANIFEST)
         if data is None:
-            return None
+            return None, note
         try:
-            return cls.model_validate(data)
+            manifest = cls.model_validate(data)
         except ValidationError as exc:
             raise RunMismatchError(
                 f"{out / MANIFEST} is not a distill run manifest this geckokit reads "
@@ -235,9 +259,15 @@ class RunManifest(_Record):
                 "it was written by another version or another command: use another --out "
                 "folder, or delete this one to start afresh"
             ) from None
+        if note is not None:
+            manifest.notes.append(note)
+        return manifest, note
 
     def write(self, path: Path) -> None:
-        write_json(self.dump(), path)
+        """Write to ``path``, and its copy beside it (:func:`~geckokit.runs.folder.write_record`)."""
+        from geckokit.runs.folder import write_record
+
+        write_record(self.dump(), path)
 
 
 # -- the stage folders' own manifests, as far as the run and the report read them
@@ -363,13 +393,39 @@ def parse_stage_manifest(data: dict[str, Any], where: Path | str = "") -> StageM
 
 
 def read_stage_manifest(folder: Path, stage: Stage) -> StageManifest | None:
-    """The manifest in ``folder``, read as ``stage``'s (None: none)."""
-    data = read_json(folder / MANIFEST)
+    """The manifest in ``folder``, read as ``stage``'s (None: none, or a damaged one: the
+    stage runs again, and its shards are checked by their own records)."""
+    try:
+        data = read_json(folder / MANIFEST)
+    except DamagedFileError as exc:
+        log.warning("%s; %s is taken as not finished", exc, folder)
+        return None
     kind = MANIFEST_TYPES.get(stage, StageManifest)
     return _validate(kind, data, folder / MANIFEST) if data else None
 
 
 def finished(folder: Path, stage: Stage) -> bool:
-    """Whether ``folder``'s manifest says ``stage`` finished there."""
+    """Whether ``folder``'s manifest says ``stage`` finished there and every Parquet file
+    of its output reads back whole (:func:`damaged_tables`): a stage whose files were cut
+    short or garbled since is not finished, and runs again to make them."""
     manifest = read_stage_manifest(folder, stage)
-    return manifest is not None and manifest.finished
+    if manifest is None or not manifest.finished:
+        return False
+    damaged = damaged_tables(folder)
+    for path in damaged:
+        log.warning("%s is damaged: %s runs again to make it", path, stage.value)
+    return not damaged
+
+
+def damaged_tables(folder: Path) -> list[Path]:
+    """The Parquet files under ``folder`` that do not read back whole (page checksums
+    verified, and a shard's rows and stamp against the stamp's seals)."""
+    from geckokit.runs.stamps import read_stamped
+
+    damaged = []
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            read_stamped(path)
+        except DamagedFileError:
+            damaged.append(path)
+    return damaged

@@ -36,7 +36,14 @@ import pyarrow as pa
 
 from geckokit._deps import require
 from geckokit.runs.executor import ExecutorSettings, Loaded, Loader, StageFactory
-from geckokit.runs.shards import ShardProgress, ShardRun, unfinished_shards, write_shard
+from geckokit.runs.shards import (
+    ShardCheck,
+    ShardProgress,
+    ShardRun,
+    resumable_shards,
+    write_shard,
+)
+from geckokit.runs.stamps import ShardKey
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +83,13 @@ class ShardWorker:
     def info(self) -> dict[str, Any]:
         return self.loaded.info
 
-    def process(self, index: int, shard: pa.Table, job: list[Any]) -> dict[str, Any]:
+    def process(
+        self, index: int, shard: pa.Table, job: list[Any], stamp: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Write shard ``index`` of the job whose object reference is ``job[0]`` (in a list,
-        so that Ray passes the reference and the actor fetches the job once, not per call);
-        returns ``{"index", "items", "usage", "seconds", "pid"}``."""
+        so that Ray passes the reference and the actor fetches the job once, not per call),
+        each file carrying ``stamp``; returns ``{"index", "items", "usage", "seconds",
+        "pid"}``."""
         ref = job[0]
         if self._job_id != ref.hex():
             self._job = _ray().get(ref)
@@ -96,6 +106,7 @@ class ShardWorker:
             out=Path(self._job.out),
             outputs=self._job.outputs,
             split=self._job.split,
+            stamp=stamp,
         )
         return {
             "index": index,
@@ -176,6 +187,8 @@ class RayShards:
         description: str = "working",
         max_shards: int | None = None,
         show_progress: bool = True,
+        key: ShardKey | None = None,
+        checked: ShardCheck | None = None,
     ) -> ShardRun:
         """As :func:`~geckokit.runs.shards.run_sharded`, on the pool (see the module
         docstring); ``ShardRun.llm`` also records the executor and the number of workers."""
@@ -184,7 +197,15 @@ class RayShards:
         ray = _ray()
         n = items.num_rows
         n_shards = (n + shard_size - 1) // shard_size
-        todo = unfinished_shards(out, outputs[0], n, shard_size)
+        check = checked or resumable_shards(
+            items,
+            out=out,
+            outputs=outputs,
+            shard_size=shard_size,
+            key=key,
+            description=description,
+        )
+        todo = check.todo
         done_items = n - sum(min(shard_size, n - k * shard_size) for k in todo)
         if done_items:
             log.info(
@@ -210,7 +231,8 @@ class RayShards:
                 while idle and queue and failed is None:
                     actor, k = idle.pop(), queue.popleft()
                     rows = _own_copy(items, k * shard_size, shard_size)
-                    in_flight[actor.process.remote(k, rows, [job])] = (actor, k)
+                    stamp = key.stamp(k, rows) if key is not None else None
+                    in_flight[actor.process.remote(k, rows, [job], stamp)] = (actor, k)
                 if not in_flight:  # every worker is gone, none came back
                     failed = failed or (queue[0], "no Ray worker is left")
                     break
@@ -263,7 +285,9 @@ class RayShards:
                 "executor": "ray",
                 "workers": len(self.actors),
             }
-        return ShardRun(n_shards, n_shards - len(todo), written, processed, seconds, llm)
+        return ShardRun(
+            n_shards, n_shards - len(todo), written, processed, seconds, llm, len(check.damaged)
+        )
 
     def _restarted(self, actor: Any) -> bool:
         """Wait until a worker that died is back (Ray restarts it and it loads its model
