@@ -16,6 +16,7 @@ from typing import Any
 
 from geckokit.llm.base import (
     LLM,
+    BranchingLLM,
     ContinuationScore,
     Generation,
     Labels,
@@ -24,6 +25,7 @@ from geckokit.llm.base import (
     Message,
     PrefixCachingLLM,
     Prompt,
+    Seeds,
     ServedLLM,
     TokenizingLLM,
     UsageStats,
@@ -34,6 +36,7 @@ from geckokit.types import ClosedSet
 __all__ = [
     "LLM",
     "Backend",
+    "BranchingLLM",
     "ContinuationScore",
     "Generation",
     "Labels",
@@ -42,6 +45,7 @@ __all__ = [
     "Message",
     "PrefixCachingLLM",
     "Prompt",
+    "Seeds",
     "ServedLLM",
     "TokenizingLLM",
     "UsageStats",

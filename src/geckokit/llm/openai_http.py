@@ -31,11 +31,13 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    Seeds,
     ServedLLM,
     UsageStats,
     check_labels,
     check_pairs,
     logsumexp,
+    prompt_seeds,
 )
 
 log = logging.getLogger(__name__)
@@ -184,9 +186,11 @@ class OpenAICompatibleLLM(ServedLLM):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
+        seeds = prompt_seeds(seed, len(prompts))
+
         def one(i: int) -> Generation:
             prompt = prompts[i]
             payload: dict[str, Any] = {
@@ -194,8 +198,8 @@ class OpenAICompatibleLLM(ServedLLM):
                 "max_tokens": max_tokens,
                 "temperature": temperature,
             }
-            if seed is not None:
-                payload["seed"] = seed + i
+            if seeds[i] is not None:
+                payload["seed"] = seeds[i]
             if stop:
                 payload["stop"] = list(stop)
             if isinstance(prompt, str):
