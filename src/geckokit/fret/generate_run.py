@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geckokit.corpus import Corpus, load_corpus
-from geckokit.fret.generate import GenerateConfig, QueryGenerator
+from geckokit.fret.generate import DRIVING, GenerateConfig, QueryGenerator
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
 from geckokit.io import MANIFEST, environment, read_shards, write_json
@@ -88,7 +88,7 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
 
 
 def _identity_config(config: GenerateConfig) -> dict[str, Any]:
-    return config.model_dump(exclude={"reuse_prefix"})
+    return config.model_dump(exclude=set(DRIVING))
 
 
 @holds_run_lock
