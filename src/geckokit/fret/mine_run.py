@@ -45,7 +45,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.encoder import EncoderRef
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
-from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
+from geckokit.fret.rerank import (
+    DEFAULT_PAIR_PARALLEL,
+    PairScorer,
+    RerankPrompt,
+    load_rerank_prompt,
+)
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json, write_table
@@ -74,6 +79,9 @@ SCORE_SCHEMA = pa.schema(
 
 #: MineConfig fields that choose the positive and negatives from the scores (not the scores)
 SELECTION = ("fusion", "weights", "negative", "negatives_k")
+#: MineConfig fields that say how the LLM is driven, not what it is asked: outside the
+#: run's identity, so a run resumes with other values
+DRIVING = ("parallel",)
 
 _IDS = pa.list_(pa.string())
 _SCORES = pa.list_(pa.float64())
@@ -144,6 +152,12 @@ class MineConfig(BaseModel):
         description="leave out the queries whose seed passage the initial encoder already "
         "ranks first (they teach it little); their pairs are not scored",
     )
+    parallel: int = Field(
+        DEFAULT_PAIR_PARALLEL,
+        ge=1,
+        le=255,
+        description="pairs of a passage the LLM evaluates together (1: one at a time)",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -158,7 +172,7 @@ class MineConfig(BaseModel):
 
 
 def _identity_config(config: MineConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json", exclude=set(SELECTION))
+    return config.model_dump(mode="json", exclude={*SELECTION, *DRIVING})
 
 
 def unsolved(candidates: pa.Table) -> pa.Table:
@@ -627,7 +641,9 @@ def _score_pairs(
     """Score every (query, candidate) pair with the LLM, grouped by passage, into
     ``out/scores`` shards (resumable)."""
     grouped = _pairs_by_passage(candidates)
-    scorer = PairScorer(llm, prompt, passage_max_tokens=config.passage_max_tokens)
+    scorer = PairScorer(
+        llm, prompt, passage_max_tokens=config.passage_max_tokens, parallel=config.parallel
+    )
     query_text = {
         r["query_id"]: (r["task"], r["query"])
         for r in candidates.select(["query_id", "task", "query"]).to_pylist()
