@@ -47,7 +47,7 @@ def test_warmup_lowers_the_loss_and_changes_weights() -> None:
 def test_mine_keeps_the_warmed_up_encoder_with_the_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
-    from geckokit.encoder import load_encoder
+    from geckokit.encoder import EncoderRef, load_encoder
     from geckokit.fret.mine_run import MineConfig, _warmed_up
 
     queries = pa.table(
@@ -63,16 +63,21 @@ def test_mine_keeps_the_warmed_up_encoder_with_the_run(tmp_path) -> None:  # typ
         "c": {"title": "Coffee", "text": "Moderate coffee intake does not cause dehydration."},
     }
     config = MineConfig(warmup_encoder=True)
-    warmed, name = _warmed_up(
-        load_encoder(), "all-minilm-l6-v2", queries, passages, tmp_path, config, False
-    )
+    base = EncoderRef.named(load_encoder(), "all-minilm-l6-v2")
+    warmed = _warmed_up(base, queries, passages, tmp_path, config, False)
     assert (
-        name == "all-minilm-l6-v2+warmup1"
+        warmed.name == "all-minilm-l6-v2+warmup1"
+        and not warmed.pinned
         and (tmp_path / "warmup_encoder" / "modules.json").exists()
     )
-    again, _ = _warmed_up(
-        load_encoder(), "all-minilm-l6-v2", queries, passages, tmp_path, config, False
+    again = _warmed_up(
+        EncoderRef.named(load_encoder(), "all-minilm-l6-v2"),
+        queries,
+        passages,
+        tmp_path,
+        config,
+        False,
     )
-    a = warmed.encode(["why is the sky blue"])
-    b = again.encode(["why is the sky blue"])
+    a = warmed.model.encode(["why is the sky blue"])
+    b = again.model.encode(["why is the sky blue"])
     assert float(abs(a - b).max()) < 1e-5  # the saved model is reused, not trained again

@@ -336,6 +336,17 @@ def test_distillation_settings_are_validated() -> None:
         TrainConfig(teacher_temperature=0)
 
 
+def test_gradient_caching_turns_itself_on_when_a_step_embeds_many_texts() -> None:
+    from geckokit.train.trainer import TrainConfig, mini_batch_size
+
+    assert mini_batch_size(TrainConfig()) == 0  # contrastive, batch 32: 96 texts a step
+    assert mini_batch_size(TrainConfig(batch_size=64)) == 32  # 192 texts
+    assert mini_batch_size(TrainConfig(objective="kl")) == 32  # 32 x (3 + 6 candidates)
+    assert mini_batch_size(TrainConfig(objective="kl", batch_size=8)) == 0  # 72 texts
+    assert mini_batch_size(TrainConfig(objective="kl", gradcache_mini_batch=0)) == 0
+    assert mini_batch_size(TrainConfig(gradcache_mini_batch=8)) == 8
+
+
 def test_plain_text_strips_the_unified_prefixes_and_nothing_else() -> None:
     import pyarrow as pa
 

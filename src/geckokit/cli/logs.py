@@ -109,18 +109,21 @@ class _StderrLines(io.TextIOBase):
         self._emit(self._line.strip() or self._drawn)
 
 
-def _adopt_library_loggers() -> list[tuple[logging.Logger, list[logging.Handler]]]:
+def _adopt_library_loggers() -> list[tuple[logging.Logger, list[logging.Handler], int]]:
     """Libraries that print through handlers of their own (transformers: to stderr, with
-    ``propagate`` off) log through the root's instead while a run logs, so that their
-    records reach the log file and the terminal's filter; returns what to restore."""
+    ``propagate`` off, at the level its ``TRANSFORMERS_VERBOSITY`` chose when it was
+    imported) log through the root's instead while a run logs, at the root's level, so
+    that their records reach the log file and the terminal's filter; returns what to
+    restore."""
     adopted = []
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and not logger.propagate and logger.handlers:
             if name.split(".")[0] != "geckokit":
-                adopted.append((logger, list(logger.handlers)))
+                adopted.append((logger, list(logger.handlers), logger.level))
                 for h in adopted[-1][1]:
                     logger.removeHandler(h)
                 logger.propagate = True
+                logger.setLevel(logging.NOTSET)
     return adopted
 
 
@@ -154,8 +157,9 @@ def run_log(path: Path, *, verbose: int) -> Iterator[None]:
     finally:
         stderr.close_line()
         logging.captureWarnings(False)
-        for logger, handlers in adopted:
+        for logger, handlers, level in adopted:
             logger.propagate = False
+            logger.setLevel(level)
             for h in handlers:
                 logger.addHandler(h)
         root.removeHandler(handler)

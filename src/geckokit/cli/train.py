@@ -46,7 +46,8 @@ from geckokit.train.trainer import TrainConfig
 @setting_option(
     TrainConfig,
     "gradcache_mini_batch",
-    help="Gradient caching: embed in mini-batches of N so large batches fit in memory (0: off).",
+    help="Gradient caching: embed in mini-batches of N so large batches fit in memory (0: off; "
+    "-1: auto, on with 32 when a step embeds more than 128 texts, as --objective kl does).",
 )
 @setting_option(TrainConfig, "save_steps", help="Checkpoint every N steps.")
 @click.option(

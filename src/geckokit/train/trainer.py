@@ -40,6 +40,9 @@ from geckokit.types import ClosedSet
 
 log = logging.getLogger(__name__)
 
+AUTO_MINI_BATCH = 32  # gradient caching's mini-batch when gradcache_mini_batch is -1 (auto)
+AUTO_CACHE_ABOVE = 128  # ... and a step embeds more texts than this
+
 
 class TextFormat(ClosedSet):
     UNIFIED = "unified"  # task: ... | query: ... and title: ... | text: ... (the paper)
@@ -62,7 +65,11 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.05, gt=0)
     same_tower: bool = True
     gradcache_mini_batch: int = Field(
-        0, ge=0, description="gradient caching with this mini-batch (0: off)"
+        -1,
+        ge=-1,
+        description="gradient caching with this mini-batch (0: off; -1: auto, on with "
+        f"mini-batch {AUTO_MINI_BATCH} when a step embeds more than {AUTO_CACHE_ABOVE} texts, "
+        "as the distillation objectives' candidates make it)",
     )
     matryoshka_dims: list[int] = Field(
         default_factory=list, description="empty: full, 2/3, 1/3 and 1/6 of the width"
@@ -118,6 +125,21 @@ class TrainConfig(BaseModel):
         "hard negative and K-2 others spread over the teacher's ranking; each is one more "
         "passage embedded per example",
     )
+
+
+def mini_batch_size(config: TrainConfig) -> int:
+    """The gradient-caching mini-batch a run uses (0: none): ``gradcache_mini_batch``, or
+    for ``-1`` (auto) :data:`AUTO_MINI_BATCH` when one step embeds more than
+    :data:`AUTO_CACHE_ABOVE` texts (query, positive, negative, and with a distillation
+    objective K-2 more candidates per row): the activations of a step of MiniLM at 256
+    tokens take about 60 MB per text, so batch 32 with the default 8 candidates (288 texts)
+    would need some 20 GB uncached."""
+    if config.gradcache_mini_batch >= 0:
+        return config.gradcache_mini_batch
+    columns = 3 + (
+        config.distill_candidates - 2 if config.objective is not Objective.CONTRASTIVE else 0
+    )
+    return AUTO_MINI_BATCH if config.batch_size * columns > AUTO_CACHE_ABOVE else 0
 
 
 def default_dims(width: int) -> list[int]:
@@ -307,12 +329,18 @@ def train(
     dims = config.matryoshka_dims or default_dims(width)
     if any(d > width or d < 1 for d in dims):
         raise ValueError(f"Matryoshka dims must lie in [1, {width}] for {config.base}, got {dims}")
+    if config.gradcache_mini_batch < 0 and mini_batch_size(config):
+        log.info(
+            "gradient caching with mini-batch %d (auto: a step embeds more than %d texts)",
+            mini_batch_size(config),
+            AUTO_CACHE_ABOVE,
+        )
     loss = build_loss(
         model,
         dims,
         temperature=config.temperature,
         same_tower=config.same_tower,
-        mini_batch_size=config.gradcache_mini_batch,
+        mini_batch_size=mini_batch_size(config),
         objective=config.objective,
         distill_weight=config.distill_weight,
         teacher_temperature=config.teacher_temperature,
@@ -362,6 +390,7 @@ def train(
         "model": str(target),
         **fit,
         "matryoshka_dims": dims,
+        "gradcache_mini_batch": mini_batch_size(config),
         "distillation": distillation,
         "prefinetune": pre_manifest,
         "environment": environment(),
