@@ -1,5 +1,7 @@
-"""FRet step 1's stage with the scripted LLM: the temperature of each attempt, and the prompt
-cache used only through the declared ability (the real model: test_generate_run.py)."""
+"""FRet step 1's stage with the scripted LLM: the temperature of each attempt, the prompt
+cache used only through the declared ability, and the rounds that hand ``parallel``
+passages to one call, each with its own seeds (the real model: test_generate_run.py, and
+tests/llm/test_llamacpp_parallel.py for batched against one-at-a-time answers)."""
 
 from __future__ import annotations
 
