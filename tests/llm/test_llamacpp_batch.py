@@ -1,11 +1,11 @@
 """The pieces of llama.cpp's batched calls that need no model: packing sequences into
-decodes, and the completion text rules."""
+decodes, cell blocks, and the completion text rules."""
 
 from __future__ import annotations
 
 import pytest
 
-from geckokit.llm.llamacpp_batch import Completion, pack
+from geckokit.llm.llamacpp_batch import CELL_BLOCK, Completion, aligned, pack
 
 
 def test_pack_keeps_order_and_fills_each_decode_up_to_the_budget() -> None:
@@ -17,6 +17,13 @@ def test_pack_keeps_order_and_fills_each_decode_up_to_the_budget() -> None:
     assert pack([], budget=4, most=2) == []
     with pytest.raises(ValueError, match="at least 1"):
         pack([1], budget=0, most=1)
+
+
+def test_aligned_rounds_up_to_whole_cell_blocks() -> None:
+    assert [aligned(n, 16) for n in (1, 16, 17, 35)] == [16, 16, 32, 48]
+    assert aligned(CELL_BLOCK + 1) == 2 * CELL_BLOCK and aligned(0) == 0
+    with pytest.raises(ValueError, match="at least 1 cell"):
+        aligned(5, 0)
 
 
 def _completion(max_tokens: int = 5, stop: tuple[str, ...] = ()) -> Completion:

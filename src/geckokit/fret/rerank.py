@@ -119,7 +119,8 @@ class PairScorer:
 
     ``parallel``: how many of a passage's pairs a backend that decodes several
     continuations at once (:class:`~geckokit.llm.base.BranchingLLM`) runs together; 1
-    scores them one at a time (the same scores up to the rounding of a different batch).
+    scores them one at a time (the same scores: the llama.cpp backend places each pair in its
+    batch so that it is computed as it is alone).
     """
 
     def __init__(

@@ -8,11 +8,13 @@ exactly those rows. Every call reuses the longest prefix already in the KV cache
 shared few-shot prefix, or a passage scored against many queries, is evaluated once.
 
 Several sequences decode together (``n_seq_max`` > 1, :mod:`geckokit.llm.llamacpp_batch`):
-:meth:`LlamaCppLLM.eval_branches` runs the continuations of one cached prefix (FRet step 2's
-pairs of a passage) in one batch, and :meth:`LlamaCppLLM.generate` given several prompts
+:meth:`LlamaCppLLM.branch_logprobs` runs the continuations of one cached prefix (FRet step
+2's pairs of a passage) in one batch, and :meth:`LlamaCppLLM.generate` given several prompts
 writes their answers together, one token of each per decode, each prompt continuing from
 the shared few-shot prefix's cached state. Sequence 0 always holds the prefix that
-one-at-a-time calls continue from; the others live only inside a batched call.
+one-at-a-time calls continue from; the others live only inside a batched call. The weights
+stay in the file's layout (llama.cpp's ``--no-repack``), so that a row's values do not depend
+on the other rows of its decode.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +45,14 @@ from geckokit.llm.base import (
     logsumexp,
     prompt_seeds,
 )
-from geckokit.llm.llamacpp_batch import Completion, SequenceBatch, Token, pack
+from geckokit.llm.llamacpp_batch import (
+    PADDING_TOKENS,
+    Completion,
+    SequenceBatch,
+    Token,
+    aligned,
+    pack,
+)
 from geckokit.registry import DEFAULT_LLM
 
 log = logging.getLogger(__name__)
@@ -60,7 +70,10 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
     ``n_threads`` defaults to the number of CPU cores; ``n_ctx`` bounds prompt + output, and
     all sequences of a batched call together (their shared prefix counts once).
     ``n_seq_max`` is how many sequences decode together at most (the shared prefix's
-    included); 1 runs every prompt and pair one at a time. Besides
+    included); 1 runs every prompt and pair one at a time. ``repack=True`` lets llama.cpp
+    repack the weights for its CPU kernels (its default, and geckokit's before batched
+    decoding): a row's values then depend on the other rows of its decode, so batched pair
+    scores no longer equal one-at-a-time ones exactly. Besides
     :class:`~geckokit.llm.base.LLM` it can tokenize, cache a shared prefix, return logits
     rows and decode several continuations of a prefix in one batch
     (:class:`~geckokit.llm.base.BranchingLLM`).
@@ -76,6 +89,7 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
         n_gpu_layers: int = 0,
         seed: int = 0,
         n_seq_max: int = DEFAULT_SEQUENCES,
+        repack: bool = False,
     ) -> None:
         from geckokit.registry import ModelKind, resolve
 
@@ -94,7 +108,8 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
                 eval_calls.append(len(tokens))
                 super().eval(tokens)
 
-        with _quiet_stderr():
+        layout = contextlib.nullcontext() if repack else _file_layout(llama_cpp)
+        with _quiet_stderr(), layout:
             self._llama = _CountingLlama(
                 model_path=path,
                 n_ctx=n_ctx,
@@ -175,9 +190,9 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
         ``n_seq_max - 1`` at a time and as many as the context holds, each continuing from
         the declared shared prefix, one token of each per decode, with the sampler chain
         and seed llama-cpp-python's completion would use. One prompt, or ``n_seq_max=1``,
-        goes through that completion itself. The two paths round differently
-        (:mod:`geckokit.llm.llamacpp_batch`), so a greedy answer can differ where two
-        tokens are nearly tied."""
+        goes through that completion itself. A prompt's tokens are decoded beside other
+        sequences and round differently (:mod:`geckokit.llm.llamacpp_batch`), so a greedy
+        answer can differ where two tokens are nearly tied."""
         seeds = prompt_seeds(seed, len(prompts))
         if len(prompts) > 1 and self.n_seq_max > 1:
             return self._generate_together(
@@ -458,8 +473,10 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
         branches[i]``, none before ``len(prefix)``).
 
         The prefix reuses the cache as :meth:`eval_rows` does and is never evaluated
-        together with a branch, so a branch's values do not depend on which branches share
-        its batch beyond rounding (:mod:`geckokit.llm.llamacpp_batch`). Each logits row is
+        together with a branch, and each branch but a decode's last is padded to whole cell
+        blocks (counted in ``usage.extra["padding_tokens"]``), so a branch gets the values
+        it gets alone, whichever branches share its batch
+        (:mod:`geckokit.llm.llamacpp_batch`). Each logits row is
         reduced as soon as it is decoded, so memory does not grow with the number of
         branches. ``n_seq_max=1`` runs the branches one at a time, each through
         :meth:`eval_rows`.
@@ -489,27 +506,41 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
         self._hold(prefix)
         mem = self._llama._ctx.memory
         budget = max(1, min(self._n_batch, self.n_ctx - n))
-        for group in pack([len(b) for b in branches], budget=budget, most=self.n_seq_max - 1):
+        # every branch but a decode's last is padded to whole cell blocks, so that each
+        # starts in the KV cache where it would alone, up to whole blocks (CELL_BLOCK)
+        sizes = [aligned(len(b)) for b in branches]
+        padding = 0
+        for group in pack(sizes, budget=budget, most=self.n_seq_max - 1):
             tokens: list[Token] = []
-            owner: list[tuple[int, int]] = []  # (branch, position) of each token
+            owner: list[tuple[int, int]] = []  # (branch, position) of each token; -1: padding
             for s, i in enumerate(group, 1):
                 if n:
                     self._llama_cpp.llama_memory_seq_cp(mem, 0, s, 0, n)
-                for k, tok in enumerate(branches[i]):
+                branch = branches[i]
+                for k, tok in enumerate(branch):
                     tokens.append(Token(tok, n + k, s, n + k in wanted[i]))
                     owner.append((i, n + k))
+                if s < len(group):  # padding: the branch's own later positions, never read
+                    for k in range(len(branch), sizes[i]):
+                        tokens.append(Token(branch[-1], n + k, s))
+                        owner.append((i, -1))
+                        padding += 1
 
             def take(index: int, row: np.ndarray, owner: list[tuple[int, int]] = owner) -> None:
                 i, pos = owner[index]
-                out[i][pos] = _pick(row, wanted[i][pos])
+                if pos >= 0:
+                    out[i][pos] = _pick(row, wanted[i][pos])
 
             try:
                 self._seqs.run(tokens, take)
             finally:
                 for s in range(1, len(group) + 1):
                     self._llama_cpp.llama_memory_seq_rm(mem, s, -1, -1)
-            self.usage.prompt_tokens_evaluated += len(tokens)
+            self.usage.prompt_tokens_evaluated += sum(len(branches[i]) for i in group)
             self.usage.prompt_tokens_cached += n * len(group)
+        if padding:  # decoded too, but not prompt tokens: counted apart
+            extra = self.usage.extra
+            extra[PADDING_TOKENS] = extra.get(PADDING_TOKENS, 0) + padding
         return out
 
     def _hold(self, prefix: Sequence[int]) -> None:
@@ -629,6 +660,33 @@ class LlamaCppLLM(BranchingLLM, LocalFileLLM):
 def _pick(row: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     """Log-probabilities of ``ids`` under one logits row (float64, as :func:`log_softmax`)."""
     return np.asarray(log_softmax(row)[list(ids)], dtype=np.float64)
+
+
+_LOADING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _file_layout(llama_cpp: Any) -> Iterator[None]:
+    """Load a model with its weights in the file's layout (llama.cpp's ``--no-repack``,
+    ``use_extra_bufts=False``). Repacked weights go to CPU kernels that take activation rows
+    in groups, and the leftover rows apart, each rounding a little differently, so a row's
+    values would depend on where it falls in its decode: a pair scored in a batch would not
+    get the scores it gets alone. llama-cpp-python's constructor does not offer the
+    setting, so the default parameters it starts from are adjusted while it loads."""
+    lib = llama_cpp.llama_cpp
+    default = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    with _LOADING:
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = default
 
 
 def _share_context(llama: Any, n_seq_max: int) -> None:

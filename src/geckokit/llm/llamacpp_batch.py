@@ -9,15 +9,20 @@ weights once for all of them, which is where the speed comes from: FRet step 2's
 continuations and FRet step 1's one-token-at-a-time writing both decode too few tokens per
 call when run one sequence at a time.
 
-A token's values depend a little on what else its decode holds: llama.cpp's CPU kernels
-for repacked quantized weights multiply activation rows four at a time and the leftover rows
-one at a time, and the attention sums over the cache's cells in SIMD lanes chosen by cell
-index, so the same row rounds differently in another batch, and the 8-bit quantization of
-activations inside the next matrix product can turn a last-bit difference into a visible
-one. Batched and one-at-a-time values therefore agree up to that rounding (measured in
-docs/llm-backends.md), not bit for bit.
+A token's values can depend on what else its decode holds, in two ways, and the backend
+removes both where it can. llama.cpp's CPU backend repacks quantized weights for kernels
+that take activation rows in groups, and the leftover rows apart, so a row rounds
+differently by where it falls in its decode; the backend keeps the weights in the file's
+layout, where each row is computed alone. The attention sums over the cache's cells in SIMD
+lanes chosen by cell index; FRet step 2's branches are padded to whole blocks of cells
+(:data:`CELL_BLOCK`), so each is summed as it is alone. A pair's scores are then the same
+batched or alone. Writing cannot be placed that way (a decode puts one token of each
+sequence in neighbouring cells), so a batched answer agrees with the one-at-a-time answer
+up to rounding, which the 8-bit quantization of activations inside the next matrix product
+can turn into a visible difference, and a greedy answer can change where two tokens are
+nearly tied (measured by tests/llm/test_llamacpp_parallel.py).
 
-Here: :func:`pack` (which items share a decode), :class:`SequenceBatch` (fill and run one
+Here: :func:`pack` (which items share a decode), :func:`aligned`, :class:`SequenceBatch` (fill and run one
 ``llama_batch`` of tokens from several sequences) and :class:`Completion` (the text rules of
 llama-cpp-python's ``create_completion``, so that batched writing ends and cuts its text as
 the one-at-a-time path does).
@@ -49,6 +54,23 @@ def pack(sizes: Sequence[int], *, budget: int, most: int) -> list[list[int]]:
     if current:
         groups.append(current)
     return groups
+
+
+#: KV cache cells per block: the attention sums over the cache in SIMD lanes chosen by cell
+#: index, so a branch that starts a whole number of blocks after where it would start alone
+#: is summed in the same lanes and gets the same values. 16 (the float lanes of AVX-512; AVX2
+#: has 8) was enough on an AVX-512 build (tests/llm/test_llamacpp_parallel.py).
+CELL_BLOCK = 16
+#: The key of :attr:`UsageStats.extra <geckokit.llm.base.UsageStats.extra>` that counts the
+#: padding decoded to keep branches on whole blocks (not prompt tokens: no row is read).
+PADDING_TOKENS = "padding_tokens"
+
+
+def aligned(size: int, block: int = CELL_BLOCK) -> int:
+    """``size`` rounded up to a whole number of ``block`` cells."""
+    if block < 1:
+        raise ValueError(f"block must be at least 1 cell, got {block}")
+    return -(-size // block) * block
 
 
 @dataclass(frozen=True)
