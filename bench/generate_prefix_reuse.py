@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(llm: LlamaCppLLM, passages, *, reuse: bool) -> dict[str, float]:  # type: ignore[no-untyped-def]
     generator = QueryGenerator(
-        llm, load_generate_prompt(), GenerateConfig(reuse_prefix=reuse, max_attempts=1)
+        llm, load_generate_prompt(), GenerateConfig(reuse_prefix=reuse, max_attempts=1, parallel=1)
     )
     llm.reset_cache()
     llm.usage.reset()

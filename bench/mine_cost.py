@@ -92,7 +92,8 @@ def main() -> None:
 
     llm = LlamaCppLLM(args.llm)
     prompt = load_rerank_prompt()
-    scorer = PairScorer(llm, prompt)
+    # one pair at a time, as measured below (the batched path: bench/llm_throughput.py)
+    scorer = PairScorer(llm, prompt, parallel=1)
     timer = Timed(llm)
     llm.usage.reset()
     t0 = time.perf_counter()

@@ -6,8 +6,9 @@ A page asks for it with a line of its own::
 
 and gets one row per stage (:class:`geckokit.runs.manifest.Stage`, in pipeline order): its
 folder in the run, what it does, and the settings whose change leaves it (and every later
-stage) stale, as :mod:`geckokit.pipeline.stages` declares them, so the page cannot drift
-from what a rerun actually refuses.
+stage) stale (less those that only say how the stage drives its LLM), as
+:mod:`geckokit.pipeline.stages` declares them, so the page cannot drift from what a rerun
+actually refuses.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def stage_table() -> str:
         if before is not None and before.in_place:  # the stage before takes them in place
             taken = ", ".join(f"`{k}`" for k in before.in_place)
             keys += f"; {taken} (`{before.stage.folder}/` chooses again from what it stored)"
+        if step.driving:  # how the LLM is driven: free to change
+            keys += "; not " + ", ".join(f"`{k}`" for k in step.driving)
         folder = step.stage.folder + ("" if "." in step.stage.folder else "/")
         what = keys or "none: written anew each time"
         rows.append(f"| `{step.stage.value}` | `{folder}` | {step.title} | {what} |")

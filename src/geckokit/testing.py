@@ -33,6 +33,7 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    Seeds,
     UsageStats,
     check_labels,
     check_pairs,
@@ -140,7 +141,7 @@ class ScriptedLLM(LLM):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """The script's answer to each prompt, cut at ``stop`` and at ``max_tokens`` words

@@ -13,6 +13,7 @@ from geckokit.fret.rerank import PairScorer, load_rerank_prompt
 from geckokit.llm import model_fingerprint
 from geckokit.llm.base import (
     LLM,
+    BranchingLLM,
     LocalFileLLM,
     LogitRowsLLM,
     PrefixCachingLLM,
@@ -31,7 +32,14 @@ def test_each_backend_declares_its_abilities() -> None:
     from geckokit.llm.openai_http import OpenAICompatibleLLM
     from geckokit.llm.transformers_backend import TransformersLLM
 
-    abilities = {TokenizingLLM, PrefixCachingLLM, LogitRowsLLM, LocalFileLLM, ServedLLM}
+    abilities = {
+        TokenizingLLM,
+        PrefixCachingLLM,
+        LogitRowsLLM,
+        BranchingLLM,
+        LocalFileLLM,
+        ServedLLM,
+    }
     assert _bases(LlamaCppLLM) & abilities == abilities - {ServedLLM}
     assert _bases(OpenAICompatibleLLM) & abilities == {ServedLLM}
     assert _bases(TransformersLLM) & abilities == set()

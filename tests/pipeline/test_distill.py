@@ -278,15 +278,22 @@ def test_the_estimate_gives_each_llm_stage_its_time(monkeypatch: pytest.MonkeyPa
 
 def test_estimate_counts_a_repeated_prompt_once() -> None:
     """Several query slots of one task type send one passage's prompt again and again; a
-    backend that reuses its cached state evaluates it once. The slots' neighbours mostly
-    coincide, so the distinct candidates follow the passages, not the queries."""
+    backend that reuses its cached state evaluates it once when it writes one passage at a
+    time (passages written together each start from the shared prefix). The slots'
+    neighbours mostly coincide, so the distinct candidates follow the passages, not the
+    queries."""
     import pyarrow as pa
 
     from geckokit.fret.cost import estimate_cost
     from geckokit.fret.prompts import load_generate_prompt
 
     seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
-    overrides = {"corpus": "unused", "mine.top_n": 5, "generate.queries_per_passage": 3}
+    overrides = {
+        "corpus": "unused",
+        "mine.top_n": 5,
+        "generate.queries_per_passage": 3,
+        "generate.parallel": 1,
+    }
     one = load_config(None, {**overrides, "generate.task_types": ["fact checking"]})
     one.mine.passage_max_tokens = 100
     got = estimate_cost(seeds, one, None, corpus=corpus)
@@ -298,6 +305,11 @@ def test_estimate_counts_a_repeated_prompt_once() -> None:
     assert 25 < t["per_answer"] < 50
     assert got["tokens"]["generate_written"] == pytest.approx(12 * t["per_answer"] * 1.15, abs=1)
     assert got["tokens"]["mine_prompt"] == 4 * 5 * 100 + 60 * 45
+    # passages written together each continue from the shared prefix: every slot anew
+    one.generate.parallel = 4
+    assert estimate_cost(seeds, one, None, corpus=corpus)["tokens"][
+        "generate_prompt"
+    ] == pytest.approx(t["prefix"] + 3 * once, abs=1)
     one.generate.reuse_prefix = False  # every slot evaluates its whole prompt, prefix too
     assert estimate_cost(seeds, one, None, corpus=corpus)["tokens"][
         "generate_prompt"

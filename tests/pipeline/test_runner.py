@@ -16,7 +16,7 @@ from geckokit.pipeline.stages import first_stage as distill_first_stage
 from geckokit.runs.folder import RunMismatchError
 from geckokit.runs.manifest import RunManifest, Stage
 
-DEFAULTS = {"a": 1, "b": {"size": 1, "pick": "first"}, "c": 1}
+DEFAULTS = {"a": 1, "b": {"size": 1, "pick": "first", "parallel": 4}, "c": 1}
 
 
 class Scripted(Step):
@@ -53,6 +53,7 @@ class Second(Scripted):
     stage = Stage.MINE
     settings = ("b",)
     in_place = ("b.pick",)
+    driving = ("b.parallel",)
 
     def current(self) -> bool:
         done = json.loads((self.folder / "manifest.json").read_text())
@@ -171,6 +172,17 @@ def test_an_in_place_setting_runs_its_stage_again_and_leaves_the_later_ones_stal
     run(out, b={"size": 1, "pick": "last"})  # mix runs on the new choice
     with pytest.raises(RunMismatchError, match=r"\(b\) and its mix/ already ran"):
         run(out, b={"size": 1, "pick": "first"})
+
+
+def test_a_driving_setting_changes_freely(tmp_path: Path, calls: list[str]) -> None:
+    out = tmp_path / "run"
+    run(out)
+    # how many sequences the LLM decodes together leaves no output stale
+    again = run(out, b={**DEFAULTS["b"], "parallel": 1})
+    assert calls == ["generate", "mine", "mix"] and again.status == "finished"
+    assert json.loads((out / CONFIG_FILE).read_text())["b"]["parallel"] == 1
+    with pytest.raises(RunMismatchError, match=r"\(b\) and its mine/"):
+        run(out, b={**DEFAULTS["b"], "parallel": 2, "size": 2})
 
 
 def test_a_setting_missing_from_the_record_is_at_its_default(

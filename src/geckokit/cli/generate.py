@@ -58,6 +58,12 @@ if TYPE_CHECKING:
 @setting_option(
     GenerateConfig, "temperature", help="Sampling temperature of a query's first attempt."
 )
+@setting_option(
+    GenerateConfig,
+    "parallel",
+    help="Passages whose answers the LLM writes together, each continuing from the shared "
+    "few-shot prefix (llama.cpp backend: one decode runs a token of each; 1: one at a time).",
+)
 @generate_prompt_option
 @click.option(
     "--shard-size",
@@ -89,6 +95,7 @@ def generate(
     max_attempts: int,
     max_word_overlap: float,
     temperature: float,
+    parallel: int,
     prompt: str | None,
     shard_size: int,
     passage_tokens: int,
@@ -118,6 +125,7 @@ def generate(
         queries_per_passage=queries_per_passage,
         max_attempts=max_attempts,
         temperature=temperature,
+        parallel=parallel,
         seed=seed,
         task_types=[t.strip() for t in task_types.split(",")] if task_types else None,
         validation=ValidationConfig(max_word_overlap=max_word_overlap),

@@ -107,6 +107,12 @@ from geckokit.runs.executor import ExecutorSettings
     help="Leave out the queries whose seed passage the encoder already ranks first (they "
     "teach it little; their pairs are not scored). Not in the paper.",
 )
+@setting_option(
+    MineConfig,
+    "parallel",
+    help="Pairs of a passage the LLM evaluates together, each in its own sequence sharing "
+    "the passage's cached state (llama.cpp backend; 1: one at a time).",
+)
 @setting_option(MineConfig, "seed", help="Seeds the random negative choice.")
 @executor_options(ExecutorSettings)
 def mine(
@@ -130,6 +136,7 @@ def mine(
     shard_size: int,
     warmup_encoder: bool,
     drop_solved: bool,
+    parallel: int,
     seed: int,
     executor: str,
     ray_address: str | None,
@@ -180,6 +187,7 @@ def mine(
         passage_max_tokens=passage_tokens,
         warmup_encoder=warmup_encoder,
         drop_solved=drop_solved,
+        parallel=parallel,
         seed=seed,
     )
     check_seedless(config, queries_file, generated=queries_dir is not None)  # before loading

@@ -64,8 +64,10 @@ def estimate_cost(
     19% on SciFact with a science prompt), or with a ``max_word_overlap`` limit every one of
     ``max_attempts`` (``written_at_most``); a query slot whose task type repeats the previous
     slot's sends the same prompt again, which a backend that reuses its cached state
-    (``generate.reuse_prefix``) does not evaluate twice, so with one task type a passage's
-    prompt counts once. For mining, each distinct candidate passage once
+    (``generate.reuse_prefix``) does not evaluate twice when it writes one passage at a time
+    (``generate.parallel`` 1), so with one task type a passage's prompt then counts once;
+    passages written together each continue from the shared prefix, so every slot counts.
+    For mining, each distinct candidate passage once
     (scored once, then reused by every query that retrieved it; the slots of one passage
     mostly retrieve the same neighbours, so at most passages x ``top_n`` of them, at most the
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
@@ -91,8 +93,10 @@ def estimate_cost(
     prompt = load_generate_prompt(config.prompt)
     pool = task_type_pool(prompt, config.generate.task_types)
     # expected prompts evaluated per passage: the first slot, then each slot whose task type
-    # (drawn uniformly) differs from the one before it
-    prompts = qpp if not config.generate.reuse_prefix else 1 + (qpp - 1) * (1 - 1 / len(pool))
+    # (drawn uniformly) differs from the one before it; every slot when passages are written
+    # together (each continues from the shared prefix, not from its own last prompt)
+    own_state = config.generate.reuse_prefix and config.generate.parallel == 1
+    prompts = qpp if not own_state else 1 + (qpp - 1) * (1 - 1 / len(pool))
     chats = [prompt.messages(t, "", "") for t in pool]
     turn = sum(count(c[-1]["content"]) for c in chats) / len(pool) + _CHAT_MARKUP
     prefix = sum(count(m["content"]) + _CHAT_MARKUP for m in chats[0][:-1])

@@ -6,6 +6,12 @@ validated. A failed attempt is retried with a new seed, at ``retry_temperature``
 to ``max_attempts`` times; every failed attempt is kept as a reject row with its reason, so
 nothing is dropped silently.
 
+The passages of a batch are written ``parallel`` at a time: each round hands the LLM the
+next attempt of every passage still writing, in one call per ``parallel`` prompts, and a
+backend that decodes several sequences at once (the in-process llama.cpp one) writes them
+together. Each passage keeps its own seeds, so its answers do not depend on which passages
+share its call.
+
 The stage is :class:`QueryGenerator`: built once (prompt, LLM), then called on a batch of
 passages (``pyarrow.Table`` in, ``pyarrow.Table`` out), locally or under Ray Data.
 """
@@ -15,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit.fret.parse import ParseError, parse_task_query
 from geckokit.fret.prompts import GeneratePrompt
 from geckokit.fret.validate import ValidationConfig, check_query
-from geckokit.llm.base import LLM, PrefixCachingLLM
+from geckokit.llm.base import LLM, Generation, Message, PrefixCachingLLM
+
+#: Passages written together by default: the default llama.cpp context (4,096 tokens)
+#: holds the bundled prompt's few-shot prefix (about 850 tokens) and four passages of up to
+#: 2,000 characters with their answers.
+DEFAULT_PARALLEL = 4
 
 #: One row per attempt outcome: accepted queries have ``reject_reason`` null.
 GENERATION_SCHEMA = pa.schema(
@@ -68,6 +81,17 @@ class GenerateConfig(BaseModel):
     )
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     reuse_prefix: bool = Field(True, description="keep the LLM's prefix cache between passages")
+    parallel: int = Field(
+        DEFAULT_PARALLEL,
+        ge=1,
+        le=64,
+        description="passages whose answers the LLM writes together (1: one at a time)",
+    )
+
+
+#: GenerateConfig fields that say how the LLM is driven, not what it is asked: outside the
+#: run's identity, so a run resumes with other values
+DRIVING = ("reuse_prefix", "parallel")
 
 
 def passage_seed(seed: int, passage_id: str, slot: int = 0) -> int:
@@ -113,68 +137,119 @@ class QueryGenerator:
             )
 
     def __call__(self, passages: pa.Table) -> pa.Table:
-        rows: list[dict[str, Any]] = []
-        for record in passages.select(["passage_id", "title", "text"]).to_pylist():
-            rows.extend(
-                self.generate_one(record["passage_id"], record["title"] or "", record["text"])
-            )
+        records = passages.select(["passage_id", "title", "text"]).to_pylist()
+        states = [self._start(r["passage_id"], r["title"] or "", r["text"]) for r in records]
+        self._write(states)
+        rows = [row for state in states for row in state.rows]
         return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
 
     def generate_one(self, passage_id: str, title: str, text: str) -> list[dict[str, Any]]:
+        """The generation rows of one passage: every attempt, accepted or rejected."""
+        state = self._start(passage_id, title, text)
+        self._write([state])
+        return state.rows
+
+    def _start(self, passage_id: str, title: str, text: str) -> _Passage:
+        state = _Passage(passage_id, title, text)
+        self._next_slot(state)
+        return state
+
+    def _next_slot(self, state: _Passage) -> None:
+        """Move ``state`` to its next query slot's first attempt (done after the last)."""
+        state.slot += 1
+        state.attempt = 0
+        if state.slot >= self.config.queries_per_passage:
+            state.done = True
+            return
+        state.base_seed = passage_seed(self.config.seed, state.passage_id, state.slot)
+        state.task_type = random.Random(state.base_seed).choice(self.task_types)
+        passage = state.text[: self.config.passage_max_chars]
+        state.chat = self.prompt.messages(state.task_type, state.title, passage)
+
+    def _write(self, states: list[_Passage]) -> None:
+        """Rounds until every passage is done: each round sends the current attempt of every
+        passage still writing, grouped by sampling temperature, ``parallel`` per call."""
         cfg = self.config
-        rows: list[dict[str, Any]] = []
-        accepted: list[str] = []
-        passage = text[: cfg.passage_max_chars]
-        for slot in range(cfg.queries_per_passage):
-            base_seed = passage_seed(cfg.seed, passage_id, slot)
-            task_type = random.Random(base_seed).choice(self.task_types)
-            chat = self.prompt.messages(task_type, title, passage)
-            for attempt in range(cfg.max_attempts):
-                seed = base_seed + attempt
-                if not cfg.reuse_prefix and self.cache is not None:
-                    self.cache.reset_cache()
-                t0 = time.perf_counter()
-                gen = self.llm.generate(
-                    [chat],
-                    max_tokens=cfg.max_tokens,
-                    temperature=attempt_temperature(cfg, attempt),
-                    seed=seed,
-                )[0]
-                seconds = time.perf_counter() - t0
-                try:
-                    task, query = parse_task_query(gen.text)
-                    reason = check_query(
-                        task,
-                        query,
-                        title=title,
-                        passage=text,
-                        earlier=accepted,
-                        example_queries=self.example_queries,
-                        config=cfg.validation,
+        while True:
+            by_temperature: dict[float, list[_Passage]] = defaultdict(list)
+            for state in states:
+                if not state.done:
+                    by_temperature[attempt_temperature(cfg, state.attempt)].append(state)
+            if not by_temperature:
+                return
+            for temperature, group in by_temperature.items():
+                for at in range(0, len(group), cfg.parallel):
+                    chunk = group[at : at + cfg.parallel]
+                    if not cfg.reuse_prefix and self.cache is not None:
+                        self.cache.reset_cache()
+                    t0 = time.perf_counter()
+                    gens = self.llm.generate(
+                        [s.chat for s in chunk],
+                        max_tokens=cfg.max_tokens,
+                        temperature=temperature,
+                        seed=[s.base_seed + s.attempt for s in chunk],
                     )
-                except ParseError as exc:
-                    # an answer cut off by max_tokens is the usual cause of broken JSON
-                    task, query = "", ""
-                    reason = "truncated" if gen.finish_reason == "length" else exc.reason
-                last = attempt == cfg.max_attempts - 1
-                rows.append(
-                    {
-                        "query_id": f"{passage_id}:q{slot}",
-                        "passage_id": passage_id,
-                        "task_type": task_type,
-                        "task": task,
-                        "query": query,
-                        "raw": gen.text,
-                        "attempt": attempt,
-                        "seed": seed,
-                        "reject_reason": reason,
-                        "final": bool(reason is not None and last),
-                        "seconds": seconds,
-                        "prompt_tokens": gen.prompt_tokens,
-                        "completion_tokens": gen.completion_tokens,
-                    }
-                )
-                if reason is None:
-                    accepted.append(query)
-                    break
-        return rows
+                    # the call's time, shared by the passages written together
+                    seconds = (time.perf_counter() - t0) / len(chunk)
+                    for state, gen in zip(chunk, gens, strict=True):
+                        self._take(state, gen, seconds)
+
+    def _take(self, state: _Passage, gen: Generation, seconds: float) -> None:
+        """Validate one answer, record its row, and move ``state`` on."""
+        cfg = self.config
+        try:
+            task, query = parse_task_query(gen.text)
+            reason = check_query(
+                task,
+                query,
+                title=state.title,
+                passage=state.text,
+                earlier=state.accepted,
+                example_queries=self.example_queries,
+                config=cfg.validation,
+            )
+        except ParseError as exc:
+            # an answer cut off by max_tokens is the usual cause of broken JSON
+            task, query = "", ""
+            reason = "truncated" if gen.finish_reason == "length" else exc.reason
+        last = state.attempt == cfg.max_attempts - 1
+        state.rows.append(
+            {
+                "query_id": f"{state.passage_id}:q{state.slot}",
+                "passage_id": state.passage_id,
+                "task_type": state.task_type,
+                "task": task,
+                "query": query,
+                "raw": gen.text,
+                "attempt": state.attempt,
+                "seed": state.base_seed + state.attempt,
+                "reject_reason": reason,
+                "final": bool(reason is not None and last),
+                "seconds": seconds,
+                "prompt_tokens": gen.prompt_tokens,
+                "completion_tokens": gen.completion_tokens,
+            }
+        )
+        if reason is None:
+            state.accepted.append(query)
+        if reason is None or last:
+            self._next_slot(state)
+        else:
+            state.attempt += 1
+
+
+@dataclass
+class _Passage:
+    """Where one passage's writing stands: its slot, attempt, accepted queries and rows."""
+
+    passage_id: str
+    title: str
+    text: str
+    slot: int = -1
+    attempt: int = 0
+    base_seed: int = 0
+    task_type: str = ""
+    chat: list[Message] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geckokit.corpus import Corpus, load_corpus
-from geckokit.fret.generate import GenerateConfig, QueryGenerator
+from geckokit.fret.generate import DRIVING, GenerateConfig, QueryGenerator
 from geckokit.fret.prompts import GeneratePrompt, load_generate_prompt
 from geckokit.fret.validate import words
 from geckokit.fret.workers import llm_executor
@@ -95,7 +95,7 @@ def summarize(queries: pa.Table | None, rejects: pa.Table | None, passages: int)
 
 
 def _identity_config(config: GenerateConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json", exclude={"reuse_prefix"})
+    return config.model_dump(mode="json", exclude=set(DRIVING))
 
 
 def shard_key(config: GenerateConfig, prompt: GeneratePrompt, model_id: str | None) -> ShardKey:

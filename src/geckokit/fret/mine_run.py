@@ -48,7 +48,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geckokit.corpus import Corpus, load_corpus
 from geckokit.encoder import EncoderRef
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
-from geckokit.fret.rerank import PairScorer, RerankPrompt, load_rerank_prompt
+from geckokit.fret.rerank import (
+    DEFAULT_PAIR_PARALLEL,
+    PairScorer,
+    RerankPrompt,
+    load_rerank_prompt,
+)
 from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.fret.workers import llm_executor
@@ -87,6 +92,9 @@ SCORE_SCHEMA = pa.schema(
 
 #: MineConfig fields that choose the positive and negatives from the scores (not the scores)
 SELECTION = ("fusion", "weights", "negative", "negatives_k")
+#: MineConfig fields that say how the LLM is driven, not what it is asked: outside the
+#: run's identity, so a run resumes with other values
+DRIVING = ("parallel",)
 
 _IDS = pa.list_(pa.string())
 _SCORES = pa.list_(pa.float64())
@@ -157,6 +165,12 @@ class MineConfig(BaseModel):
         description="leave out the queries whose seed passage the initial encoder already "
         "ranks first (they teach it little); their pairs are not scored",
     )
+    parallel: int = Field(
+        DEFAULT_PAIR_PARALLEL,
+        ge=1,
+        le=255,
+        description="pairs of a passage the LLM evaluates together (1: one at a time)",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -171,7 +185,7 @@ class MineConfig(BaseModel):
 
 
 def _identity_config(config: MineConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json", exclude=set(SELECTION))
+    return config.model_dump(mode="json", exclude={*SELECTION, *DRIVING})
 
 
 #: MineConfig fields that shape the candidates (with the initial encoder's name)
@@ -774,6 +788,7 @@ def _scoring(
         _scoring_stage,
         prompt=prompt,
         passage_max_tokens=config.passage_max_tokens,
+        parallel=config.parallel,
         passages=passages,
         queries=query_text,
     )
@@ -837,10 +852,11 @@ def _scoring_stage(
     *,
     prompt: RerankPrompt,
     passage_max_tokens: int,
+    parallel: int,
     passages: dict[str, dict[str, str]],
     queries: dict[str, tuple[str, str]],
 ) -> PassageScoringStage:
-    scorer = PairScorer(llm, prompt, passage_max_tokens=passage_max_tokens)
+    scorer = PairScorer(llm, prompt, passage_max_tokens=passage_max_tokens, parallel=parallel)
     return PassageScoringStage(scorer, passages, queries, list(prompt.labels))
 
 

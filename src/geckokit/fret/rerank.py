@@ -10,8 +10,11 @@ both scores (Gecko, Appendix A):
 With a backend that returns logits rows (:class:`~geckokit.llm.base.LogitRowsLLM`: the
 in-process llama.cpp one), pairs are scored passage by passage: the instruction is evaluated
 once per run, each passage once, and every query that retrieved the passage continues from
-its cached state, so a pair costs about (lead + query + question) tokens. Other backends get
-two requests per pair (``score`` and ``label_logprobs``).
+its cached state, so a pair costs about (lead + query + question) tokens. A backend that
+decodes several continuations at once (:class:`~geckokit.llm.base.BranchingLLM`) runs a
+passage's pairs together, ``parallel`` at a time, each in its own sequence sharing the
+passage's state: the same tokens, in a few large decodes instead of one short decode per
+pair. Other backends get two requests per pair (``score`` and ``label_logprobs``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from geckokit.llm.base import LLM, LogitRowsLLM, TokenizingLLM, log_softmax, logsumexp
+from geckokit.llm.base import (
+    LLM,
+    BranchingLLM,
+    LogitRowsLLM,
+    TokenizingLLM,
+    log_softmax,
+    logsumexp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +108,41 @@ class PairScore:
     label_logprobs: dict[str, float]
 
 
-class PairScorer:
-    """Scores all queries that retrieved one passage, spending the LLM once per prefix."""
+#: Pairs of one passage decoded together by default (FRet step 2): a pair's continuation is
+#: about 35 tokens, and the backend packs them into decodes of its batch size (llama.cpp:
+#: 512 tokens), so this bounds the sequences rather than the tokens of a decode.
+DEFAULT_PAIR_PARALLEL = 32
 
-    def __init__(self, llm: LLM, prompt: RerankPrompt, *, passage_max_tokens: int = 384) -> None:
+
+class PairScorer:
+    """Scores all queries that retrieved one passage, spending the LLM once per prefix.
+
+    ``parallel``: how many of a passage's pairs a backend that decodes several
+    continuations at once (:class:`~geckokit.llm.base.BranchingLLM`) runs together; 1
+    scores them one at a time (the same scores: the llama.cpp backend places each pair in its
+    batch so that it is computed as it is alone).
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        prompt: RerankPrompt,
+        *,
+        passage_max_tokens: int = 384,
+        parallel: int = DEFAULT_PAIR_PARALLEL,
+    ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1 (one pair at a time), got {parallel}")
         self.llm = llm
         self.prompt = prompt
         self.passage_max_tokens = passage_max_tokens
+        self.parallel = parallel
         #: the backend's tokenizer, when it has one (None: passages are cut by characters)
         self.tokenizer = llm if isinstance(llm, TokenizingLLM) else None
         #: the backend's logits rows, when it has them (None: two requests per pair)
         self.rows = llm if isinstance(llm, LogitRowsLLM) else None
+        #: the backend's batched continuations, when it has them and ``parallel`` > 1
+        self.branches = llm if isinstance(llm, BranchingLLM) and parallel > 1 else None
         if self.rows is not None:
             tok = self.rows.tokenize
             self._instruction = tok(prompt.instruction, add_bos=True, special=True)
@@ -160,29 +194,39 @@ class PairScorer:
     ) -> list[PairScore]:
         head = self._instruction + llm.tokenize(segment)
         llm.eval_rows(head, [])  # the passage, evaluated alone right after the instruction
-        out = []
+        n = len(head)
+        label_ids = sorted({i for ids in self._label_ids.values() for i in ids})
+        branches: list[list[int]] = []
+        wanted: list[dict[int, list[int]]] = []
         for task, query in queries:
             lead = llm.tokenize(self.prompt.query.format(task=task))
             q_ids = llm.tokenize(" " + query)
-            ids = head + lead + q_ids + self._question
-            start = len(head) + len(lead)
-            last = len(ids) - 1
-            rows = llm.eval_rows(
-                ids, [*range(start - 1, start + len(q_ids) - 1), last], reuse_limit=len(head)
-            )
-            ql = (
-                float(
-                    np.mean(
-                        [float(log_softmax(rows[start - 1 + k])[t]) for k, t in enumerate(q_ids)]
-                    )
+            branch = lead + q_ids + self._question
+            start = n + len(lead)  # the first query token's position
+            # the row before each query token predicts it; the last row, the label
+            want = {start - 1 + k: [t] for k, t in enumerate(q_ids)}
+            want[n + len(branch) - 1] = label_ids
+            branches.append(branch)
+            wanted.append(want)
+        if self.branches is not None:
+            picked: list[dict[int, np.ndarray]] = []
+            for at in range(0, len(branches), self.parallel):
+                picked += self.branches.branch_logprobs(
+                    head, branches[at : at + self.parallel], wanted[at : at + self.parallel]
                 )
-                if q_ids
-                else float("nan")
-            )
-            dist = log_softmax(rows[last])
+        else:  # one pair at a time
+            picked = []
+            for branch, want in zip(branches, wanted, strict=True):
+                rows = llm.eval_rows(head + branch, list(want), reuse_limit=n)
+                picked.append({p: log_softmax(rows[p])[ids] for p, ids in want.items()})
+        out = []
+        for branch, want, got in zip(branches, wanted, picked, strict=True):
+            last = n + len(branch) - 1
+            query_rows = [p for p in want if p != last]
+            ql = float(np.mean([float(got[p][0]) for p in query_rows])) if query_rows else math.nan
+            by_id = dict(zip(label_ids, (float(v) for v in got[last]), strict=True))
             labels = {
-                name: logsumexp([float(dist[i]) for i in ids_])
-                for name, ids_ in self._label_ids.items()
+                name: logsumexp([by_id[i] for i in ids_]) for name, ids_ in self._label_ids.items()
             }
             out.append(PairScore(ql, self.prompt.rc_score(labels), labels))
             llm.usage.requests += 1

@@ -19,6 +19,7 @@ from typing import Any
 
 from geckokit.llm.base import (
     LLM,
+    BranchingLLM,
     ContinuationScore,
     Generation,
     Labels,
@@ -27,6 +28,7 @@ from geckokit.llm.base import (
     Message,
     PrefixCachingLLM,
     Prompt,
+    Seeds,
     ServedLLM,
     TokenizingLLM,
     UsageStats,
@@ -37,6 +39,7 @@ from geckokit.types import ClosedSet
 __all__ = [
     "LLM",
     "Backend",
+    "BranchingLLM",
     "ContinuationScore",
     "Generation",
     "Labels",
@@ -45,6 +48,7 @@ __all__ = [
     "Message",
     "PrefixCachingLLM",
     "Prompt",
+    "Seeds",
     "ServedLLM",
     "TokenizingLLM",
     "UsageStats",

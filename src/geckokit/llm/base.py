@@ -8,7 +8,8 @@ What only some backends can do is declared as a narrower protocol that the backe
 names as a base, and that callers check once with ``isinstance``: :class:`TokenizingLLM`
 (exact token counts and cuts), :class:`PrefixCachingLLM` (a shared prompt prefix evaluated
 once), :class:`LogitRowsLLM` (logits rows of token ids, for FRet step 2's passage-ordered
-scoring), and, for the manifest, :class:`LocalFileLLM` and :class:`ServedLLM` (where the
+scoring), :class:`BranchingLLM` (several continuations of one cached prefix decoded in one
+batch), and, for the manifest, :class:`LocalFileLLM` and :class:`ServedLLM` (where the
 model's weights are).
 """
 
@@ -32,6 +33,10 @@ class Message(TypedDict):
 #: A prompt is raw text (sent as is) or a chat, which the backend renders with the model's
 #: chat template, ending with the assistant's turn opened.
 Prompt = str | Sequence[Message]
+
+#: Sampling seeds of a generate call: one int (prompt i gets ``seed + i``), one per prompt
+#: (a passage's own seed, whichever prompts share its call), or None (the backend's own).
+Seeds = int | Sequence[int] | None
 
 #: Label words for relevance classification: label -> its spellings, whose probabilities
 #: are summed (e.g. {"yes": ["Yes", " Yes", "yes"], "no": ["No", " No", "no"]}).
@@ -116,12 +121,13 @@ class LLM(Protocol):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Write a completion for each prompt. ``temperature=0`` is greedy decoding;
-        ``seed`` makes sampling reproducible; generation ends at any string in ``stop``
-        (not included in the text)."""
+        ``seed`` makes sampling reproducible (an int: ``seed + i`` for prompt i; a sequence:
+        one seed per prompt; see :func:`prompt_seeds`); generation ends at any string in
+        ``stop`` (not included in the text). A backend may decode the prompts together."""
         ...
 
     def score(
@@ -195,6 +201,28 @@ class LogitRowsLLM(TokenizingLLM, PrefixCachingLLM, Protocol):
 
 
 @runtime_checkable
+class BranchingLLM(LogitRowsLLM, Protocol):
+    """An LLM that decodes several continuations of one prefix in one batch, each in its
+    own sequence that shares the prefix's cached state: FRet step 2 then runs the pairs of a
+    passage as a few large decodes instead of one short decode per pair (the weights are
+    read once for many tokens)."""
+
+    def branch_logprobs(
+        self,
+        prefix: Sequence[int],
+        branches: Sequence[Sequence[int]],
+        wanted: Sequence[Mapping[int, Sequence[int]]],
+    ) -> list[dict[int, np.ndarray]]:
+        """Run ``prefix`` (reusing the cache, as :meth:`eval_rows` does), then every branch
+        after it, and return for branch i, at each position p of ``wanted[i]``, the
+        log-probabilities (natural log, float64) of the token ids ``wanted[i][p]`` as the
+        token after p. Positions count in ``prefix + branches[i]`` and lie in the branch (a
+        row of the prefix itself: end the prefix a token earlier). A branch's values do not
+        depend on the other branches beyond the rounding of a different batch."""
+        ...
+
+
+@runtime_checkable
 class LocalFileLLM(LLM, Protocol):
     """An LLM whose weights are one local file: its path (and, for a registry model, its
     pinned sha256) identifies the model in a run's manifest."""
@@ -233,6 +261,19 @@ def log_softmax(row: Any) -> Any:
     row = np.asarray(row, dtype=np.float64)
     top = row.max()
     return row - (top + math.log(np.exp(row - top).sum()))
+
+
+def prompt_seeds(seed: Seeds, n: int) -> list[int | None]:
+    """The seed of each of ``n`` prompts: ``seed + i`` for an int, the sequence itself (one
+    per prompt), or None for each."""
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, int):
+        return [seed + i for i in range(n)]
+    seeds = list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} prompts; pass one seed per prompt")
+    return [int(s) for s in seeds]
 
 
 def check_pairs(prompts: Sequence[object], others: Sequence[object], what: str) -> None:

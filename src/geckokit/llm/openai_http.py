@@ -50,11 +50,13 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    Seeds,
     ServedLLM,
     UsageStats,
     check_labels,
     check_pairs,
     logsumexp,
+    prompt_seeds,
 )
 from geckokit.registry import DEFAULT_LLM_TIMEOUT
 
@@ -267,7 +269,7 @@ class OpenAICompatibleLLM(ServedLLM):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         def parse_text(body: dict[str, Any]) -> tuple[str, str, Usage]:
@@ -286,6 +288,8 @@ class OpenAICompatibleLLM(ServedLLM):
             text = as_text(message.get("content"), "choices[0].message.content")
             return text, finish_reason(choice), Usage.of(body)
 
+        seeds = prompt_seeds(seed, len(prompts))
+
         def one(i: int) -> Generation:
             prompt = prompts[i]
             payload: dict[str, Any] = {
@@ -293,8 +297,8 @@ class OpenAICompatibleLLM(ServedLLM):
                 "max_tokens": max_tokens,
                 "temperature": temperature,
             }
-            if seed is not None:
-                payload["seed"] = seed + i
+            if seeds[i] is not None:
+                payload["seed"] = seeds[i]
             if stop:
                 payload["stop"] = list(stop)
             if isinstance(prompt, str):

@@ -36,8 +36,10 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    Seeds,
     ServedLLM,
     UsageStats,
+    prompt_seeds,
 )
 from geckokit.llm.openai_http import LLMServerError, LLMUnavailableError, OpenAICompatibleLLM
 
@@ -228,16 +230,18 @@ class ServerPool(ServedLLM):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
+        seeds = prompt_seeds(seed, len(prompts))  # as one server numbers them
+
         def one(i: int) -> Generation:
             return self._call(
                 lambda c: c.generate(
                     [prompts[i]],
                     max_tokens=max_tokens,
                     temperature=temperature,
-                    seed=None if seed is None else seed + i,  # as one server numbers them
+                    seed=seeds[i],
                     stop=stop,
                 )[0]
             )

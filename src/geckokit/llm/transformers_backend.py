@@ -18,10 +18,12 @@ from geckokit.llm.base import (
     Generation,
     Labels,
     Prompt,
+    Seeds,
     UsageStats,
     check_labels,
     check_pairs,
     logsumexp,
+    prompt_seeds,
 )
 
 
@@ -108,16 +110,17 @@ class TransformersLLM(LLM):
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: Seeds = None,
         stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         torch = self._torch
+        seeds = prompt_seeds(seed, len(prompts))
         out: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
             texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
-            if seed is not None:
-                torch.manual_seed(seed + start)
+            if seeds[start] is not None:  # one generator per batch: its first prompt's seed
+                torch.manual_seed(seeds[start])
             with torch.inference_mode():
                 gen = self.model.generate(
                     **enc,

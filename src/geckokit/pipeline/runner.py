@@ -66,6 +66,9 @@ class Step:
     #: settings this stage takes in place: a change runs it again over its own output and
     #: leaves only the later stages stale
     in_place: ClassVar[tuple[str, ...]] = ()
+    #: settings that only say how this stage drives its model (how many sequences the LLM
+    #: decodes together): a change leaves no output stale
+    driving: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -153,7 +156,13 @@ def check_settings(
         return note
     if saved is not None:
         saved = with_defaults(defaults, saved)
-        changed = [k for t in settings for k in _changed(saved.get(t), settings[t], f"{t}.")]
+        driving = {k for step in steps for k in step.driving}
+        changed = [
+            k
+            for t in settings
+            for k in _changed(saved.get(t), settings[t], f"{t}.")
+            if k not in driving
+        ]
         stages = list(Stage)
         firsts = [stages.index(first_stage(k, steps)) for k in changed]
         stale = [s.stage for s in steps if firsts and stages.index(s.stage) >= min(firsts)]

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from geckokit.fret.generate import DRIVING as GENERATE_DRIVING
+from geckokit.fret.mine_run import DRIVING as MINE_DRIVING
 from geckokit.fret.mine_run import SELECTION, MineConfig
 from geckokit.pipeline.config import QUERIES_SHA256
 from geckokit.pipeline.runner import Action, Step
@@ -102,6 +104,7 @@ class DistillStep(Step):
 class Generate(DistillStep):
     stage = Stage.GENERATE
     title = "FRet step 1: a task and a query per passage (LLM)"
+    driving = tuple(f"generate.{k}" for k in GENERATE_DRIVING)
     settings = (
         "corpus",
         "llm",
@@ -147,6 +150,7 @@ class Mine(DistillStep):
     title = "FRet step 2: neighbours, LLM scores, positive and hard negative"
     settings = ("queries_file", "queries_task", QUERIES_SHA256, "encoder", "rerank_prompt", "mine")
     in_place = tuple(f"mine.{k}" for k in SELECTION)
+    driving = tuple(f"mine.{k}" for k in MINE_DRIVING)
 
     def manifest(self) -> MineManifest | None:
         found = read_stage_manifest(self.folder, self.stage)
