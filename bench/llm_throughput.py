@@ -100,7 +100,7 @@ def measure_scoring(llm: Any, setting: dict[str, Any], *, parallel: int) -> dict
     }
 
 
-def measure_writing(llm: Any, passages: Any, *, parallel: int, max_tokens: int) -> dict[str, float]:
+def measure_writing(llm: Any, passages: Any, *, parallel: int, max_tokens: int) -> dict[str, Any]:
     from geckokit.fret.generate import GenerateConfig, QueryGenerator
     from geckokit.fret.prompts import load_generate_prompt
 
@@ -117,6 +117,7 @@ def measure_writing(llm: Any, passages: Any, *, parallel: int, max_tokens: int) 
         "tokens_per_s": (prompt + written) / seconds,
         "written_per_s": written / seconds,
         "seconds": seconds,
+        "texts": dict(zip(rows["passage_id"].to_pylist(), rows["raw"].to_pylist(), strict=True)),
     }
 
 
@@ -127,7 +128,9 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=60, help="FRet step 2: queries")
     parser.add_argument("--top-n", type=int, default=10, help="FRet step 2: candidates")
     parser.add_argument("--write", type=int, default=16, help="FRet step 1: passages")
-    parser.add_argument("--parallel", type=int, default=None, help="FRet step 1, batched")
+    parser.add_argument(
+        "--parallel", type=int, default=4, help="FRet step 1: passages written together"
+    )
     parser.add_argument("--max-tokens", type=int, default=128, help="FRet step 1 answer limit")
     parser.add_argument("--speed-passages", type=int, default=8, help="llm_speed.py's prompts")
     args = parser.parse_args()
@@ -138,15 +141,15 @@ def main() -> None:
     from geckokit.fret.rerank import DEFAULT_PAIR_PARALLEL
     from geckokit.llm.llamacpp import LlamaCppLLM
 
-    parallel = args.parallel or DEFAULT_PARALLEL
+    parallel = args.parallel
     corpus_file = Path(args.corpus) / "corpus.jsonl"
     speed = llm_speed.measure(args.llm, corpus_file, args.speed_passages, 64)
     setting = scoring_setting(args.corpus, args.passages, args.top_n)
     writing = load_corpus(args.corpus, limit=args.write).passages
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     paths: tuple[tuple[str, dict[str, Any], int, int], ...] = (
         ("today", {"n_seq_max": 1, "repack": True}, 1, 1),
-        ("batched", {}, DEFAULT_PAIR_PARALLEL, parallel),
+        ("batched", {}, DEFAULT_PAIR_PARALLEL, DEFAULT_PARALLEL),
     )
     for path, options, pairs, passages in paths:
         llm = LlamaCppLLM(args.llm, **options)
@@ -155,14 +158,17 @@ def main() -> None:
             "score": measure_scoring(llm, setting, parallel=pairs),
             "write": measure_writing(llm, writing, parallel=passages, max_tokens=args.max_tokens),
         }
+        if path == "batched":  # several passages written together (not the default)
+            results[path]["write_k"] = measure_writing(
+                llm, writing, parallel=parallel, max_tokens=args.max_tokens
+            )
         llm.close()
 
     prompt_rate, written_rate = speed["prompt_tokens_per_s"], speed["written_tokens_per_s"]
     pairs = sum(len(q) for q in setting["by_passage"].values())
     print(
         f"LLM {args.llm}; FRet step 2: {setting['examples']} queries x top {args.top_n} "
-        f"({pairs} pairs); FRet step 1: {args.write} passages, one attempt each, "
-        f"batched {parallel} at a time"
+        f"({pairs} pairs); FRet step 1: {args.write} passages, one attempt each"
     )
     print(
         f"bench/llm_speed.py rates: passage prompt {prompt_rate:.1f} tok/s, "
@@ -176,14 +182,31 @@ def main() -> None:
         ("  writing tokens/s (prompt + written)", "write", "tokens_per_s"),
         ("  written tokens/s", "write", "written_per_s"),
     ]
-    print(f"{'':40}{'today':>10}{'batched':>10}{'ratio':>8}")
+    print(
+        "today: one sequence, repacked weights; default: a passage's pairs batched "
+        f"(mine.parallel {DEFAULT_PAIR_PARALLEL}), passages written {DEFAULT_PARALLEL} at a time "
+        f"(generate.parallel); {parallel} written together: generate.parallel {parallel}"
+    )
+    print(
+        f"{'':40}{'today':>10}{'default':>10}{'ratio':>8}{f'{parallel} together':>13}{'ratio':>8}"
+    )
     for label, stage, key in lines:
         a, b = today[stage][key], batched[stage][key]
-        print(f"{label:40}{a:10.1f}{b:10.1f}{b / a:7.2f}x")
+        row = f"{label:40}{a:10.1f}{b:10.1f}{b / a:7.2f}x"
+        if stage == "write":
+            k = batched["write_k"][key]
+            row += f"{k:13.1f}{k / a:7.2f}x"
+        print(row)
     b = batched["score"]
     print(
         f"  batched scoring also decoded {b['padding']} padding tokens "
         f"({b['padding'] / b['tokens']:.0%} of its prompt tokens; not counted above)"
+    )
+    alone, together = batched["write"]["texts"], batched["write_k"]["texts"]
+    same = sum(together.get(k) == v for k, v in alone.items())
+    print(
+        f"  written {parallel} together at temperature 0: {same} of {len(alone)} answers "
+        f"({same / max(1, len(alone)):.0%}) equal the one-at-a-time answers (same weights)"
     )
     print("tokens/s against the rates of bench/llm_speed.py:")
     for path in ("today", "batched"):

@@ -18,8 +18,10 @@ PASSAGE = (
 #: Log-probabilities of one text reached through different decode paths (a token evaluated
 #: alone or inside a batch, a cached prefix or a fresh one) differ in rounding: llama.cpp
 #: picks other kernels for a single token than for a batch, and with quantized weights the
-#: gap reached 0.026 nats on an AVX-512 build (under 0.02 with AVX2 alone).
-PATH_ATOL = 0.05
+#: gap reached 0.026 nats on an AVX-512 build with llama.cpp's repacked weights (under 0.02
+#: with AVX2 alone), and 0.052 with the weights in the file's layout, the backend's default
+#: (test_chat_prompts_for_scoring_and_labels: "Yes" scored cold, then as a label after it).
+PATH_ATOL = 0.06
 PREFIX = f"Passage: {PASSAGE}\nQuery:"
 QUERY = " where is the eiffel tower"
 
@@ -93,9 +95,16 @@ def test_score_reads_the_previous_position(llm) -> None:
 
 
 def test_score_matches_a_full_logits_evaluation(llm, llm_path: str) -> None:
+    import llama_cpp
     from llama_cpp import Llama
 
-    reference = Llama(model_path=llm_path, n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    from geckokit.llm.llamacpp import _file_layout
+
+    # the weights in the file's layout, as the backend loads them
+    with _file_layout(llama_cpp):
+        reference = Llama(
+            model_path=llm_path, n_ctx=512, logits_all=True, verbose=False, n_threads=2
+        )
     try:
         prompt_ids = reference.tokenize(PREFIX.encode(), add_bos=True, special=True)
         cont_ids = reference.tokenize(QUERY.encode(), add_bos=False)

@@ -170,7 +170,9 @@ def test_a_changed_setting_is_refused_only_once_its_stage_has_run(tmp_path: Path
     from geckokit.pipeline.stages import check_config
 
     out = tmp_path / "run"
-    (out / "queries").mkdir(parents=True)
+    out.mkdir()
+    check_config(_config(tmp_path), out)  # recorded before the stages run
+    (out / "queries").mkdir()
     (out / "mine").mkdir()
     (out / "train").mkdir()
     check_config(_config(tmp_path), out)

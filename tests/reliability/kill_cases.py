@@ -243,6 +243,70 @@ def kill_case(
     return tally
 
 
+def kill_in_turn(
+    setup: KillSetup,
+    stages: tuple[str, ...],
+    rng: random.Random,
+    folder: Path,
+    *,
+    within: float | None = None,
+) -> RunTally:
+    """One run killed once inside each of ``stages`` in turn (each kill at a random moment
+    of the stage's first ``within`` seconds, then the same command again), and a second run
+    started on the folder while the first is writing it (refused, naming the first one's
+    pid); then the command to the end, which must match the reference: a case per kill, and
+    one for the second run. What :func:`kill_case` and :func:`two_runs` check, at the cost
+    of about one run instead of two per case."""
+    setup.undamaged()
+    tally = RunTally()
+    log = folder.parent / f"{folder.name}.log"
+    cases = []
+    for n, stage in enumerate(stages):
+        tally.tried += 1
+        proc = setup.start(folder, log)
+        try:
+            if not wait_for(folder, stage, proc, RUN_TIMEOUT_S):
+                tally.problems.append(
+                    f"kill in {stage}: the run ended before {stage} ran (see {log})"
+                )
+                return tally
+            if n == 0:
+                tally.tried += 1
+                second = subprocess.run(
+                    setup.command(folder),
+                    capture_output=True,
+                    text=True,
+                    env=setup.env(),
+                    timeout=600,
+                )
+                said = second.stdout + second.stderr
+                wanted = f"in use by another geckokit run (pid {proc.pid})"
+                if second.returncode == 2 and wanted in said:
+                    tally.clear_errors += 1
+                    tally.survived += 1
+                else:
+                    tally.problems.append(
+                        f"two runs on one folder: the second was not refused "
+                        f"({second.returncode}): {said}"
+                    )
+            span = 0.9 * setup.durations.get(stage, 1.0)
+            time.sleep(rng.uniform(0, span if within is None else min(span, within)))
+            cases.append(f"kill in {stage} (landed in {running_stage(folder) or 'between stages'})")
+        finally:
+            kill(proc)
+        if not lock_free(folder):
+            tally.problems.append(f"{cases[-1]}: the lock is still held after the kill")
+            return tally
+    rc = setup.run(folder, log)
+    name = ", then ".join(cases)
+    if rc != 0:
+        tally.problems.append(f"{name}: the rerun failed ({rc}); see {log}")
+        return tally
+    if finished_like_reference(setup, folder, tally, name):
+        tally.survived += len(cases)
+    return tally
+
+
 def two_runs(setup: KillSetup, rng: random.Random, folder: Path) -> RunTally:
     """A second run started on a folder a first one is writing: refused at once, naming
     the first one's pid; the first killed, the folder then resumes to the reference."""

@@ -1,48 +1,36 @@
-"""``kill -9`` of ``geckokit distill`` inside a stage, then the same command to the end: the
-run ends with an uninterrupted run's rows (none lost or twice, the generated queries
-identical), no lock left behind; and a second run started on a folder another is writing is
-refused. The real command with the default LLM and encoder on eight SciFact passages; the
-cases live in kill_cases.py, which ``bench/reliability.py --area kill`` runs at a larger
-count (every stage, more kill points)."""
+"""``kill -9`` of ``geckokit distill`` inside each stage in turn (generate, mine, mix, train,
+eval), each time followed by the same command: the run ends with an uninterrupted run's rows
+(none lost or twice, the generated queries identical), no lock left behind; and a second run
+started on a folder another is writing is refused. The real command with the default LLM
+and encoder on eight SciFact passages; the cases live in kill_cases.py, which ``bench/
+reliability.py --area kill`` runs at a larger count (a fresh run per kill, anywhere in its
+stage)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.kill_cases import KillSetup, kill_case, two_runs
+from tests.reliability.kill_cases import STAGES, KillSetup, kill_in_turn
 
-#: each case runs the command about twice: minutes on two cores, more on busy ones
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+#: about three runs of the command: minutes on two cores, more on busy ones
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 SEED = 7
 #: a kill lands in the first WITHIN seconds of its stage (the bench spreads them over all of it)
 WITHIN = 20.0
 
 
-@pytest.fixture(scope="module")
-def setup(
-    llm_path: str, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[KillSetup]:
-    """``llm_path``: the default LLM pulled into the cache before the command needs it."""
-    yield KillSetup(tmp_path_factory.mktemp("kill"), shared_data / "beir" / "scifact")
-
-
-@pytest.mark.parametrize("stage", ["generate", "mine", "train"])
-def test_a_run_killed_inside_a_stage_resumes_to_the_uninterrupted_rows(
-    setup: KillSetup, tmp_path: Path, stage: str
+def test_a_run_killed_in_each_stage_resumes_to_the_uninterrupted_rows(
+    llm_path: str, shared_data: Path, tmp_path: Path
 ) -> None:
-    rng = random.Random(f"{SEED}:{stage}")
-    tally = kill_case(setup, stage, rng, tmp_path / "run", within=WITHIN)
+    """``llm_path``: the default LLM pulled into the cache before the command needs it."""
+    setup = KillSetup(tmp_path / "kill", shared_data / "beir" / "scifact")
+    tally = kill_in_turn(setup, STAGES, random.Random(SEED), tmp_path / "run", within=WITHIN)
     assert not tally.problems, "\n".join(tally.problems)
-    assert tally.survived == tally.tried == 1
+    # a case per kill, and the second run on the folder (refused: a clear error)
+    assert tally.survived == tally.tried == len(STAGES) + 1
+    assert tally.clear_errors == 1
     assert tally.rows_lost == tally.rows_duplicated == 0
-
-
-def test_a_second_run_on_the_folder_is_refused(setup: KillSetup, tmp_path: Path) -> None:
-    tally = two_runs(setup, random.Random(SEED), tmp_path / "run")
-    assert not tally.problems, "\n".join(tally.problems)
-    assert tally.clear_errors == tally.survived == tally.tried == 1

@@ -26,7 +26,7 @@ from geckokit.fret.workers import llm_executor
 from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
-from geckokit.runs.folder import holds_run_lock, open_run
+from geckokit.runs.folder import check_run, holds_run_lock, open_run
 from geckokit.runs.shards import resumable_shards
 from geckokit.runs.stamps import ShardKey
 
@@ -178,13 +178,16 @@ def _generate(
         },
         "shard_size": shard_size,
     }
-    # the shards' own records first: a run they refuse leaves the folder's manifest as it was
+    # a folder from before a setting existed resumes: it ran with that setting's default
+    defaults = {"config": _identity_config(GenerateConfig())}
+    # the manifest's settings, then the shards' own records (they also catch what a lost
+    # manifest hides); a run refused leaves the folder's manifest as it was
+    check_run(out, identity, defaults=defaults)
     key = shard_key(config, prompt, work.info["model"].get("id"))
     checked = resumable_shards(
         passages, out=out, outputs=OUTPUTS, shard_size=shard_size, key=key, description="generate"
     )
-    # a folder from before a setting existed resumes: it ran with that setting's default
-    open_run(out, identity, defaults={"config": _identity_config(GenerateConfig())})
+    open_run(out, identity, defaults=defaults)
     run = work.run(
         passages,
         out=out,

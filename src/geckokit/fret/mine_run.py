@@ -69,7 +69,13 @@ from geckokit.io import (
 from geckokit.llm.base import LLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
-from geckokit.runs.folder import RunMismatchError, holds_run_lock, open_run, with_defaults
+from geckokit.runs.folder import (
+    RunMismatchError,
+    check_run,
+    holds_run_lock,
+    open_run,
+    with_defaults,
+)
 from geckokit.runs.shards import ShardCheck, ShardRun, resumable_shards, unfinished_rows
 from geckokit.runs.stamps import ShardKey, json_sha256, read_stamped, rows_sha256, stamped
 from geckokit.tasks import DEFAULT_QUERY_TASK
@@ -623,7 +629,11 @@ def _mine(
     _refuse_old_selection(out)
     passages = {r["passage_id"]: r for r in corpus.passages.to_pylist()}
     scoring = work is not None and config.fusion is not Fusion.SEED  # the LLM scores pairs
-    # the files' own records first: a run they refuse leaves the folder's manifest as it was
+    # a folder from before a setting existed resumes: it ran with that setting's default
+    defaults = {"config": _identity_config(MineConfig())}
+    # the manifest's settings, then the files' own records (they also catch what a lost
+    # manifest hides); a run refused leaves the folder's manifest as it was
+    identity = check_run(out, identity, defaults=defaults)
     cand_path = out / "candidates" / "part-00000.parquet"
     cand_stamp = _candidates_stamp(queries, corpus.passages, config, encoder.name)
     candidates = _stored_candidates(cand_path, cand_stamp)
@@ -640,8 +650,7 @@ def _mine(
                 key=plan.key,
                 description=SCORING,
             )
-    # a folder from before a setting existed resumes: it ran with that setting's default
-    identity = open_run(out, identity, defaults={"config": _identity_config(MineConfig())})
+    identity = open_run(out, identity, defaults=defaults)
 
     if candidates is None:
         if config.retriever is not Retriever.ENCODER:

@@ -151,7 +151,17 @@ def with_defaults(defaults: Any, saved: Any) -> Any:
 def open_run(
     out: Path, identity: dict[str, Any], *, defaults: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Start or resume the run in ``out`` whose settings are ``identity`` (a dict with
+    """Start or resume the run in ``out`` whose settings are ``identity``: check it with
+    :func:`check_run`, then record it as running. Returns the identity recorded."""
+    identity = check_run(out, identity, defaults=defaults)
+    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    return identity
+
+
+def check_run(
+    out: Path, identity: dict[str, Any], *, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Check that the run in ``out`` (if any) may be resumed with ``identity`` (a dict with
     ``stage``, and ``model`` holding an ``id`` when an LLM is involved). ``defaults``, the
     identity's default settings (e.g. ``{"config": ...}``), fill in what a folder written
     before a setting existed lacks (:func:`with_defaults`), so that it resumes.
@@ -164,7 +174,8 @@ def open_run(
     A model id of None means a sitting without an LLM (mining with the ``seed`` fusion): a
     folder no LLM has worked on yet may be taken on by one, and a sitting without one keeps
     the record of the LLM whose work the folder holds, so that a later sitting with another
-    LLM is still refused. Returns the identity recorded.
+    LLM is still refused. Writes nothing (a garbled manifest is set aside); returns the
+    identity to record.
     """
     try:
         previous = read_json(out / MANIFEST)
@@ -189,7 +200,6 @@ def open_run(
                 f"{out} holds a {previous.get('stage', '')} run with different "
                 f"{', '.join(mismatched)}; use another --out folder (or delete this one) to start afresh"
             )
-    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
     return identity
 
 
