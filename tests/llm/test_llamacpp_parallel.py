@@ -4,9 +4,11 @@
 backend with one sequence (``n_seq_max=1``), the path geckokit takes with ``--parallel 1``.
 
 Measured on a 2-core AVX-512 machine (``pytest -s`` prints the figures): batched QL and
-label log-probabilities equal one pair at a time exactly (gap 0.0 nats, in any batch), and
-at temperature 0 batched answers equal one passage at a time for 100% of 20 SciFact passages
-(and equal themselves with other batch companions for 100%).
+label log-probabilities equal one pair at a time exactly (gap 0.0 nats, in any batch).
+Batched writing is not exact: at temperature 0, answers written four at a time equalled one
+passage at a time for 19 of 20 SciFact passages, and 7 of 10 equalled themselves written
+three at a time with other companions, so FRet step 1 writes one passage at a time by
+default; ``bench/llm_throughput.py`` prints the rate with its speed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from geckokit.fret.generate import GenerateConfig, QueryGenerator
-from geckokit.fret.prompts import load_generate_prompt
 from geckokit.fret.rerank import PairScore, PairScorer, load_rerank_prompt
 from geckokit.llm.base import BranchingLLM, Generation
 from geckokit.llm.llamacpp_batch import PADDING_TOKENS
@@ -31,10 +30,8 @@ TASK = "Given a scientific claim, retrieve documents that support or refute the 
 #: Issue 37 asks batched pair scores to equal one pair at a time within 0.02 nats; the
 #: backend places each pair so that it is computed as it is alone (0.0 measured).
 SCORE_ATOL = 0.02
-#: FRet step 1 at temperature 0: the share of passages whose answer must be the same text.
-SAME_TEXT = 0.95
-#: SciFact passages written by the answer test (one mismatch is 5%).
-WRITTEN = 20
+#: SciFact passages read by the tests
+WRITTEN = 3
 
 
 @pytest.fixture(scope="module")
@@ -151,38 +148,3 @@ def test_batched_pair_scores_equal_one_pair_at_a_time(llm, one_at_a_time, scifac
     finally:
         llm.set_shared_tokens([])
         one_at_a_time.set_shared_tokens([])
-
-
-def _write(llm: Any, passages: list[dict[str, str]], parallel: int) -> dict[str, str]:
-    config = GenerateConfig(
-        temperature=0.0, max_attempts=1, max_tokens=48, passage_max_chars=600, parallel=parallel
-    )
-    table = pa.table(
-        {
-            k: [p[src] for p in passages]
-            for k, src in (("passage_id", "_id"), ("title", "title"), ("text", "text"))
-        }
-    )
-    rows = QueryGenerator(llm, load_generate_prompt(), config)(table)
-    return dict(zip(rows["passage_id"].to_pylist(), rows["raw"].to_pylist(), strict=True))
-
-
-@pytest.mark.timeout(3600)  # 50 answers; much slower on a loaded machine
-def test_batched_answers_equal_one_passage_at_a_time(llm, one_at_a_time, scifact) -> None:  # type: ignore[no-untyped-def]
-    passages = scifact["passages"]
-    try:
-        alone = _write(one_at_a_time, passages, parallel=1)
-        batched = _write(llm, passages, parallel=4)
-        # other batch-mates: half the passages, in reverse order, three at a time
-        regrouped = _write(llm, passages[: len(passages) // 2][::-1], parallel=3)
-    finally:
-        llm.set_shared_prefix([])
-        one_at_a_time.set_shared_prefix([])
-    same = sum(batched[k] == alone[k] for k in alone) / len(alone)
-    stable = sum(batched[k] == regrouped[k] for k in regrouped) / len(regrouped)
-    message = (
-        f"{len(alone)} passages at temperature 0: batched text equals one at a time for "
-        f"{same:.0%}, equals itself in other batches for {stable:.0%} of {len(regrouped)}"
-    )
-    print("\n" + message)
-    assert same >= SAME_TEXT and stable >= SAME_TEXT, message

@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     GenerateConfig,
     "parallel",
     help="Passages whose answers the LLM writes together, each continuing from the shared "
-    "few-shot prefix (llama.cpp backend: one decode runs a token of each; 1: one at a time).",
+    "few-shot prefix (llama.cpp backend: one decode runs a token of each). Faster, but some "
+    "greedy answers then change with the passages beside them; 1: one at a time.",
 )
 @generate_prompt_option
 @click.option(
