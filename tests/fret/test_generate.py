@@ -86,7 +86,9 @@ def test_a_prompt_cache_is_pinned_once_and_reset_per_attempt_without_reuse() -> 
     QueryGenerator(fresh, load_generate_prompt(), one_by_one)(PASSAGES)
     assert fresh.events == ["prefix of 2", "reset", "reset"]  # one attempt per passage
     together = Caching()
-    QueryGenerator(together, load_generate_prompt(), GenerateConfig(reuse_prefix=False))(PASSAGES)
+    QueryGenerator(
+        together, load_generate_prompt(), GenerateConfig(reuse_prefix=False, parallel=2)
+    )(PASSAGES)
     assert together.events == ["prefix of 2", "reset"]  # one call wrote both
 
 
