@@ -248,7 +248,6 @@ def llm_area(args: argparse.Namespace, folder: Path) -> Tally:
                 folder / f"killed/{name}-{k}",
                 clean[name],
                 seed=args.seed + k,
-                window_s=(3.0, 10.0),
             )
         part("server killed and restarted", tally, began)
         total.problems += log_problems(server.log_text())

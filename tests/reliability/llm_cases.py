@@ -380,17 +380,20 @@ def with_server_killed(
     *,
     seed: int,
     rate: float = 0.0,
-    window_s: tuple[float, float] = (5.0, 30.0),
+    after: tuple[int, int] = (1, 3),
 ) -> RunTally:
-    """:func:`through_faults` with the server killed at a seeded moment of the first
-    sitting (``window_s`` seconds after it starts) and started again at once (the model
+    """:func:`through_faults` with the server killed in the first sitting, once the proxy
+    has forwarded a seeded number of its requests (from ``after``: the kill lands in the
+    sitting's LLM work however fast the machine is), and started again at once (the model
     loads again: the sitting's requests fail meanwhile)."""
-    delay = random.Random(seed).uniform(*window_s)
+    wanted = random.Random(seed).randint(*after)
     killed: list[bool] = []
 
     def kill_and_restart(over: threading.Event) -> None:
-        if over.wait(delay):
-            return  # the sitting ended first: nothing to kill it in
+        start = proxy.forwarded
+        while proxy.forwarded - start < wanted:
+            if over.wait(0.05):
+                return  # the sitting ended first: nothing to kill it in
         server.kill()
         server.start()
         killed.append(True)
@@ -401,7 +404,9 @@ def with_server_killed(
     if killed:
         tally.injected["server killed"] += 1
     else:
-        tally.problems.append(f"{stage.name}: the sitting ended before the kill at {delay:.0f} s")
+        tally.problems.append(
+            f"{stage.name}: the sitting ended before {wanted} requests reached the server"
+        )
         tally.survived = 0
     return tally
 

@@ -128,7 +128,6 @@ def test_generate_survives_the_server_killed_and_restarted(
         setup.folder / "killed-generate",
         clean["generate"],
         seed=SEED,
-        window_s=(3.0, 10.0),
     )
     # the sitting the kill hit either waited for the server through its retries or stopped
     # with a clear error, and the next one finished the run
