@@ -405,3 +405,20 @@ def test_a_plain_text_model_saves_no_prompts_and_is_scored_in_plain_text(
     assert read_text_format(tmp_path / "model") == "plain"  # served as it was trained
     formats = describe_model(str(tmp_path / "model")).formats([PromptFormat.AUTO])
     assert formats == [PromptFormat.PLAIN]
+
+
+def test_a_checkpoint_cut_short_is_deleted_and_the_newest_whole_one_resumed(
+    tmp_path: Path,
+) -> None:
+    """A run killed while writing a checkpoint leaves it without its weights (found by
+    ``bench/reliability.py --area kill``): resuming must not start from it."""
+    from geckokit.train.trainer import _whole_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    for step, files in ((1, ("trainer_state.json", "model.safetensors")), (2, ("optimizer.pt",))):
+        path = folder / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        for name in files:
+            (path / name).write_text("x")
+    assert _whole_checkpoints(folder) == [folder / "checkpoint-1"]
+    assert not (folder / "checkpoint-2").exists()

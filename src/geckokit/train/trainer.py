@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -672,9 +673,7 @@ def _fit(
 
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     _log_instead_of_printing(trainer)
-    checkpoints = sorted(
-        (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-    )
+    checkpoints = _whole_checkpoints(out / "checkpoints")
     t0 = time.perf_counter()
     resumed_from = str(checkpoints[-1]) if resume and checkpoints else None
     trainer.train(resume_from_checkpoint=resumed_from)
@@ -688,6 +687,27 @@ def _fit(
         "seconds": round(seconds, 1),
         "loss_curve": losses,
     }
+
+
+#: what a checkpoint holds once written whole: the trainer's state and the model's weights
+_STATE = "trainer_state.json"
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _whole_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints under ``folder`` that were written whole, oldest first. One cut
+    short (the run was stopped while writing it) is deleted with a warning, so that a
+    resumed run starts from the newest whole one and writes that step again."""
+    whole = []
+    for path in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
+        if (path / _STATE).is_file() and any((path / w).is_file() for w in _WEIGHTS):
+            whole.append(path)
+        else:
+            log.warning(
+                "%s was not written whole (the run stopped while writing it): deleted", path
+            )
+            shutil.rmtree(path)
+    return whole
 
 
 def _log_instead_of_printing(trainer: Any) -> None:
