@@ -24,63 +24,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-TASK = "Given a title, retrieve the passage"
-
-
-def scoring_setting(corpus_dir: str, passages: int, top_n: int) -> dict[str, Any]:
-    """mine_cost's setting: the first ``passages`` passages, one query each (its title), and
-    every (query, candidate) pair grouped by candidate passage."""
-    import pyarrow as pa
-
-    from geckokit.corpus import load_corpus
-    from geckokit.encoder import EncoderRef
-    from geckokit.fret.retrieve import embed_passages, retrieve_candidates
-
-    corpus = load_corpus(corpus_dir, limit=passages).passages
-    rows = corpus.to_pylist()
-    queries = pa.table(
-        {
-            "query_id": [f"{r['passage_id']}:q0" for r in rows],
-            "passage_id": [r["passage_id"] for r in rows],
-            "task_type": ["title"] * len(rows),
-            "task": [TASK] * len(rows),
-            "query": [r["title"] or r["text"][:80] for r in rows],
-        }
-    )
-    encoder = EncoderRef.load()
-    emb = embed_passages(encoder, corpus, show_progress=False)
-    cands = retrieve_candidates(
-        queries,
-        corpus,
-        encoder=encoder.model,
-        passage_embeddings=emb,
-        top_n=top_n,
-        show_progress=False,
-    )
-    by_passage: dict[str, list[str]] = defaultdict(list)
-    for qid, cs in zip(
-        cands["query_id"].to_pylist(), cands["candidate_ids"].to_pylist(), strict=True
-    ):
-        for p in cs:
-            by_passage[p].append(qid)
-    return {
-        "passages": {r["passage_id"]: r for r in rows},
-        "query": {q["query_id"]: q["query"] for q in queries.to_pylist()},
-        "by_passage": dict(sorted(by_passage.items())),
-        "examples": len(rows),
-    }
-
 
 def measure_scoring(llm: Any, setting: dict[str, Any], *, parallel: int) -> dict[str, float]:
     from geckokit.fret.rerank import PairScorer, load_rerank_prompt
     from geckokit.llm.llamacpp_batch import PADDING_TOKENS
+    from mine_cost import TASK
 
     scorer = PairScorer(llm, load_rerank_prompt(), parallel=parallel)
     text, query = setting["passages"], setting["query"]
@@ -140,6 +94,7 @@ def main() -> None:
     from geckokit.fret.generate import DEFAULT_PARALLEL
     from geckokit.fret.rerank import DEFAULT_PAIR_PARALLEL
     from geckokit.llm.llamacpp import LlamaCppLLM
+    from mine_cost import scoring_setting
 
     parallel = args.parallel
     corpus_file = Path(args.corpus) / "corpus.jsonl"

@@ -20,6 +20,7 @@ import argparse
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from geckokit.corpus import load_corpus
 from geckokit.encoder import EncoderRef
@@ -49,19 +50,14 @@ class Timed:
             setattr(llm, name, timed)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(ROOT.parent / "shared/data/beir/scifact"))
-    parser.add_argument("--passages", type=int, default=60)
-    parser.add_argument("--top-n", type=int, default=10)
-    parser.add_argument("--naive-queries", type=int, default=2)
-    parser.add_argument("--llm", default="qwen2.5-coder-0.5b-instruct")
-    args = parser.parse_args()
-
-    corpus = load_corpus(args.corpus, limit=args.passages).passages
-    rows = corpus.to_pylist()
+def scoring_setting(corpus_dir: str, passages: int, top_n: int) -> dict[str, Any]:
+    """The setting: the first ``passages`` passages, one query each (its title), the
+    encoder's ``top_n`` candidates per query (``candidates``), and every (query, candidate)
+    pair grouped by candidate passage (``by_passage``, in passage order)."""
     import pyarrow as pa
 
+    corpus = load_corpus(corpus_dir, limit=passages).passages
+    rows = corpus.to_pylist()
     queries = pa.table(
         {
             "query_id": [f"{r['passage_id']}:q0" for r in rows],
@@ -78,7 +74,7 @@ def main() -> None:
         corpus,
         encoder=encoder.model,
         passage_embeddings=emb,
-        top_n=args.top_n,
+        top_n=top_n,
         show_progress=False,
     )
     by_passage: dict[str, list[str]] = defaultdict(list)
@@ -87,8 +83,27 @@ def main() -> None:
     ):
         for p in cs:
             by_passage[p].append(qid)
-    text = {r["passage_id"]: r for r in rows}
-    query = {q["query_id"]: q["query"] for q in queries.to_pylist()}
+    return {
+        "passages": {r["passage_id"]: r for r in rows},
+        "query": {q["query_id"]: q["query"] for q in queries.to_pylist()},
+        "by_passage": dict(sorted(by_passage.items())),
+        "candidates": cands,
+        "examples": len(rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(ROOT.parent / "shared/data/beir/scifact"))
+    parser.add_argument("--passages", type=int, default=60)
+    parser.add_argument("--top-n", type=int, default=10)
+    parser.add_argument("--naive-queries", type=int, default=2)
+    parser.add_argument("--llm", default="qwen2.5-coder-0.5b-instruct")
+    args = parser.parse_args()
+
+    setting = scoring_setting(args.corpus, args.passages, args.top_n)
+    text, query, by_passage = setting["passages"], setting["query"], setting["by_passage"]
+    cands = setting["candidates"]
 
     llm = LlamaCppLLM(args.llm)
     prompt = load_rerank_prompt()
@@ -129,7 +144,7 @@ def main() -> None:
     naive_wall = time.perf_counter() - t0
     naive_tokens = llm.usage.prompt_tokens_evaluated
 
-    n = len(rows)
+    n = setting["examples"]
     fast_per_ex = fast_tokens / n
     naive_per_ex = naive_tokens / len(naive_q)
     print(

@@ -22,6 +22,7 @@ import numpy as np
 
 from geckokit.encoder import Backend
 from geckokit.format import document_text, query_text
+from geckokit.io import DamagedFileError, read_json
 from geckokit.serve.protocol import InputType
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
@@ -102,11 +103,9 @@ def read_text_format(folder: str | os.PathLike[str] | None) -> str:
     if path is None or not path.is_file():
         return "unified"
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable geckokit.json ({exc})") from exc
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: not a readable geckokit.json (not an object)")
+        info = read_json(path) or {}
+    except DamagedFileError as exc:
+        raise ValueError(f"not a readable geckokit.json: {exc}") from exc
     if info.get("text_format") == "plain" or info.get("prompts") == {}:
         return "plain"
     return "unified"
