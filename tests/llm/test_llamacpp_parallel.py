@@ -5,10 +5,9 @@ backend with one sequence (``n_seq_max=1``), the path geckokit takes with ``--pa
 
 Measured on a 2-core AVX-512 machine (``pytest -s`` prints the figures): batched QL and
 label log-probabilities equal one pair at a time exactly (gap 0.0 nats, in any batch).
-Batched writing is not exact: at temperature 0, answers written four at a time equalled one
-passage at a time for 19 of 20 SciFact passages, and 7 of 10 equalled themselves written
-three at a time with other companions, so FRet step 1 writes one passage at a time by
-default; ``bench/llm_throughput.py`` prints the rate with its speed.
+Batched writing is not exact (a token decoded beside other sequences rounds differently),
+so FRet step 1 writes one passage at a time by default; ``bench/llm_throughput.py`` prints
+how many answers written together equal one at a time, with the speed of each.
 """
 
 from __future__ import annotations

@@ -272,23 +272,8 @@ def kill_in_turn(
                 return tally
             if n == 0:
                 tally.tried += 1
-                second = subprocess.run(
-                    setup.command(folder),
-                    capture_output=True,
-                    text=True,
-                    env=setup.env(),
-                    timeout=600,
-                )
-                said = second.stdout + second.stderr
-                wanted = f"in use by another geckokit run (pid {proc.pid})"
-                if second.returncode == 2 and wanted in said:
-                    tally.clear_errors += 1
-                    tally.survived += 1
-                else:
-                    tally.problems.append(
-                        f"two runs on one folder: the second was not refused "
-                        f"({second.returncode}): {said}"
-                    )
+                refused = second_run_refused(setup, folder, proc, tally)
+                tally.survived += refused
             span = 0.9 * setup.durations.get(stage, 1.0)
             time.sleep(rng.uniform(0, span if within is None else min(span, within)))
             cases.append(f"kill in {stage} (landed in {running_stage(folder) or 'between stages'})")
@@ -307,6 +292,24 @@ def kill_in_turn(
     return tally
 
 
+def second_run_refused(
+    setup: KillSetup, folder: Path, first: subprocess.Popen[bytes], tally: RunTally
+) -> bool:
+    """Start the command on ``folder`` while ``first`` writes it: it must be refused at
+    once, naming the first one's pid (a clear error in ``tally``; else a problem there)."""
+    second = subprocess.run(
+        setup.command(folder), capture_output=True, text=True, env=setup.env(), timeout=600
+    )
+    said = second.stdout + second.stderr
+    if second.returncode == 2 and f"in use by another geckokit run (pid {first.pid})" in said:
+        tally.clear_errors += 1
+        return True
+    tally.problems.append(
+        f"two runs on one folder: the second was not refused ({second.returncode}): {said}"
+    )
+    return False
+
+
 def two_runs(setup: KillSetup, rng: random.Random, folder: Path) -> RunTally:
     """A second run started on a folder a first one is writing: refused at once, naming
     the first one's pid; the first killed, the folder then resumes to the reference."""
@@ -318,18 +321,11 @@ def two_runs(setup: KillSetup, rng: random.Random, folder: Path) -> RunTally:
         if not wait_for(folder, rng.choice(STAGES[:2]), first, RUN_TIMEOUT_S):
             tally.problems.append(f"{case}: the first run ended early (see {log})")
             return tally
-        second = subprocess.run(
-            setup.command(folder), capture_output=True, text=True, env=setup.env(), timeout=600
-        )
+        refused = second_run_refused(setup, folder, first, tally)
     finally:
         kill(first)
-    said = second.stdout + second.stderr
-    if second.returncode != 2 or f"in use by another geckokit run (pid {first.pid})" not in said:
-        tally.problems.append(
-            f"{case}: the second run was not refused ({second.returncode}): {said}"
-        )
+    if not refused:
         return tally
-    tally.clear_errors += 1
     rc = setup.run(folder, log)
     if rc != 0:
         tally.problems.append(f"{case}: the rerun failed ({rc}); see {log}")

@@ -26,7 +26,7 @@ from geckokit.fret.workers import llm_executor
 from geckokit.io import MANIFEST, environment, read_shards, write_json
 from geckokit.llm.base import LLM
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
-from geckokit.runs.folder import check_run, holds_run_lock, open_run
+from geckokit.runs.folder import check_run, holds_run_lock, record_run
 from geckokit.runs.shards import resumable_shards
 from geckokit.runs.stamps import ShardKey
 
@@ -182,12 +182,12 @@ def _generate(
     defaults = {"config": _identity_config(GenerateConfig())}
     # the manifest's settings, then the shards' own records (they also catch what a lost
     # manifest hides); a run refused leaves the folder's manifest as it was
-    check_run(out, identity, defaults=defaults)
+    identity = check_run(out, identity, defaults=defaults)
     key = shard_key(config, prompt, work.info["model"].get("id"))
     checked = resumable_shards(
         passages, out=out, outputs=OUTPUTS, shard_size=shard_size, key=key, description="generate"
     )
-    open_run(out, identity, defaults=defaults)
+    record_run(out, identity)
     run = work.run(
         passages,
         out=out,

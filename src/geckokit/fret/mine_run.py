@@ -73,7 +73,7 @@ from geckokit.runs.folder import (
     RunMismatchError,
     check_run,
     holds_run_lock,
-    open_run,
+    record_run,
     with_defaults,
 )
 from geckokit.runs.shards import ShardCheck, ShardRun, resumable_shards, unfinished_rows
@@ -650,7 +650,7 @@ def _mine(
                 key=plan.key,
                 description=SCORING,
             )
-    identity = open_run(out, identity, defaults=defaults)
+    record_run(out, identity)
 
     if candidates is None:
         if config.retriever is not Retriever.ENCODER:
@@ -735,7 +735,7 @@ def _refuse_old_selection(out: Path) -> None:
     try:
         previous = read_json(out / MANIFEST)
     except DamagedFileError:
-        return  # open_run sets it aside; the stamps of the files check what it recorded
+        return  # check_run sets it aside; the stamps of the files check what it recorded
     config = (previous or {}).get("config") or {}
     if any(k in config for k in SELECTION):
         raise RunMismatchError(

@@ -154,8 +154,13 @@ def open_run(
     """Start or resume the run in ``out`` whose settings are ``identity``: check it with
     :func:`check_run`, then record it as running. Returns the identity recorded."""
     identity = check_run(out, identity, defaults=defaults)
-    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
+    record_run(out, identity)
     return identity
+
+
+def record_run(out: Path, identity: dict[str, Any]) -> None:
+    """Record ``identity`` (as :func:`check_run` returned it) as the run running in ``out``."""
+    write_json({**identity, "status": "running", "environment": environment()}, out / MANIFEST)
 
 
 def check_run(
