@@ -289,7 +289,7 @@ def damage_area(args: argparse.Namespace, folder: Path) -> RunTally:
 
     from geckokit.fret import cost
 
-    cost.probe_rates = lambda llm: None  # the estimate's speed probe: not what is measured
+    cost.probe_rates = lambda llm, **_: None  # the estimate's speed probe: not what is measured
     logging.getLogger("geckokit").setLevel(logging.ERROR)  # each repair's warning: expected
     if args.real:
         from geckokit.encoder import EncoderRef

@@ -254,7 +254,7 @@ def test_the_estimate_gives_each_llm_stage_its_time(monkeypatch: pytest.MonkeyPa
     from geckokit.fret import cost
 
     rates = {"prompt_tokens_per_s": 1.0, "written_tokens_per_s": 0.1}  # minutes, not seconds
-    monkeypatch.setattr(cost, "probe_rates", lambda llm: rates)
+    monkeypatch.setattr(cost, "probe_rates", lambda llm, **_: rates)
     seeds, corpus = pa.table({"text": ["x" * 400] * 4}), pa.table({"text": ["x" * 800] * 1000})
     config = load_config(None, {"corpus": "unused", "mine.top_n": 5})
     config.mine.passage_max_tokens = 100

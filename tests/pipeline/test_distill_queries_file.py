@@ -130,7 +130,7 @@ def test_distill_mines_the_user_queries_in_place_of_generated_ones(
     monkeypatch: pytest.MonkeyPatch,
     llm,  # type: ignore[no-untyped-def]
 ) -> None:
-    monkeypatch.setattr(cost, "probe_rates", lambda llm: None)  # counts, not speed
+    monkeypatch.setattr(cost, "probe_rates", lambda llm, **_: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []
@@ -172,7 +172,7 @@ def test_distill_mines_the_user_queries_beside_generated_ones(
 ) -> None:
     from geckokit.io import read_shards
 
-    monkeypatch.setattr(cost, "probe_rates", lambda llm: None)  # counts, not speed
+    monkeypatch.setattr(cost, "probe_rates", lambda llm, **_: None)  # counts, not speed
     corpus, log = small
     out = tmp_path / "run"
     estimates: list[dict] = []

@@ -65,7 +65,7 @@ def stops(monkeypatch: pytest.MonkeyPatch) -> _Stops:
     """Training and mteb replaced by recorders that write what their stages check; mix and
     the report wrapped so that a test can stop them; no LLM speed probe."""
     stops = _Stops()
-    monkeypatch.setattr(cost, "probe_rates", lambda llm: None)  # counts, not speed
+    monkeypatch.setattr(cost, "probe_rates", lambda llm, **_: None)  # counts, not speed
 
     def train(mix: Path, out: Path, *, config: Any, prefinetune: Any) -> dict[str, Any]:
         stops.check("train")

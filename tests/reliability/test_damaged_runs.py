@@ -29,7 +29,7 @@ SEEDS = (0, 1, 2)
 @pytest.fixture(scope="module")
 def scripted(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cost, "probe_rates", lambda llm: None)  # the estimate: counts, not speed
+        patch.setattr(cost, "probe_rates", lambda llm, **_: None)  # the estimate: counts, not speed
         yield Setup(
             tmp_path_factory.mktemp("damage"),
             shared_data / "beir" / "scifact",
@@ -79,7 +79,7 @@ def real(
     llm: object, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cost, "probe_rates", lambda llm: None)
+        patch.setattr(cost, "probe_rates", lambda llm, **_: None)
         yield Setup(
             tmp_path_factory.mktemp("damage-real"),
             shared_data / "beir" / "scifact",

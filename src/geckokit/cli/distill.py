@@ -251,8 +251,10 @@ def describe_estimate(e: dict[str, Any]) -> str:
             f" (writing queries about {split['generate'] / 60:.0f}, "
             f"scoring pairs {at_most}about {split['mine'] / 60:.0f})"
         )
+    together = e.get("written_together", 1)
     speed = (
-        f" at {rate['prompt_tokens_per_s']:.0f} / {rate['written_tokens_per_s']:.0f} tokens/s "
+        f" at {_rate(rate['prompt_tokens_per_s'])} / {_rate(rate['written_tokens_per_s'])} "
+        f"tokens/s{f' ({together} answers written together)' if together > 1 else ''} "
         "(measured just now)"
         if rate
         else ""
@@ -274,6 +276,12 @@ def describe_estimate(e: dict[str, Any]) -> str:
         f"{(t['generate_prompt'] + t['mine_prompt']) / 1000:.0f}k prompt tokens{written}{speed}; "
         f"LLM time {eta}"
     )
+
+
+def _rate(tokens_per_s: float) -> str:
+    """A probed rate: whole tokens, or one decimal below 10 (a busy machine's writing rate
+    would otherwise read 0)."""
+    return f"{tokens_per_s:.0f}" if tokens_per_s >= 10 else f"{tokens_per_s:.1f}"
 
 
 def print_summary(console: Any, manifest: RunManifest, out: Path, *, results: bool = True) -> None:

@@ -73,7 +73,8 @@ def estimate_cost(
     whole corpus) plus ``top_n`` x about 45 tokens per query (lead-in, query, relevance
     question); with ``mine.drop_solved`` that is an upper bound until the candidates are
     retrieved (``pairs_at_most``). Time: at the rates of a short probe of the LLM (prompt and
-    writing speed), so the figure holds for this machine and model."""
+    writing speed, the latter with ``generate.parallel`` answers written together as FRet
+    step 1 writes them), so the figure holds for this machine, model and setting."""
     tokenizer = llm if isinstance(llm, TokenizingLLM) else None
 
     def count(text: str) -> int:
@@ -128,7 +129,8 @@ def estimate_cost(
         gen_prompt = gen_written = 0
     if not mine:
         mine_prompt = 0
-    rates = probe_rates(llm)
+    together = config.generate.parallel if generate and todo else 1
+    rates = probe_rates(llm, parallel=together)
     seconds = by_stage = None
     if rates is not None:
         prompt_rate, written_rate = rates["prompt_tokens_per_s"], rates["written_tokens_per_s"]
@@ -161,21 +163,28 @@ def estimate_cost(
             "mine_prompt": mine_prompt,
         },
         "rates": rates,
+        # how many answers the writing rate was probed with at once (generate.parallel)
+        "written_together": together,
         "seconds": seconds,
         # the same time per LLM stage (writing queries, scoring pairs)
         "seconds_by_stage": by_stage,
     }
 
 
-def probe_rates(llm: LLM | None) -> dict[str, float] | None:
+def probe_rates(llm: LLM | None, *, parallel: int = 1) -> dict[str, float] | None:
     """Prompt and writing speed of ``llm`` from one short call of each (None without an
     LLM, or when the backend does not count the tokens it evaluates).
 
     The timed prompt is passage-sized (about 300 tokens), as the prompts of both stages are:
     llama.cpp evaluates a short one at fewer tokens per second, which made the estimate
-    pessimistic. An untimed call first keeps one-off start-up costs out of the timing."""
+    pessimistic. An untimed call first keeps one-off start-up costs out of the timing.
+    Writing is timed with ``parallel`` answers in one call (each prompt the same passage
+    with its own last line), as FRet step 1 hands them to the LLM: a backend that decodes
+    them together writes more tokens per second in all than one answer at a time."""
     if llm is None:
         return None
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}")
     usage = llm.usage
     llm.score(["Warm-up: a short text the timed calls do not start with."], [" Ready."])
     text = (
@@ -188,13 +197,20 @@ def probe_rates(llm: LLM | None) -> dict[str, float] | None:
     prompt_s = time.perf_counter() - t0
     prompt_tokens = usage.prompt_tokens_evaluated - before
     before_written = usage.completion_tokens
+    asks = [f"\nSummarise in one line (answer {i + 1}):" for i in range(parallel)]
+    before = usage.prompt_tokens_evaluated
     t0 = time.perf_counter()
-    llm.generate([text + "\nSummarise in one line:"], max_tokens=16, temperature=0.0)
+    llm.generate([text + ask for ask in asks], max_tokens=16, temperature=0.0)
     written_s = time.perf_counter() - t0
     written = max(1, usage.completion_tokens - before_written)
     if prompt_tokens <= 0 or prompt_s <= 0:
         return None
+    prompt_rate = prompt_tokens / prompt_s
+    # the prompt tokens the call evaluated (the passage again for each answer, where the
+    # backend did not reuse it) are counted at the prompt rate, as the estimate counts them
+    asked_s = (usage.prompt_tokens_evaluated - before) / prompt_rate
+    decode_s = max(written_s - asked_s, 0.2 * written_s)
     return {
-        "prompt_tokens_per_s": round(prompt_tokens / prompt_s, 1),
-        "written_tokens_per_s": round(written / written_s, 1),
+        "prompt_tokens_per_s": round(prompt_rate, 1),
+        "written_tokens_per_s": round(written / decode_s, 1),
     }
