@@ -29,3 +29,19 @@ def test_the_local_executor_takes_a_loaded_llm_as_it_is() -> None:
     with llm_executor(model) as work:  # type: ignore[arg-type]
         assert work.info == {"model": {"id": "m", "backend": "Model"}}
         assert work.loaded.model is model  # type: ignore[attr-defined]
+
+
+def test_a_worker_loads_a_file_of_servers_as_a_pool(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file listing servers is a path, like a GGUF file, but gets no thread count: each
+    Ray worker builds its pool of clients from it."""
+    from geckokit.fret.workers import load_worker
+    from geckokit.llm.pool import ServerPool
+
+    servers = tmp_path / "servers.txt"
+    servers.write_text("http://127.0.0.1:9/v1#m 2\nhttp://127.0.0.1:10/v1#m\n")
+    loaded = load_worker(str(servers), threads=1, timeout=5.0)
+    try:
+        assert isinstance(loaded.model, ServerPool)
+        assert loaded.info["model"]["id"] == "m"
+    finally:
+        loaded.model.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 from geckokit.llm import Backend, detect_backend, load_llm, model_fingerprint
 from geckokit.llm.base import LLM
+from geckokit.llm.pool import parse_servers
 from geckokit.runs.executor import (
     Executor,
     ExecutorSettings,
@@ -31,7 +32,8 @@ def load_worker(spec: str, *, threads: int | None = None, timeout: float | None 
     ``threads`` is an in-process llama.cpp model's thread count (None: one per core),
     ``timeout`` an LLM server's (None: the client's default)."""
     options: dict[str, Any] = {}
-    if detect_backend(spec) is Backend.LLAMACPP:
+    # a file listing servers is a path too, but no model to give threads to
+    if detect_backend(spec) is Backend.LLAMACPP and parse_servers(spec) is None:
         options["n_threads"] = threads
     llm = load_llm(spec, timeout=timeout, **options)
     return Loaded(llm, usage=llm.usage, info={"model": model_fingerprint(llm)})
