@@ -32,7 +32,7 @@ Areas:
   ``--seed``); every hand-made bad request of the suite (invalid JSON, a body over the
   limit, 10,000 inputs, non-string and nested inputs, NUL and lone surrogates, bad
   dimensions, a wrong model or key...); ``--slow`` connections at once that send their body
-  a byte every 0.25 s; and ``--clients`` concurrent clients sending ``--rounds`` requests
+  a byte every 0.25 s, and as many that send their headers so (half of them: nothing); and ``--clients`` concurrent clients sending ``--rounds`` requests
   each, a fifth of them drawn from the bad requests, while ``/health`` is polled.
 - ``llm``: ``geckokit llm-serve`` with the real default model behind a loopback proxy that
   injects faults from a seeded plan (tests/reliability/llm_cases.py, fault_proxy.py): 500,
@@ -106,6 +106,7 @@ from tests.reliability.serve_cases import (  # noqa: E402
     reference_vectors,
     run_schemathesis,
     slow_bodies,
+    slow_headers,
     start_server,
 )
 
@@ -151,6 +152,10 @@ def serve_area(args: argparse.Namespace, folder: Path) -> Tally:
             ),
             ("serve: hand-made bad requests", lambda: _bad_requests(server.url)),
             ("serve: bodies sent slowly", lambda: slow_bodies(server, connections=args.slow)),
+            (
+                "serve: headers sent slowly or not at all",
+                lambda: slow_headers(server, connections=args.slow),
+            ),
             (
                 "serve: good and bad clients at once",
                 lambda: mixed_load(
@@ -327,7 +332,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=300, help="schemathesis examples")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
     parser.add_argument("--rounds", type=int, default=20, help="requests per client")
-    parser.add_argument("--slow", type=int, default=300, help="slow bodies at once")
+    parser.add_argument(
+        "--slow", type=int, default=300, help="slow bodies (and slow headers) at once"
+    )
     parser.add_argument("--faults", type=int, default=1000, help="llm: faults to inject")
     parser.add_argument("--fault-rate", type=float, default=0.3, help="llm: share faulted")
     parser.add_argument("--cases", type=int, default=50, help="damage: cases of each kind")

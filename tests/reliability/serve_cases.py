@@ -7,6 +7,8 @@ larger count, by ``bench/reliability.py``.
   docs/serving.md gives for it; :func:`check_bad` sends one.
 - :func:`slow_bodies`: connections that send their body a byte at a time; each must get 408
   and be closed by the server within its body timeout, while ``/health`` keeps answering.
+- :func:`slow_headers`: connections that send their headers a byte at a time, or nothing;
+  each must get 408 and be closed within the header timeout, while ``/health`` answers.
 - :func:`mixed_load`: concurrent clients mixing good and bad requests; every good request
   must get the same vectors as when sent alone, every bad one its 4xx, and ``/health`` must
   answer throughout.
@@ -41,7 +43,13 @@ from tests.conftest import free_port, stop_process, wait_http
 KEY = "reliability-key"
 #: The test server's limits: small, so that schemathesis's largest valid requests stay cheap
 #: to embed on a CPU (its schema states them).
-LIMITS = {"max_inputs": 32, "max_chars": 2000, "max_body_bytes": 2**20, "body_timeout_s": 2.0}
+LIMITS = {
+    "max_inputs": 32,
+    "max_chars": 2000,
+    "max_body_bytes": 2**20,
+    "body_timeout_s": 2.0,
+    "header_timeout_s": 2.0,
+}
 #: Texts the good requests pick from.
 TEXTS = [
     "How do honey bees tell each other where the flowers are?",
@@ -349,6 +357,82 @@ def slow_bodies(server: Server, *, connections: int, pause_s: float = 0.25) -> T
             *(
                 _slow_body("127.0.0.1", server.port, deadline_s=deadline, pause_s=pause_s)
                 for _ in range(connections)
+            )
+        )
+        stop.set()
+        tally = Tally()
+        for status, problem in outcomes:
+            tally.record(status, problem, clear=status == 408)
+        for failure in await watch:
+            tally.record(None, failure)
+        return tally
+
+    return asyncio.run(main())
+
+
+async def _slow_head(
+    host: str, port: int, *, deadline_s: float, pause_s: float | None
+) -> tuple[int | None, str | None]:
+    """Send a request's line and headers a byte every ``pause_s`` (None: send nothing); the
+    status of the answer and what went wrong (the server must answer 408 and close the
+    connection within ``deadline_s``; a reset once the whole answer has come counts as
+    closed)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: 2\r\n\r\n"
+    ).encode()
+
+    async def trickle() -> None:
+        if pause_s is None:
+            return
+        with suppress(OSError):
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(pause_s)
+
+    sender = asyncio.create_task(trickle())
+    start = time.monotonic()
+    data = b""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while chunk := await reader.read(65536):  # b"": the server closed it
+                data += chunk
+    except TimeoutError:
+        return _status(data), f"connection still open after {deadline_s:g} s ({data[:80]!r})"
+    except OSError as exc:
+        if not (_status(data) == 408 and data.rstrip().endswith(b"}")):
+            return _status(data), f"connection broken before an answer: {exc!r}"
+    finally:
+        sender.cancel()
+        with suppress(asyncio.CancelledError, OSError):
+            await sender
+        writer.close()
+    status = _status(data)
+    if status != 408 or b'"request_timeout"' not in data:
+        return status, f"expected 408 request_timeout, got {data[:300]!r}"
+    return status, None if time.monotonic() - start < deadline_s else "too late"
+
+
+def slow_headers(server: Server, *, connections: int, pause_s: float = 0.25) -> Tally:
+    """``connections`` clients at once that send their headers slowly (every other one:
+    nothing at all); each must be answered 408 and closed within the header timeout plus
+    5 s, while ``/health`` keeps answering."""
+
+    async def main() -> Tally:
+        stop = asyncio.Event()
+        watch = asyncio.create_task(_watch_health(server.url, stop))
+        deadline = float(LIMITS["header_timeout_s"]) + 5
+        outcomes = await asyncio.gather(
+            *(
+                _slow_head(
+                    "127.0.0.1",
+                    server.port,
+                    deadline_s=deadline,
+                    pause_s=None if i % 2 else pause_s,
+                )
+                for i in range(connections)
             )
         )
         stop.set()

@@ -21,6 +21,7 @@ from tests.reliability.serve_cases import (
     reference_vectors,
     run_schemathesis,
     slow_bodies,
+    slow_headers,
     start_server,
 )
 
@@ -63,6 +64,14 @@ def test_a_bad_request_gets_its_documented_4xx(server: Server, case: BadRequest)
 
 def test_a_body_sent_slowly_gets_408_and_its_connection_closed(server: Server) -> None:
     tally = slow_bodies(server, connections=20)
+    assert not tally.problems, clean(tally)
+    assert tally.clear_errors == tally.tried == 20
+
+
+def test_headers_sent_slowly_or_not_at_all_get_408_and_the_connection_closed(
+    server: Server,
+) -> None:
+    tally = slow_headers(server, connections=20)
     assert not tally.problems, clean(tally)
     assert tally.clear_errors == tally.tried == 20
 

@@ -47,6 +47,13 @@ from geckokit.serve.app import ServeOptions
     "408 and its connection is closed.",
 )
 @setting_option(
+    ServeOptions,
+    "header_timeout_s",
+    help="Seconds a client has to send a request's headers, from connecting (or from the "
+    "first bytes of a further request on the connection); a slower client gets 408 and "
+    "its connection is closed.",
+)
+@setting_option(
     ServeOptions, "max_batch_size", help="Most texts in one micro-batch of concurrent requests."
 )
 @setting_option(
@@ -99,6 +106,7 @@ def serve(
 
     from geckokit._deps import require
     from geckokit.serve.app import create_app
+    from geckokit.serve.connection import header_deadline_protocol
     from geckokit.serve.model import ServedModel
 
     # The event loop shares the cores with torch's OpenMP threads; threads that spin while
@@ -124,4 +132,10 @@ def serve(
         onnx_file=onnx_file,
         threads=threads,
     )
-    uvicorn.run(create_app(served, options=options), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(served, options=options),
+        host=host,
+        port=port,
+        log_level="info",
+        http=header_deadline_protocol(options.header_timeout_s),
+    )

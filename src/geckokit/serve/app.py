@@ -59,6 +59,12 @@ class ServeOptions(BaseModel):
     body_timeout_s: float = Field(
         30.0, gt=0, description="seconds a request's body may take to arrive after its headers"
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a client has to send a request's headers, from connecting or from "
+        "the first bytes of a further request on the connection",
+    )
     max_batch_size: int = Field(64, ge=1, description="texts per encode call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     workers: int = Field(
