@@ -85,6 +85,7 @@ class _Local(ScriptedLLM):
 
 class _Served(ScriptedLLM):
     base_url = "http://127.0.0.1:8081/v1"
+    max_concurrency = 4  # requests it sends at once
 
 
 def test_the_fingerprint_names_where_the_model_is() -> None:

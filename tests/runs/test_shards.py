@@ -222,3 +222,40 @@ def test_a_shard_whose_footer_changed_what_it_reads_is_damaged(tmp_path: Path) -
     run = _keyed(tmp_path)  # made again, not taken for another run's
     assert (run.shards_repaired, run.shards_written) == (1, 1)
     assert _products(tmp_path) == [2 * v for v in range(10)]
+
+
+class _Batched:
+    """A stage that takes ``rows_per_call`` rows at a time and records each call's size."""
+
+    def __init__(self, rows_per_call: int) -> None:
+        self.rows_per_call = rows_per_call
+        self.calls: list[int] = []
+
+    def __call__(self, rows: pa.Table) -> pa.Table:
+        self.calls.append(rows.num_rows)
+        return pa.table({"y": [2 * v for v in rows["x"].to_pylist()]})
+
+
+@pytest.mark.parametrize("per_call", [1, 3, 4, 9])
+def test_a_batched_stage_gets_several_rows_per_call_and_writes_the_same_rows(
+    tmp_path: Path, per_call: int
+) -> None:
+    from geckokit.runs.shards import write_shard
+
+    stage = _Batched(per_call)
+    shard = pa.table({"x": list(range(7))})
+    seen: list[int] = []
+    done = write_shard(
+        stage,
+        shard,
+        0,
+        out=tmp_path,
+        outputs=("doubled",),
+        split=lambda t: {"doubled": t},
+        on_item=seen.append,
+    )
+    step = min(per_call, 7)
+    assert stage.calls == [step] * (7 // step) + ([7 % step] if 7 % step else [])
+    assert done == sum(seen) == 7 and seen == stage.calls  # progress moves by each call's rows
+    got = read_shards(tmp_path / "doubled")
+    assert got is not None and got["y"].to_pylist() == [2 * v for v in range(7)]

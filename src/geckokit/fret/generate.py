@@ -13,6 +13,9 @@ together. Each passage keeps its own seeds, but a token decoded beside other seq
 rounds differently, so at temperature 0 some answers change with the passages that share
 their call (written four at a time, 7 of 16 SciFact answers equalled one at a time in
 ``bench/llm_throughput.py``): the default writes one passage at a time, and its answers depend on nothing but the passage and the seed.
+An LLM behind servers (:class:`~geckokit.llm.base.ServedLLM`) sends each prompt as a
+request of its own, so its answers never depend on the call: it is handed as many passages
+at once as it sends requests at once (its ``max_concurrency``), or ``parallel`` if more.
 
 The stage is :class:`QueryGenerator`: built once (prompt, LLM), then called on a batch of
 passages (``pyarrow.Table`` in, ``pyarrow.Table`` out), locally or under Ray Data.
@@ -33,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geckokit.fret.parse import ParseError, parse_task_query
 from geckokit.fret.prompts import GeneratePrompt
 from geckokit.fret.validate import ValidationConfig, check_query
-from geckokit.llm.base import LLM, Generation, Message, PrefixCachingLLM
+from geckokit.llm.base import LLM, Generation, Message, PrefixCachingLLM, ServedLLM
 
 #: Passages written together by default: one, so that an answer does not depend on which
 #: passages share its call (see the module docstring). A larger value trades that for speed;
@@ -130,6 +133,11 @@ class QueryGenerator:
         self.config = config or GenerateConfig()
         names = self.task_types = task_type_pool(prompt, self.config.task_types)
         self.example_queries = [e.query for e in prompt.examples]
+        #: passages handed to the LLM in one call (see the module docstring), and so the
+        #: rows a shard's writer hands this stage at once (``runs.shards.BatchedStage``)
+        self.rows_per_call = self.config.parallel
+        if isinstance(llm, ServedLLM):
+            self.rows_per_call = max(self.config.parallel, llm.max_concurrency)
         #: the backend's prompt cache, when it has one (None: every prompt is evaluated whole)
         self.cache = llm if isinstance(llm, PrefixCachingLLM) else None
         if self.cache is not None:
@@ -171,7 +179,7 @@ class QueryGenerator:
 
     def _write(self, states: list[_Passage]) -> None:
         """Rounds until every passage is done: each round sends the current attempt of every
-        passage still writing, grouped by sampling temperature, ``parallel`` per call."""
+        passage still writing, grouped by sampling temperature, ``rows_per_call`` per call."""
         cfg = self.config
         while True:
             by_temperature: dict[float, list[_Passage]] = defaultdict(list)
@@ -181,8 +189,8 @@ class QueryGenerator:
             if not by_temperature:
                 return
             for temperature, group in by_temperature.items():
-                for at in range(0, len(group), cfg.parallel):
-                    chunk = group[at : at + cfg.parallel]
+                for at in range(0, len(group), self.rows_per_call):
+                    chunk = group[at : at + self.rows_per_call]
                     if not cfg.reuse_prefix and self.cache is not None:
                         self.cache.reset_cache()
                     t0 = time.perf_counter()

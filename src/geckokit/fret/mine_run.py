@@ -37,6 +37,7 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from geckokit.encoder import EncoderRef
 from geckokit.fret.fusion import Fusion, NegativeChoice, fuse, select
 from geckokit.fret.rerank import (
     DEFAULT_PAIR_PARALLEL,
+    PairScore,
     PairScorer,
     RerankPrompt,
     load_rerank_prompt,
@@ -66,7 +68,7 @@ from geckokit.io import (
     write_json,
     write_table,
 )
-from geckokit.llm.base import LLM
+from geckokit.llm.base import LLM, ServedLLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
 from geckokit.runs.executor import ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import (
@@ -286,7 +288,12 @@ def _pairs_by_passage(candidates: pa.Table) -> pa.Table:
 
 
 class PassageScoringStage:
-    """Stage: rows of (passage_id, query_ids) -> score rows, one per (query, passage) pair."""
+    """Stage: rows of (passage_id, query_ids) -> score rows, one per (query, passage) pair.
+
+    An LLM behind servers (:class:`~geckokit.llm.base.ServedLLM`) answers each pair's
+    requests on their own, so up to its ``max_concurrency`` passages are scored at once
+    (``rows_per_call``, handed over by the shard's writer); an in-process model scores one
+    passage after the other."""
 
     def __init__(
         self,
@@ -296,16 +303,24 @@ class PassageScoringStage:
         labels: list[str],
     ) -> None:
         self.scorer, self.passages, self.queries, self.labels = scorer, passages, queries, labels
+        llm = scorer.llm
+        self.rows_per_call = llm.max_concurrency if isinstance(llm, ServedLLM) else 1
+
+    def _one(self, pid: str, qids: list[str]) -> tuple[list[PairScore], float]:
+        p = self.passages[pid]
+        t0 = time.perf_counter()
+        scores = self.scorer.score(p["title"], p["text"], [self.queries[q] for q in qids])
+        return scores, (time.perf_counter() - t0) / max(1, len(qids))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows: dict[str, list[Any]] = {n: [] for n in SCORE_SCHEMA.names}
-        for pid, qids in zip(
-            batch["passage_id"].to_pylist(), batch["query_ids"].to_pylist(), strict=True
-        ):
-            p = self.passages[pid]
-            t0 = time.perf_counter()
-            scores = self.scorer.score(p["title"], p["text"], [self.queries[q] for q in qids])
-            share = (time.perf_counter() - t0) / max(1, len(qids))
+        pids, qid_lists = batch["passage_id"].to_pylist(), batch["query_ids"].to_pylist()
+        if self.rows_per_call > 1 and len(pids) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.rows_per_call, len(pids))) as pool:
+                done = list(pool.map(self._one, pids, qid_lists))
+        else:
+            done = [self._one(pid, qids) for pid, qids in zip(pids, qid_lists, strict=True)]
+        for pid, qids, (scores, share) in zip(pids, qid_lists, done, strict=True):
             for qid, s in zip(qids, scores, strict=True):
                 rows["seconds"].append(share)
                 rows["query_id"].append(qid)

@@ -232,9 +232,14 @@ class LocalFileLLM(LLM, Protocol):
 
 @runtime_checkable
 class ServedLLM(LLM, Protocol):
-    """An LLM behind an HTTP API: the API root identifies it in a run's manifest."""
+    """An LLM behind an HTTP API: the API root identifies it in a run's manifest, and
+    ``max_concurrency`` is how many requests it sends at once (each prompt of a call is one
+    request, so a call's answers do not depend on which prompts share it)."""
 
     base_url: str
+
+    @property
+    def max_concurrency(self) -> int: ...
 
 
 def yes_no_labels() -> dict[str, list[str]]:

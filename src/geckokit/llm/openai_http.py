@@ -130,7 +130,7 @@ class OpenAICompatibleLLM(ServedLLM):
         )
         self.max_retries = max_retries
         self.backoff = backoff
-        self.max_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency
         self.top_logprobs = top_logprobs
         self.chat_template = chat_template
         self.usage = usage if usage is not None else UsageStats()  # a pool passes its own
@@ -219,6 +219,11 @@ class OpenAICompatibleLLM(ServedLLM):
             log.debug("ignoring Retry-After %r from %s; backing off", retry_after, self.base_url)
         base = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1))
         return float(base * (1 + 0.25 * random.random()))
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests this client sends at once at most."""
+        return self._max_concurrency
 
     def _map(self, fn: Callable[[int], T], n: int) -> list[T]:
         if n <= 1 or self.max_concurrency == 1:

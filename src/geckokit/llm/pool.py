@@ -216,8 +216,13 @@ class ServerPool(ServedLLM):
             self._release(server)
             return result
 
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at most: the servers' limits added up."""
+        return sum(s.limit for s in self.servers)
+
     def _map(self, request: Callable[[int], T], n: int) -> list[T]:
-        width = min(n, sum(s.limit for s in self.servers))
+        width = min(n, self.max_concurrency)
         if width <= 1:
             return [request(i) for i in range(n)]
         with ThreadPoolExecutor(max_workers=width) as pool:

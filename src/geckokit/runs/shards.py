@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -272,6 +272,18 @@ def run_sharded(
     )
 
 
+@runtime_checkable
+class BatchedStage(Protocol):
+    """A stage that gains from being handed several rows at once (an LLM stage that writes or
+    scores them together, or sends them to servers concurrently): :func:`write_shard` calls
+    it on ``rows_per_call`` rows at a time instead of one. Its rows must not depend on
+    which rows share a call beyond what the stage documents."""
+
+    rows_per_call: int
+
+    def __call__(self, rows: pa.Table) -> pa.Table: ...
+
+
 def write_shard(
     stage: Callable[[pa.Table], pa.Table],
     shard: pa.Table,
@@ -283,16 +295,19 @@ def write_shard(
     on_item: Callable[[int], None] | None = None,
     stamp: dict[str, Any] | None = None,
 ) -> int:
-    """Run ``stage`` on ``shard`` row by row and write shard number ``index`` of each output
-    (secondary outputs first, the primary ``outputs[0]`` last, each atomically, each carrying
-    ``stamp``: :meth:`ShardKey.stamp`); returns the rows processed. ``on_item`` is called
-    with 1 after each row (a progress bar). The local loop and each Ray worker write a shard
-    through here, so their files are the same."""
+    """Run ``stage`` on ``shard`` row by row (a :class:`BatchedStage`: ``rows_per_call``
+    rows at a time) and write shard number ``index`` of each output (secondary outputs
+    first, the primary ``outputs[0]`` last, each atomically, each carrying ``stamp``:
+    :meth:`ShardKey.stamp`); returns the rows processed. ``on_item`` is called with the
+    rows done after each call (a progress bar). The local loop and each Ray worker write a
+    shard through here, so their files are the same."""
+    step = max(1, stage.rows_per_call) if isinstance(stage, BatchedStage) else 1
     results = []
-    for i in range(shard.num_rows):
-        results.append(stage(shard.slice(i, 1)))
+    for i in range(0, shard.num_rows, step):
+        rows = shard.slice(i, step)
+        results.append(stage(rows))
         if on_item is not None:
-            on_item(1)
+            on_item(rows.num_rows)
     parts = split(pa.concat_tables(results) if results else stage(shard.slice(0, 0)))
     for name in (*outputs[1:], outputs[0]):
         write_table(stamped(parts[name], stamp), out / name / shard_name(index))
