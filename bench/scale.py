@@ -7,9 +7,8 @@ then runs FRet steps 1 and 2 (``generate_queries`` and ``mine`` with the query-l
 relevance fusion) on the first P passages of a corpus with ``--llm`` listing the N servers
 (each at most one request from each process at a time), for N = 1, 2, 4, 8:
 
-- ``local``: one loop in this process; the pool spreads each call's prompts over the
-  servers (``generate.parallel`` N, so N passages' queries are asked at once; a shard's
-  pairs at once);
+- ``local``: one loop in this process; the pool sends as many requests at once as the
+  servers' limits add up to (N passages written at once, N passages scored at once);
 - ``ray``: a local Ray cluster (fractional CPUs per worker, no dashboard, loopback) with N
   workers, each with its own pool over the N servers, one shard at a time.
 
@@ -69,20 +68,18 @@ def run_fret(
     from geckokit.runs.executor import ExecutorSettings
     from geckokit.testing import tiny_encoder
 
+    settings = None  # the local loop
     if executor == "ray":
         settings = ExecutorSettings(
             executor="ray", ray_address=address, workers=n, worker_cpus=args.worker_cpus
         )
-        parallel = 1
-    else:
-        settings, parallel = None, n
     out = work / f"{executor}-{n}"
     t0 = time.perf_counter()
     generated = generate_queries(
         corpus,
         out / "queries",
         llm=spec,
-        config=GenerateConfig(parallel=parallel, max_attempts=1),
+        config=GenerateConfig(max_attempts=1),
         shard_size=args.shard_size,
         show_progress=False,
         executor=settings,
