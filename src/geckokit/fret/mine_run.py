@@ -40,6 +40,7 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ from geckokit.io import (
 )
 from geckokit.llm.base import LLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
-from geckokit.runs.executor import ExecutorSettings, ShardExecutor
+from geckokit.runs.executor import Executor, ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import (
     RunMismatchError,
     check_run,
@@ -617,6 +618,7 @@ def mine(
         shard_size=shard_size,
         max_shards=max_shards,
         show_progress=show_progress,
+        executor=executor,
     )
     if llm is None:
         return _mine(queries_dir, corpus, Path(out), work=None, **settings)
@@ -638,6 +640,7 @@ def _mine(
     shard_size: int,
     max_shards: int | None,
     show_progress: bool,
+    executor: ExecutorSettings | None,
 ) -> dict[str, Any]:
     prompt = prompt or load_rerank_prompt()
     queries_dir = None if queries_dir is None else Path(queries_dir)
@@ -701,6 +704,14 @@ def _mine(
             corpus.passages,
             cache=out / "corpus_embeddings.npy",
             show_progress=show_progress,
+            compute=_embedding_workers(
+                len(corpus),
+                out,
+                encoder=str(out / "warmup_encoder") if config.warmup_encoder else encoder.name,
+                config=config,
+                executor=executor,
+                show_progress=show_progress,
+            ),
         )
         candidates, index = _retrieve(
             queries, corpus.passages, encoder, emb, out, cand_stamp, config, show_progress
@@ -756,6 +767,31 @@ def _mine(
     manifest["environment"] = environment()
     write_json(manifest, out / MANIFEST)
     return manifest
+
+
+def _embedding_workers(
+    passages: int,
+    out: Path,
+    *,
+    encoder: str,
+    config: MineConfig,
+    executor: ExecutorSettings | None,
+    show_progress: bool,
+) -> Callable[[list[str]], Any] | None:
+    """How the corpus is embedded: above ``config.ivf_above`` passages with executor ``ray``,
+    in shards on Ray workers that each load the encoder (``encoder``: its name or folder)
+    once (:func:`~geckokit.fret.embed_workers.embed_on_workers`); otherwise None: here."""
+    if executor is None or executor.executor is not Executor.RAY or passages <= config.ivf_above:
+        return None
+    from geckokit.fret.embed_workers import embed_on_workers
+
+    return functools.partial(
+        embed_on_workers,
+        encoder=encoder,
+        folder=out,
+        settings=executor,
+        show_progress=show_progress,
+    )
 
 
 def _retrieve(

@@ -18,6 +18,7 @@ it; every retriever needs them, for the encoder's score of each candidate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geckokit.cache import load_or_compute
 from geckokit.encoder import EncoderRef
 from geckokit.format import document_text, query_text
 from geckokit.registry import embeddings_dir
@@ -59,17 +61,29 @@ def embed_passages(
     cache: Path | None = None,
     batch_size: int = 64,
     show_progress: bool = True,
+    compute: Callable[[list[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim).
     A pinned encoder's (:class:`~geckokit.encoder.EncoderRef`) are kept in
     ``$GECKOKIT_HOME/embeddings`` as ``{name}-passages-{hash of the texts}.npy``, so that
     every run over the same passages reuses them; any other encoder's at ``cache``, for the
-    same encoder name and texts (None: not kept)."""
+    same encoder name and texts (None: not kept). ``compute`` embeds the texts when they are
+    not cached (None: ``encoder.model`` here; e.g.
+    :func:`~geckokit.fret.embed_workers.embed_on_workers`)."""
     texts = [
         document_text(t, x)
         for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
     ]
     name = encoder.cache_name
+    if compute is not None:
+        return load_or_compute(
+            texts,
+            compute,
+            cache=None if encoder.pinned else cache,
+            folder=embeddings_dir() if encoder.pinned else None,
+            label=f"{name}-passages",
+            key={"encoder": name},
+        )
     return cached_encode(
         encoder.model,
         texts,
