@@ -604,8 +604,10 @@ def mine(
     (:func:`~geckokit.llm.load_llm`), or None for the ``seed`` fusion (no relabelling, the
     paper's baseline), which the user's queries cannot take: they have no seed passage to
     keep. ``executor`` (default: local) says where the pairs are scored: executor ``ray``
-    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`); the
-    retrieval runs here either way."""
+    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`).
+    Above ``config.ivf_above`` passages executor ``ray`` also embeds the corpus on its
+    workers (:mod:`geckokit.fret.embed_workers`, with ``llm`` None too); the neighbour
+    search runs here either way."""
     config = config or MineConfig()
     if llm is None and config.fusion is not Fusion.SEED:
         raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
