@@ -10,6 +10,7 @@ from geckokit.cli.options import (
     FUSION_DEFAULT,
     encoder_option,
     executor_options,
+    index_line,
     llm_option,
     llm_timeout_option,
     llm_usage_line,
@@ -113,7 +114,14 @@ from geckokit.runs.executor import ExecutorSettings
     help="Pairs of a passage the LLM evaluates together, each in its own sequence sharing "
     "the passage's cached state (llama.cpp backend; 1: one at a time).",
 )
-@setting_option(MineConfig, "seed", help="Seeds the random negative choice.")
+@setting_option(
+    MineConfig,
+    "ivf_above",
+    help="Above this many passages, search an IVF-SQ8 index (built once in the run folder, "
+    "memory-mapped) instead of exact search; its recall against exact search is recorded.",
+)
+@setting_option(MineConfig, "nprobe", help="Inverted lists the IVF-SQ8 index searches per query.")
+@setting_option(MineConfig, "seed", help="Seeds the random negative choice and the IVF sample.")
 @executor_options(ExecutorSettings)
 def mine(
     queries_dir: Path | None,
@@ -137,6 +145,8 @@ def mine(
     warmup_encoder: bool,
     drop_solved: bool,
     parallel: int,
+    ivf_above: int,
+    nprobe: int,
     seed: int,
     executor: str,
     ray_address: str | None,
@@ -188,6 +198,8 @@ def mine(
         warmup_encoder=warmup_encoder,
         drop_solved=drop_solved,
         parallel=parallel,
+        ivf_above=ivf_above,
+        nprobe=nprobe,
         seed=seed,
     )
     check_seedless(config, queries_file, generated=queries_dir is not None)  # before loading
@@ -241,6 +253,8 @@ def mine(
     dropped = s.get("solved_dropped")
     if dropped is not None:
         console.print(f"{dropped} queries left out: the encoder already ranks their seed first")
+    if line := index_line(manifest.get("index")):
+        console.print(line)
     if "llm_this_run" in manifest:
         console.print(llm_usage_line(manifest["llm_this_run"]))
     console.print(f"status: {manifest['status']}; output: {out}")

@@ -142,6 +142,19 @@ def llm_usage_line(spent: dict[str, Any], label: str = "LLM this sitting") -> st
     )
 
 
+def index_line(index: dict[str, Any] | None) -> str | None:
+    """One line for a mine manifest's ``index`` when an IVF-SQ8 index searched the
+    candidates (None otherwise: exact search needs no word)."""
+    if not index or index.get("kind") != "ivf-sq8":
+        return None
+    how = "built" if index.get("built") else "reused"
+    return (
+        f"IVF-SQ8 index of {index['passages']:,} passages ({index['nlist']} lists, nprobe "
+        f"{index['nprobe']}, {how}): recall@{index['recall_k']} against exact search "
+        f"{index['recall']:.3f} on {index['recall_queries']} queries"
+    )
+
+
 def distillation_options(
     model: type[BaseModel], prefix: str = "", *, inherit: bool = False
 ) -> Callable[[F], F]:

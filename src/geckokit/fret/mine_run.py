@@ -8,6 +8,9 @@ Output folder::
     corpus_embeddings.npy/.json   the initial encoder's passage embeddings (cached; for a
                                   registry encoder under $GECKOKIT_HOME/embeddings instead,
                                   shared by every run over the same passages)
+    index/ivf-sq8.faiss/.json     above ``ivf_above`` passages: the IVF-SQ8 index the
+                                  candidates are searched in, memory-mapped, with its stamp
+                                  (passages digest, encoder, settings); reused when it matches
     candidates/part-00000.parquet top-N neighbours per query, seed guaranteed (if it has one)
     scores/part-NNNNN.parquet     QL and RC per (query, candidate) pair, sharded by passage
     fret/part-00000.parquet       positive, negatives, every candidate's title, text and
@@ -37,6 +40,7 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +60,13 @@ from geckokit.fret.rerank import (
     RerankPrompt,
     load_rerank_prompt,
 )
-from geckokit.fret.retrieve import embed_passages, retrieve_candidates, with_candidate_columns
+from geckokit.fret.retrieve import (
+    embed_passages,
+    embed_queries,
+    retrieve_candidates,
+    search_index,
+    with_candidate_columns,
+)
 from geckokit.fret.user_queries import QuerySource, generated_queries, read_user_queries
 from geckokit.fret.workers import llm_executor
 from geckokit.io import (
@@ -70,7 +80,7 @@ from geckokit.io import (
 )
 from geckokit.llm.base import LLM, ServedLLM
 from geckokit.retrieval.hybrid import RRF_K, Retriever
-from geckokit.runs.executor import ExecutorSettings, ShardExecutor
+from geckokit.runs.executor import Executor, ExecutorSettings, ShardExecutor
 from geckokit.runs.folder import (
     RunMismatchError,
     check_run,
@@ -83,6 +93,13 @@ from geckokit.runs.stamps import ShardKey, json_sha256, read_stamped, rows_sha25
 from geckokit.tasks import DEFAULT_QUERY_TASK
 
 log = logging.getLogger(__name__)
+
+#: above this many passages the candidates are searched in an IVF-SQ8 index
+IVF_ABOVE = 200_000
+#: inverted lists an IVF-SQ8 search visits per query
+NPROBE = 64
+#: queries sampled to measure the IVF-SQ8 index's recall against exact search
+RECALL_QUERIES = 200
 
 SCORE_SCHEMA = pa.schema(
     [
@@ -162,7 +179,18 @@ class MineConfig(BaseModel):
         384, ge=16, description="passages are cut to this many LLM tokens"
     )
     exact_max: int = Field(
-        200_000, ge=1, description="exact search up to this many passages, HNSW above"
+        200_000,
+        ge=1,
+        description="exact search up to this many passages, HNSW above (up to ivf_above)",
+    )
+    ivf_above: int = Field(
+        IVF_ABOVE,
+        ge=1,
+        description="above this many passages, search an IVF index with 8-bit scalar "
+        "quantisation (IVF-SQ8), built once in mine/index/ and memory-mapped",
+    )
+    nprobe: int = Field(
+        NPROBE, ge=1, description="inverted lists the IVF-SQ8 index searches per query"
     )
     warmup_encoder: bool = Field(
         False, description="fine-tune the retriever on (query, seed) pairs first"
@@ -202,6 +230,8 @@ RETRIEVAL = (
     "retriever",
     "hybrid_k",
     "exact_max",
+    "ivf_above",
+    "nprobe",
     "warmup_encoder",
     "warmup_epochs",
     "seed",
@@ -218,7 +248,7 @@ def _candidates_stamp(
     """What the candidates file records it was made from: the queries and passages (a
     digest of their ids and texts) and the retrieval settings."""
     digest = rows_sha256(queries.select(["query_id", "passage_id", "task", "query"]))
-    digest += rows_sha256(passages.select(["passage_id", "title", "text"]))
+    digest += _passages_sha256(passages)
     return {
         "format": 1,
         "input_sha256": hashlib.sha256(digest.encode()).hexdigest(),
@@ -226,21 +256,27 @@ def _candidates_stamp(
     }
 
 
-def _stored_candidates(path: Path, expected: dict[str, Any]) -> pa.Table | None:
+def _passages_sha256(passages: pa.Table) -> str:
+    return rows_sha256(passages.select(["passage_id", "title", "text"]))
+
+
+def _stored_candidates(
+    path: Path, expected: dict[str, Any]
+) -> tuple[pa.Table | None, dict[str, Any] | None]:
     """The candidates retrieved before (None: none, or a damaged file, deleted to be
-    retrieved again); refuses, with :class:`RunMismatchError`, candidates retrieved for
-    other queries, passages or settings. A file written before candidates were stamped is
-    trusted."""
+    retrieved again) and the record of the index that searched them (None: not recorded);
+    refuses, with :class:`RunMismatchError`, candidates retrieved for other queries,
+    passages or settings. A file written before candidates were stamped is trusted."""
     if not path.exists():
-        return None
+        return None, None
     try:
         table, stamp = read_stamped(path)
     except DamagedFileError as exc:
         log.warning("%s; it is deleted and the candidates retrieved again", exc)
         path.unlink()
-        return None
+        return None, None
     if stamp is None:
-        return table
+        return table, None
     was = with_defaults(_retrieval_settings(MineConfig(), ""), stamp.get("settings") or {})
     why = None
     if stamp.get("input_sha256") != expected["input_sha256"]:
@@ -257,7 +293,7 @@ def _stored_candidates(path: Path, expected: dict[str, Any]) -> pa.Table | None:
             f"{path} was retrieved {why}; rerun with the inputs and settings that made it to "
             f"resume, or delete {path.parent.parent} to mine again (or use another --out folder)"
         )
-    return table
+    return table, stamp.get("index")
 
 
 def unsolved(candidates: pa.Table) -> pa.Table:
@@ -583,8 +619,10 @@ def mine(
     (:func:`~geckokit.llm.load_llm`), or None for the ``seed`` fusion (no relabelling, the
     paper's baseline), which the user's queries cannot take: they have no seed passage to
     keep. ``executor`` (default: local) says where the pairs are scored: executor ``ray``
-    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`); the
-    retrieval runs here either way."""
+    needs the spec, which each of its workers loads (:mod:`geckokit.runs.ray_executor`).
+    Above ``config.ivf_above`` passages executor ``ray`` also embeds the corpus on its
+    workers (:mod:`geckokit.fret.embed_workers`, with ``llm`` None too); the neighbour
+    search runs here either way."""
     config = config or MineConfig()
     if llm is None and config.fusion is not Fusion.SEED:
         raise ValueError(f"fusion {config.fusion.value!r} needs an LLM (only 'seed' does not)")
@@ -597,6 +635,7 @@ def mine(
         shard_size=shard_size,
         max_shards=max_shards,
         show_progress=show_progress,
+        executor=executor,
     )
     if llm is None:
         return _mine(queries_dir, corpus, Path(out), work=None, **settings)
@@ -618,6 +657,7 @@ def _mine(
     shard_size: int,
     max_shards: int | None,
     show_progress: bool,
+    executor: ExecutorSettings | None,
 ) -> dict[str, Any]:
     prompt = prompt or load_rerank_prompt()
     queries_dir = None if queries_dir is None else Path(queries_dir)
@@ -651,7 +691,7 @@ def _mine(
     identity = check_run(out, identity, defaults=defaults)
     cand_path = out / "candidates" / "part-00000.parquet"
     cand_stamp = _candidates_stamp(queries, corpus.passages, config, encoder.name)
-    candidates = _stored_candidates(cand_path, cand_stamp)
+    candidates, index = _stored_candidates(cand_path, cand_stamp)
     checked = None
     if candidates is not None:
         candidates = with_candidate_columns(candidates)  # written before the retriever choice
@@ -681,19 +721,19 @@ def _mine(
             corpus.passages,
             cache=out / "corpus_embeddings.npy",
             show_progress=show_progress,
+            compute=_embedding_workers(
+                len(corpus),
+                out,
+                encoder=str(out / "warmup_encoder") if config.warmup_encoder else encoder.name,
+                config=config,
+                executor=executor,
+                show_progress=show_progress,
+            ),
         )
-        candidates = retrieve_candidates(
-            queries,
-            corpus.passages,
-            encoder=encoder.model,
-            passage_embeddings=emb,
-            top_n=config.top_n,
-            retriever=config.retriever,
-            hybrid_k=config.hybrid_k,
-            exact_max=config.exact_max,
-            show_progress=show_progress,
+        candidates, index = _retrieve(
+            queries, corpus.passages, encoder, emb, out, cand_stamp, config, show_progress
         )
-        write_table(stamped(candidates, cand_stamp), cand_path)
+        write_table(stamped(candidates, {**cand_stamp, "index": index}), cand_path)
     retrieved = candidates.num_rows
     candidates = _kept(candidates, config.drop_solved)
     if candidates.num_rows == 0:
@@ -704,6 +744,8 @@ def _mine(
 
     selection = config.model_dump(mode="json", include=set(SELECTION))
     manifest: dict[str, Any] = {**identity, "selection": selection, "status": "partial"}
+    if index is not None:
+        manifest["index"] = index
     scores = None
     if work is not None and scoring:  # None only for the seed fusion
         run = _score_pairs(
@@ -742,6 +784,73 @@ def _mine(
     manifest["environment"] = environment()
     write_json(manifest, out / MANIFEST)
     return manifest
+
+
+def _embedding_workers(
+    passages: int,
+    out: Path,
+    *,
+    encoder: str,
+    config: MineConfig,
+    executor: ExecutorSettings | None,
+    show_progress: bool,
+) -> Callable[[list[str]], Any] | None:
+    """How the corpus is embedded: above ``config.ivf_above`` passages with executor ``ray``,
+    in shards on Ray workers that each load the encoder (``encoder``: its name or folder)
+    once (:func:`~geckokit.fret.embed_workers.embed_on_workers`); otherwise None: here."""
+    if executor is None or executor.executor is not Executor.RAY or passages <= config.ivf_above:
+        return None
+    from geckokit.fret.embed_workers import embed_on_workers
+
+    return functools.partial(
+        embed_on_workers,
+        encoder=encoder,
+        folder=out,
+        settings=executor,
+        show_progress=show_progress,
+    )
+
+
+def _retrieve(
+    queries: pa.Table,
+    passages: pa.Table,
+    encoder: EncoderRef,
+    emb: Any,
+    out: Path,
+    stamp: dict[str, Any],
+    config: MineConfig,
+    show_progress: bool,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The candidates of ``queries`` among ``passages`` (embedded as ``emb``, (n, dim)) and
+    the record of the index that searched them: above ``config.ivf_above`` passages an
+    IVF-SQ8 index in ``out/index`` (stamped with a digest of the passages and the encoder's
+    name; reused by a resumed run) with its recall against exact search."""
+    q_emb = embed_queries(encoder.model, queries, show_progress=show_progress)  # (q, dim)
+    index, record = search_index(
+        emb,
+        q_emb,
+        folder=out / "index",
+        stamp={"corpus_sha256": _passages_sha256(passages), "encoder": encoder.name},
+        top_n=config.top_n,
+        ivf_above=config.ivf_above,
+        nprobe=config.nprobe,
+        exact_max=config.exact_max,
+        recall_sample=RECALL_QUERIES,
+        seed=config.seed,
+    )
+    candidates = retrieve_candidates(
+        queries,
+        passages,
+        encoder=encoder.model,
+        passage_embeddings=emb,
+        top_n=config.top_n,
+        retriever=config.retriever,
+        hybrid_k=config.hybrid_k,
+        index=index,
+        query_embeddings=q_emb,
+        show_progress=show_progress,
+    )
+    return candidates, record.dump()
 
 
 def _refuse_old_selection(out: Path) -> None:

@@ -3,7 +3,9 @@
 The retriever (:class:`~geckokit.retrieval.hybrid.Retriever`) is the initial encoder by
 default, as in the paper: queries are embedded as ``task: {task} | query: {query}`` and
 passages as ``title: {title} | text: {text}`` (Gecko, Appendix B), and search is exact (FAISS
-inner product over normalised vectors) up to ``exact_max`` passages and HNSW above. ``bm25``
+inner product over normalised vectors) up to ``exact_max`` passages and HNSW above, or, above
+``ivf_above`` passages, an IVF-SQ8 index built once in the run folder and memory-mapped, whose
+recall against exact search is measured (:func:`search_index`). ``bm25``
 ranks by BM25 over the passages' words instead (the raw query text, no task; InPars), and
 ``hybrid`` by reciprocal rank fusion of the encoder's and BM25's rankings, each taken
 :func:`~geckokit.retrieval.hybrid.hybrid_depth` deep. Candidates come in the retriever's
@@ -16,6 +18,7 @@ it; every retriever needs them, for the encoder's score of each candidate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geckokit.cache import load_or_compute
 from geckokit.encoder import EncoderRef
 from geckokit.format import document_text, query_text
 from geckokit.registry import embeddings_dir
 from geckokit.retrieval.hybrid import RRF_K, Retriever, hybrid_depth, reciprocal_rank_fusion
 from geckokit.retrieval.index import build_index, cached_encode
+from geckokit.retrieval.ivf import IndexRecord, recall_against_exact, stored_ivf
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +61,29 @@ def embed_passages(
     cache: Path | None = None,
     batch_size: int = 64,
     show_progress: bool = True,
+    compute: Callable[[list[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Normalised embeddings of ``passages`` in the unified document format, shape (n, dim).
     A pinned encoder's (:class:`~geckokit.encoder.EncoderRef`) are kept in
     ``$GECKOKIT_HOME/embeddings`` as ``{name}-passages-{hash of the texts}.npy``, so that
     every run over the same passages reuses them; any other encoder's at ``cache``, for the
-    same encoder name and texts (None: not kept)."""
+    same encoder name and texts (None: not kept). ``compute`` embeds the texts when they are
+    not cached (None: ``encoder.model`` here; e.g.
+    :func:`~geckokit.fret.embed_workers.embed_on_workers`)."""
     texts = [
         document_text(t, x)
         for t, x in zip(passages["title"].to_pylist(), passages["text"].to_pylist(), strict=True)
     ]
     name = encoder.cache_name
+    if compute is not None:
+        return load_or_compute(
+            texts,
+            compute,
+            cache=None if encoder.pinned else cache,
+            folder=embeddings_dir() if encoder.pinned else None,
+            label=f"{name}-passages",
+            key={"encoder": name},
+        )
     return cached_encode(
         encoder.model,
         texts,
@@ -79,6 +96,83 @@ def embed_passages(
     )
 
 
+def embed_queries(
+    encoder: Any, queries: pa.Table, *, batch_size: int = 64, show_progress: bool = True
+) -> np.ndarray:
+    """Normalised embeddings of ``queries``' (task, query) rows as the encoder reads them
+    (``task: {task} | query: {query}``), shape (q, dim), float32."""
+    texts = [
+        query_text(t, q)
+        for t, q in zip(queries["task"].to_pylist(), queries["query"].to_pylist(), strict=True)
+    ]
+    emb = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=show_progress,
+    )
+    return np.ascontiguousarray(emb, dtype=np.float32)  # (q, dim)
+
+
+def search_index(
+    passage_embeddings: np.ndarray,
+    query_embeddings: np.ndarray,
+    *,
+    folder: Path,
+    stamp: dict[str, Any],
+    top_n: int,
+    ivf_above: int,
+    nprobe: int,
+    exact_max: int = 200_000,
+    recall_sample: int = 200,
+    seed: int = 0,
+) -> tuple[Any, IndexRecord]:
+    """The index that searches ``passage_embeddings`` (n, dim) and what it is. Up to
+    ``ivf_above`` passages, :func:`~geckokit.retrieval.index.build_index` (exact up to
+    ``exact_max``, HNSW above; not stored); above, the IVF-SQ8 index in ``folder``, built
+    once and memory-mapped (:func:`~geckokit.retrieval.ivf.stored_ivf`; ``stamp`` says
+    what the vectors are), searching ``nprobe`` lists, with its recall@``top_n`` against
+    exact search on ``recall_sample`` of the queries drawn with ``seed``."""
+    n = len(passage_embeddings)
+    if n <= ivf_above:
+        kind = "flat" if n <= exact_max else "hnsw"
+        return build_index(passage_embeddings, exact_max=exact_max), IndexRecord(kind, n)
+    ivf = stored_ivf(passage_embeddings, folder, stamp=stamp, nprobe=nprobe, seed=seed)
+    recall, sampled = recall_against_exact(
+        ivf.index,
+        passage_embeddings,
+        query_embeddings,
+        k=top_n,
+        sample=recall_sample,
+        seed=seed,
+    )
+    record = IndexRecord(
+        "ivf-sq8",
+        n,
+        nlist=ivf.nlist,
+        nprobe=ivf.index.nprobe,
+        path=str(ivf.path),
+        built=ivf.built,
+        build_seconds=ivf.build_seconds,
+        recall=round(recall, 4),
+        recall_k=min(top_n, n),
+        recall_queries=sampled,
+    )
+    log.info(
+        "IVF-SQ8 index of %d passages (%d lists, nprobe %d, %s): recall@%d against exact "
+        "search %.3f on %d queries",
+        n,
+        ivf.nlist,
+        record.nprobe,
+        "built" if ivf.built else "reused",
+        record.recall_k,
+        recall,
+        sampled,
+    )
+    return ivf.index, record
+
+
 def retrieve_candidates(
     queries: pa.Table,
     passages: pa.Table,
@@ -89,6 +183,8 @@ def retrieve_candidates(
     retriever: Retriever | str = Retriever.ENCODER,
     hybrid_k: int = RRF_K,
     exact_max: int = 200_000,
+    index: Any | None = None,
+    query_embeddings: np.ndarray | None = None,
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> pa.Table:
@@ -99,7 +195,10 @@ def retrieve_candidates(
     alone; ``retriever_scores`` is the cosine, the BM25 score or the RRF score (``hybrid_k``
     is RRF's k), and for a seed put in at rank N its own score (0 for a hybrid seed that
     neither ranking held). A query whose ``passage_id`` is null has no seed: its candidates
-    are the top ``top_n``, and its ``seed_id`` and ``seed_retrieved`` are null."""
+    are the top ``top_n``, and its ``seed_id`` and ``seed_retrieved`` are null. ``index``
+    searches the passage embeddings (None: :func:`~geckokit.retrieval.index.build_index`
+    with ``exact_max``); ``query_embeddings`` are the queries' (None: computed here,
+    :func:`embed_queries`)."""
     if top_n < 2:
         raise ValueError(f"top_n must be at least 2 (a positive and a negative), got {top_n}")
     if not isinstance(retriever, Retriever):
@@ -113,18 +212,11 @@ def retrieve_candidates(
             "pass the corpus the queries were generated from"
         )
     top_n = min(top_n, len(ids))
-    q_texts = [
-        query_text(t, q)
-        for t, q in zip(queries["task"].to_pylist(), queries["query"].to_pylist(), strict=True)
-    ]
-    q_emb = encoder.encode(
-        q_texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=show_progress,
-    )
-    q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)  # (q, dim)
+    if query_embeddings is None:
+        query_embeddings = embed_queries(
+            encoder, queries, batch_size=batch_size, show_progress=show_progress
+        )
+    q_emb = np.ascontiguousarray(query_embeddings, dtype=np.float32)  # (q, dim)
     # the encoder ranks the candidates itself, the fusion's share, or (for BM25) only its
     # first, which drop_solved and the summary compare against
     depth = {
@@ -132,7 +224,8 @@ def retrieve_candidates(
         Retriever.HYBRID: min(len(ids), hybrid_depth(top_n)),
         Retriever.BM25: 1,
     }[retriever]
-    index = build_index(passage_embeddings, exact_max=exact_max)
+    if index is None:
+        index = build_index(passage_embeddings, exact_max=exact_max)
     enc_scores, enc_rows = index.search(q_emb, depth)  # (q, depth) each
     bm25_scores = _bm25_scores(retriever, passages, queries["query"].to_pylist())
     out: dict[str, list[Any]] = {name: [] for name in CANDIDATE_SCHEMA.names}

@@ -115,6 +115,24 @@ class MineSummary(_Record):
     llm_seconds: float | None = None
 
 
+class SearchIndex(_Record):
+    """The index that searched mine's candidates (:class:`geckokit.retrieval.ivf.IndexRecord`):
+    ``kind`` flat, hnsw or ivf-sq8; for ivf-sq8 its lists, ``nprobe``, file, whether that
+    sitting built it, and ``recall`` of its top ``recall_k`` against exact search on
+    ``recall_queries`` sampled queries. None elsewhere."""
+
+    kind: str | None = None
+    passages: int | None = None
+    nlist: int | None = None
+    nprobe: int | None = None
+    path: str | None = None
+    built: bool | None = None
+    build_seconds: float | None = None
+    recall: float | None = None
+    recall_k: int | None = None
+    recall_queries: int | None = None
+
+
 class BeforeAfter(_Record):
     """One full-width retrieval row of distill's evaluation: base or distilled model."""
 
@@ -302,6 +320,8 @@ class MineManifest(StageManifest):
     selection: dict[str, Any] | None = None
     shard_size: int | None = None
     llm_this_run: LLMUsage | None = None
+    #: the index that searched the candidates (None: recorded only since it was kept)
+    index: SearchIndex | None = None
 
 
 class MixManifest(StageManifest):
