@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -119,6 +120,14 @@ class TrainConfig(BaseModel):
         "unified: train in Gecko's format (the paper's recipe) and save its prompts with the "
         "model",
     )
+    gather_across_devices: bool = Field(
+        True,
+        description="on several processes (torchrun): gather every process's queries and "
+        "positives, so each query meets the global batch's in-batch and same-tower negatives "
+        "and the loss is that of one process on the global batch (batch_size is the global "
+        "batch, split evenly over the processes); off: each process contrasts its own slice "
+        "alone. No effect on one process",
+    )
     distill_candidates: int = Field(
         8,
         ge=2,
@@ -160,9 +169,13 @@ def build_loss(
     objective: Objective | str = Objective.CONTRASTIVE,
     distill_weight: float = 1.0,
     teacher_temperature: float = 1.0,
+    gather_across_devices: bool = False,
 ) -> Any:
     """The training loss as a sentence-transformers loss module: paper eq. 3 over Matryoshka
     ``dims``; rows whose negative text is empty have no hard negative.
+    ``gather_across_devices``: on several processes, eq. 3 sees the global batch
+    (:func:`geckokit.train.losses.gecko_loss`); the distillation term, one query's own
+    candidates, stays local.
 
     With ``objective`` ``kl`` or ``margin-mse``, ``distill_weight`` times the distillation
     term (:func:`geckokit.train.losses.distill_loss`, over the same ``dims``) is added. Its
@@ -206,6 +219,7 @@ def build_loss(
                 temperature=temperature,
                 same_tower=same_tower,
                 neg_mask=self._neg_mask,
+                gather_across_devices=gather_across_devices,
             )
             if self._teacher is None:
                 return loss
@@ -253,28 +267,37 @@ def build_loss(
 
 
 def _batch_sampler(
-    sources: list[str], texts: list[tuple[str, str, str]], weights: dict[str, float] | None
+    sources: list[str],
+    texts: list[tuple[str, str, str]],
+    weights: dict[str, float] | None,
+    *,
+    world_size: int = 1,
 ) -> Any:
+    """A sampler class over planned batches. The trainer gives it the per-process batch
+    size; it plans global batches of ``world_size`` times that (the same plan on every
+    process: the seed is shared) and yields their slices (:func:`device_slices`), which the
+    trainer's sharded loader deals out one per process."""
     from sentence_transformers.base.sampler import DefaultBatchSampler
 
-    from geckokit.train.batching import plan_batches
+    from geckokit.train.batching import device_slices, plan_batches
 
     class PlannedBatchSampler(DefaultBatchSampler):
         def __init__(self, dataset: Any, batch_size: int, drop_last: bool, **kwargs: Any) -> None:
             super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, **kwargs)
-            self._plan = plan_batches(
-                sources, texts, batch_size=batch_size, weights=weights, seed=self.seed
-            )
+            self._plan = self._slices(self.seed)
 
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def _slices(self, seed: int) -> list[list[int]]:
             plan = plan_batches(
                 sources,
                 texts,
-                batch_size=self.batch_size,
+                batch_size=self.batch_size * world_size,
                 weights=weights,
-                seed=self.seed + self.epoch,
+                seed=seed,
             )
-            yield from plan
+            return device_slices(plan, world_size=world_size)
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            yield from self._slices(self.seed + self.epoch)
 
         def __len__(self) -> int:
             return len(self._plan)
@@ -341,6 +364,7 @@ def train(
         objective=config.objective,
         distill_weight=config.distill_weight,
         teacher_temperature=config.teacher_temperature,
+        gather_across_devices=config.gather_across_devices,
     )
     rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
     fit = _fit(
@@ -547,7 +571,13 @@ def prefinetune_encoder(
     rows["negative"] = [""] * table.num_rows
     model = _load_base(config.base, config)
     width = embedding_width(model)
-    loss = build_loss(model, [width], temperature=config.temperature, same_tower=False)
+    loss = build_loss(
+        model,
+        [width],
+        temperature=config.temperature,
+        same_tower=False,
+        gather_across_devices=config.gather_across_devices,
+    )
     fit = _fit(
         model,
         rows,
@@ -627,9 +657,11 @@ def _fit(
     texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
     columns = ["query", "positive", "negative"] if with_negatives else ["query", "positive"]
     dataset = Dataset.from_dict({**{c: rows[c] for c in columns}, **(extra or {})})
+    world_size = processes()
+    per_device = _per_device_batch(config, world_size)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device,
         num_train_epochs=epochs,
         max_steps=max_steps,
         learning_rate=learning_rate,
@@ -649,7 +681,7 @@ def _fit(
             f"no full batch of {config.batch_size} rows with distinct texts can be drawn from "
             f"{len(texts)} rows; use a smaller batch size or more data"
         )
-    sampler_class = _batch_sampler(sources, texts, weights)
+    sampler_class = _batch_sampler(sources, texts, weights, world_size=world_size)
 
     class PlannedTrainer(SentenceTransformerTrainer):
         # the sampler lives on the trainer, not in the (pickled) training arguments
@@ -687,6 +719,49 @@ def _fit(
         "seconds": round(seconds, 1),
         "loss_curve": losses,
     }
+
+
+def processes() -> int:
+    """How many processes train together: ``WORLD_SIZE`` as ``torchrun`` sets it (1 when
+    unset). Read before the trainer starts torch.distributed, so the batch can be split."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be a whole number, got {value!r}") from None
+    if size < 1:
+        raise ValueError(f"WORLD_SIZE must be at least 1, got {size}")
+    return size
+
+
+def _per_device_batch(config: TrainConfig, world_size: int) -> int:
+    """Each process's share of the global batch ``config.batch_size``; logs what several
+    processes do with it."""
+    if world_size == 1:
+        return config.batch_size
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size} (it is the global batch)"
+        )
+    per_device = config.batch_size // world_size
+    if config.gather_across_devices:
+        log.info(
+            "%d processes, %d rows each: eq. 3 gathers the global batch of %d from all of them",
+            world_size,
+            per_device,
+            config.batch_size,
+        )
+    else:
+        log.warning(
+            "gather_across_devices is off: each of the %d processes contrasts its %d queries "
+            "with its own slice only, not the global batch of %d (fewer in-batch and "
+            "same-tower negatives than one process would use)",
+            world_size,
+            per_device,
+            config.batch_size,
+        )
+    return per_device
 
 
 #: what a checkpoint holds once written whole: the trainer's state and the model's weights
