@@ -11,6 +11,7 @@ processes the update is that of one process on the global batch.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, NamedTuple
 
@@ -60,3 +61,20 @@ def gather_batch(q: Any, pos: Any) -> Gathered:
         raise ValueError(f"shapes differ: q {tuple(q.shape)}, pos {tuple(pos.shape)}")
     rank, _ = world()
     return Gathered(gather_with_grad(q), gather_with_grad(pos), rank * q.shape[0])
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: rank 0, or the only process. Before
+    torch.distributed starts, the ``RANK`` that ``torchrun`` sets decides."""
+    rank, size = world()
+    if size == 1:
+        return int(os.environ.get("RANK", "0")) == 0
+    return rank == 0
+
+
+def barrier() -> None:
+    """Wait until every process gets here (after rank 0 has written what the others read
+    next); nothing on one process."""
+    if world()[1] > 1:
+        torch = require("torch", extra="train", purpose="training")
+        torch.distributed.barrier()

@@ -36,6 +36,7 @@ from geckokit.format import plain_document, plain_query
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
 from geckokit.registry import DEFAULT_ENCODER
 from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
+from geckokit.train.distributed import barrier, is_main_process
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
 from geckokit.types import ClosedSet
@@ -384,7 +385,6 @@ def train(
     model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT} if unified else {}
     model.default_prompt_name = None
     target = out / "model"
-    model.save(str(target))
     info = {
         "geckokit": environment()["geckokit"],
         "base": config.base,
@@ -404,8 +404,6 @@ def train(
         "text_format": config.text_format.value,
         "prompts": model.prompts,
     }
-    (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
-    _append_card(target / "README.md", info, config, fit["steps"])
     manifest = {
         "stage": "train",
         "config": config.model_dump(mode="json"),
@@ -417,7 +415,12 @@ def train(
         "prefinetune": pre_manifest,
         "environment": environment(),
     }
-    write_json(manifest, out / MANIFEST)
+    if is_main_process():  # under torchrun, one process writes the run
+        model.save(str(target))
+        (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
+        _append_card(target / "README.md", info, config, fit["steps"])
+        write_json(manifest, out / MANIFEST)
+    barrier()
     return manifest
 
 
@@ -591,7 +594,6 @@ def prefinetune_encoder(
         resume=resume,
         with_negatives=False,
     )
-    model.save(str(out / "model"))
     manifest = {
         "stage": "prefinetune",
         "settings": settings,
@@ -602,7 +604,10 @@ def prefinetune_encoder(
         **fit,
         "environment": environment(),
     }
-    write_json(manifest, out / MANIFEST)
+    if is_main_process():  # under torchrun, one process writes; the others wait to read it
+        model.save(str(out / "model"))
+        write_json(manifest, out / MANIFEST)
+    barrier()
     return manifest
 
 
@@ -705,7 +710,7 @@ def _fit(
 
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     _log_instead_of_printing(trainer)
-    checkpoints = _whole_checkpoints(out / "checkpoints")
+    checkpoints = _whole_checkpoints(out / "checkpoints", delete=is_main_process())
     t0 = time.perf_counter()
     resumed_from = str(checkpoints[-1]) if resume and checkpoints else None
     trainer.train(resume_from_checkpoint=resumed_from)
@@ -715,6 +720,7 @@ def _fit(
     ]
     return {
         "steps": trainer.state.global_step,
+        "processes": world_size,
         "resumed_from": resumed_from,
         "seconds": round(seconds, 1),
         "loss_curve": losses,
@@ -769,15 +775,16 @@ _STATE = "trainer_state.json"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-def _whole_checkpoints(folder: Path) -> list[Path]:
+def _whole_checkpoints(folder: Path, *, delete: bool = True) -> list[Path]:
     """The checkpoints under ``folder`` that were written whole, oldest first. One cut
-    short (the run was stopped while writing it) is deleted with a warning, so that a
-    resumed run starts from the newest whole one and writes that step again."""
+    short (the run was stopped while writing it) is deleted with a warning (with
+    ``delete``: under torchrun only rank 0 deletes), so that a resumed run starts from the
+    newest whole one and writes that step again."""
     whole = []
     for path in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
         if (path / _STATE).is_file() and any((path / w).is_file() for w in _WEIGHTS):
             whole.append(path)
-        else:
+        elif delete:
             log.warning(
                 "%s was not written whole (the run stopped while writing it): deleted", path
             )
