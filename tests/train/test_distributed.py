@@ -3,6 +3,7 @@ two real processes (torchrun, gloo on CPU) against one."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -133,20 +134,33 @@ def test_gathering_off_on_several_processes_warns(caplog: pytest.LogCaptureFixtu
     assert "own slice only" in caplog.text
 
 
-def _run(args: list[str], out: Path) -> None:
+def _run(args: list[str], out: Path, script: str = "ddp_step.py", *extra: str) -> None:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT)) if p),
     }
     done = subprocess.run(
-        [sys.executable, *args, str(HERE / "ddp_step.py"), str(out)],
+        [sys.executable, *args, str(HERE / script), *extra, str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _torchrun(processes: int) -> list[str]:
+    return [
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(processes),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+    ]
 
 
 @pytest.mark.slow
@@ -157,9 +171,7 @@ def test_two_processes_train_as_one_on_the_global_batch(tmp_path: Path) -> None:
     one.mkdir()
     two.mkdir()
     _run([], one)
-    port = free_port()
-    launch = ["-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    _run([*launch, "--master-addr", "127.0.0.1", "--master-port", str(port)], two)
+    _run(_torchrun(2), two)
     alone = torch.load(one / "rank0.pt")
     ranks = [torch.load(two / f"rank{r}.pt") for r in range(2)]
     # each process's loss is over its own queries; their mean is the one-process loss
@@ -170,3 +182,28 @@ def test_two_processes_train_as_one_on_the_global_batch(tmp_path: Path) -> None:
     for name, weight in alone["weights"].items():
         for rank in ranks:
             assert torch.allclose(rank["weights"][name], weight, atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_the_trainer_runs_under_torchrun(shared_data: Path, tmp_path: Path) -> None:
+    """`train` as two torchrun processes on CPU (gloo) for 3 steps of a global batch of 8:
+    the trainer runs them as one distributed job (each process a slice of every batch), the
+    processes end with the same weights, and rank 0 writes the run."""
+    from geckokit.mixture.build import build_mixture
+
+    nli = tmp_path / "snli" / "test.jsonl"
+    nli.parent.mkdir()
+    lines = (shared_data / "training_pairs/snli_esnli/test.jsonl").read_text().splitlines()
+    nli.write_text("\n".join(lines[:64]) + "\n")
+    mixture = tmp_path / "mix"
+    build_mixture(mixture, nli=[nli])
+    out = tmp_path / "out"
+    out.mkdir()
+    _run(_torchrun(2), out, "ddp_train.py", str(mixture))
+    manifest = json.loads((out / "run" / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and manifest["steps"] == 3
+    assert len(manifest["loss_curve"]) == 3
+    weights = [torch.load(out / f"weights{r}.pt") for r in range(2)]
+    for name, weight in weights[0].items():
+        assert torch.equal(weight, weights[1][name]), name  # gradients were averaged
+    assert (out / "run" / "model" / "geckokit.json").is_file()

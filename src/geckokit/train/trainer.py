@@ -678,7 +678,15 @@ def _fit(
         report_to="none",
         dataloader_drop_last=True,
         disable_tqdm=False,
+        # under torchrun without CUDA the trainer would run each process alone (one process
+        # each, the same batches) unless told it trains on CPUs (accelerate's MULTI_CPU)
+        use_cpu=world_size > 1 and not _cuda(),
     )
+    if args.world_size != world_size:
+        raise ValueError(
+            f"torchrun started {world_size} processes but the trainer sees {args.world_size}; "
+            "each would train alone on the same batches"
+        )
     from geckokit.train.batching import plan_batches
 
     if not plan_batches(sources, texts, batch_size=config.batch_size, weights=weights):
@@ -725,6 +733,11 @@ def _fit(
         "seconds": round(seconds, 1),
         "loss_curve": losses,
     }
+
+
+def _cuda() -> bool:
+    torch = require("torch", extra="train", purpose="training")
+    return bool(torch.cuda.is_available())
 
 
 def processes() -> int:
