@@ -7,6 +7,10 @@ source per batch, no repeated text, per-source weights). Checkpoints, resumption
 logging are the trainer's; the saved folder loads with ``SentenceTransformer(path)``,
 carries the unified-format prompts and records the Matryoshka dimensions.
 
+Under ``torchrun`` (several processes, one per GPU, or gloo on CPUs) ``batch_size`` is the
+global batch: each process takes an equal slice of every planned batch, eq. 3 gathers the
+global batch's queries and positives (``gather_across_devices``), and rank 0 writes the run.
+
 ``objective`` ``kl`` or ``margin-mse`` adds score distillation to eq. 3
 (:func:`geckokit.train.losses.distill_loss`, weighted by ``distill_weight``): FRet rows
 teach the encoder the LLM's scores of ``distill_candidates`` of their query's candidates
