@@ -29,7 +29,9 @@ from geckokit.train.trainer import TrainConfig
 @setting_option(TrainConfig, "base", help="Encoder to fine-tune: registry name, path or hub id.")
 @setting_option(TrainConfig, "max_steps", help="Stop after N steps (-1: run --epochs).")
 @setting_option(TrainConfig, "epochs", help="Passes over the mixture.")
-@setting_option(TrainConfig, "batch_size", help="Training batch size.")
+@setting_option(
+    TrainConfig, "batch_size", help="Training batch size (under torchrun: over all processes)."
+)
 @setting_option(TrainConfig, "learning_rate")
 @setting_option(TrainConfig, "temperature", help="Softmax temperature of the loss.")
 @setting_option(
@@ -48,6 +50,13 @@ from geckokit.train.trainer import TrainConfig
     "gradcache_mini_batch",
     help="Gradient caching: embed in mini-batches of N so large batches fit in memory (0: off; "
     "-1: auto, on with 32 when a step embeds more than 128 texts, as --objective kl does).",
+)
+@setting_option(
+    TrainConfig,
+    "gather_across_devices",
+    "--gather-across-devices/--no-gather-across-devices",
+    help="Under torchrun: each process's queries meet the global batch's in-batch and "
+    "same-tower negatives (gathered from all processes); --batch-size is the global batch.",
 )
 @setting_option(TrainConfig, "save_steps", help="Checkpoint every N steps.")
 @click.option(
@@ -78,6 +87,7 @@ def train(
     LLM's scores of each FRet query's candidates distilled in (--objective kl or
     margin-mse). Rerun the same command to continue from the newest checkpoint. The result
     loads with SentenceTransformer(OUT/model)."""
+    from geckokit.train.distributed import is_main_process
     from geckokit.train.trainer import train as run
 
     try:
@@ -90,6 +100,8 @@ def train(
         **setting_overrides(ctx, TrainConfig, given_only=True), matryoshka_dims=dim_list
     )
     manifest = run(mixture_dir, out, config=config, prefinetune=prefinetune)
+    if not is_main_process():  # under torchrun, rank 0 reports the run
+        return
     pre = manifest.get("prefinetune")
     if pre:
         click.echo(f"pre-finetuned: {pre['steps']} steps on {pre['pairs']} pairs -> {pre['model']}")

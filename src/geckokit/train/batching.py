@@ -1,6 +1,9 @@
 """Task-homogeneous batches (Gecko, section 3.3): every batch comes from one source, holds
 no text twice, and sources are drawn by configurable weights (uniform over tasks by default).
-Pure Python over row indices, so it can drive any trainer's sampler."""
+Pure Python over row indices, so it can drive any trainer's sampler.
+
+On several processes a global batch is planned and cut into one slice per process
+(:func:`device_slices`), so all processes draw from the same source in the same step."""
 
 from __future__ import annotations
 
@@ -84,3 +87,23 @@ def _pack(rows: list[int], texts: Sequence[Sequence[str]], batch_size: int) -> l
         batches.append(batch)
         pending = rest
     return batches
+
+
+def device_slices(batches: Sequence[Sequence[int]], *, world_size: int) -> list[list[int]]:
+    """Each global batch of ``batches`` cut into ``world_size`` equal consecutive slices,
+    in order: slice k of global batch g is item ``g * world_size + k``, which is what a
+    sharded data loader hands process k (accelerate's ``BatchSamplerShard`` gives process k
+    the batches whose position is k modulo ``world_size``). Every process plans the same
+    batches from the same seed, so step g of every process comes from one source."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    out: list[list[int]] = []
+    for batch in batches:
+        if len(batch) % world_size:
+            raise ValueError(
+                f"a batch of {len(batch)} rows does not split into {world_size} equal slices; "
+                f"use a batch size that is a multiple of the number of processes"
+            )
+        size = len(batch) // world_size
+        out.extend(list(batch[k * size : (k + 1) * size]) for k in range(world_size))
+    return out

@@ -11,6 +11,11 @@ s(x, y) = cos(x, y) / tau:
 With ``same_tower=False`` and no hard negatives this is plain InfoNCE with in-batch
 negatives. :func:`matryoshka_loss` averages it over truncated embedding prefixes.
 
+On several processes (``torchrun``), ``gather_across_devices`` lets each process's queries
+meet the global batch's positives and queries (gathered with gradients); each process's
+loss is over its own queries, their targets offset by its rank's first row
+(:func:`gecko_loss_slice`), and the mean over processes is the one-process loss.
+
 Score distillation (not in the Gecko paper) adds a term that teaches the encoder the LLM's
 whole ranking of a query's candidates, not just its top one. The student's score of
 candidate k is the logit of eq. 3, s_k = cos(q, d_k) / tau; the teacher's is the LLM's
@@ -32,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geckokit._deps import require
+from geckokit.train.distributed import Gathered, gather_batch
 from geckokit.types import ClosedSet
 
 
@@ -50,11 +56,52 @@ def gecko_loss(
     same_tower: bool = True,
     reduction: str = "mean",
     neg_mask: Any | None = None,
+    gather_across_devices: bool = False,
 ) -> Any:
     """Eq. 3 of the paper. ``q``, ``pos``: (B, dim); ``neg``: (B, dim) or None. Returns the
     mean loss (a scalar tensor), or per example with ``reduction="none"`` (B,).
     ``neg_mask`` (B,) bool marks the rows that have a hard negative (default: all).
-    Embeddings need not be normalised (cosine is used)."""
+    Embeddings need not be normalised (cosine is used).
+
+    ``gather_across_devices``: when torch.distributed runs several processes, this
+    process's queries meet every process's positives and queries
+    (:func:`geckokit.train.distributed.gather_batch`), so the mean of the processes' losses
+    is the loss of one process on the global batch; on one process it changes nothing."""
+    batch = _batch(q, pos, gather_across_devices)
+    return gecko_loss_slice(
+        q,
+        pos,
+        neg,
+        batch_q=batch.q,
+        batch_pos=batch.pos,
+        offset=batch.offset,
+        temperature=temperature,
+        same_tower=same_tower,
+        reduction=reduction,
+        neg_mask=neg_mask,
+    )
+
+
+def gecko_loss_slice(
+    q: Any,
+    pos: Any,
+    neg: Any | None = None,
+    *,
+    batch_q: Any,
+    batch_pos: Any,
+    offset: int,
+    temperature: float = 0.05,
+    same_tower: bool = True,
+    reduction: str = "mean",
+    neg_mask: Any | None = None,
+) -> Any:
+    """Eq. 3 for a slice of a batch: the slice's queries ``q`` (B, dim), with their
+    positives ``pos`` and hard negatives ``neg`` (B, dim), against the whole batch's
+    positives ``batch_pos`` and queries ``batch_q`` (N, dim), where the slice's rows are
+    ``offset`` to ``offset + B``. Query i's target is column ``offset + i``; its same-tower
+    negatives are the batch's other queries; its hard negative is its own (``neg`` is not
+    gathered: eq. 3 contrasts a query with no other row's hard negative). Averaging the
+    slices' mean losses over equal slices gives :func:`gecko_loss` of the whole batch."""
     torch = require("torch", extra="train", purpose="the training loss")
     f = torch.nn.functional
     if temperature <= 0:
@@ -63,9 +110,17 @@ def gecko_loss(
         raise ValueError(
             f"shapes differ: q {tuple(q.shape)}, pos {tuple(pos.shape)}, neg {None if neg is None else tuple(neg.shape)}"
         )
-    b = q.shape[0]
-    qn, pn = f.normalize(q, dim=-1), f.normalize(pos, dim=-1)
-    logits = [qn @ pn.T / temperature]  # (B, B): column i of row i is the target
+    b, n = q.shape[0], batch_q.shape[0]
+    if batch_q.shape != batch_pos.shape or batch_q.shape[1:] != q.shape[1:]:
+        raise ValueError(
+            f"batch_q {tuple(batch_q.shape)} and batch_pos {tuple(batch_pos.shape)} must both "
+            f"be (N, {q.shape[-1]})"
+        )
+    if offset < 0 or offset + b > n:
+        raise ValueError(f"rows {offset}..{offset + b} of the slice lie outside a batch of {n}")
+    qn, pn = f.normalize(q, dim=-1), f.normalize(batch_pos, dim=-1)
+    target = torch.arange(offset, offset + b, device=q.device)  # (B,): own positive's column
+    logits = [qn @ pn.T / temperature]  # (B, N): column offset + i of row i is the target
     if neg is not None:
         nn = f.normalize(neg, dim=-1)
         own = (qn * nn).sum(-1, keepdim=True) / temperature  # (B, 1): own hard negative
@@ -73,11 +128,10 @@ def gecko_loss(
             own = own.masked_fill(~neg_mask.view(-1, 1), float("-inf"))
         logits.append(own)
     if same_tower:
-        qq = qn @ qn.T / temperature  # (B, B)
-        qq = qq.masked_fill(torch.eye(b, dtype=torch.bool, device=q.device), float("-inf"))
-        logits.append(qq)
-    scores = torch.cat(logits, dim=1)  # (B, B [+1] [+B])
-    target = torch.arange(b, device=q.device)
+        qq = qn @ f.normalize(batch_q, dim=-1).T / temperature  # (B, N)
+        itself = target.view(-1, 1) == torch.arange(n, device=q.device).view(1, -1)  # (B, N)
+        logits.append(qq.masked_fill(itself, float("-inf")))
+    scores = torch.cat(logits, dim=1)  # (B, N [+1] [+N])
     return f.cross_entropy(scores, target, reduction=reduction)
 
 
@@ -91,9 +145,11 @@ def matryoshka_loss(
     temperature: float = 0.05,
     same_tower: bool = True,
     neg_mask: Any | None = None,
+    gather_across_devices: bool = False,
 ) -> Any:
     """:func:`gecko_loss` on the first ``d`` dimensions for each ``d`` in ``dims`` (all
-    dimensions when empty), combined as a weighted mean (equal weights by default)."""
+    dimensions when empty), combined as a weighted mean (equal weights by default).
+    ``gather_across_devices`` gathers the full-width embeddings once, then truncates."""
     full = q.shape[-1]
     dims = list(dims) or [full]
     if any(d < 1 or d > full for d in dims):
@@ -101,12 +157,16 @@ def matryoshka_loss(
     w = list(weights) if weights is not None else [1.0] * len(dims)
     if len(w) != len(dims):
         raise ValueError(f"got {len(w)} weights for {len(dims)} dims")
+    batch = _batch(q, pos, gather_across_devices)
     total = sum(
         wi
-        * gecko_loss(
+        * gecko_loss_slice(
             q[:, :d],
             pos[:, :d],
             None if neg is None else neg[:, :d],
+            batch_q=batch.q[:, :d],
+            batch_pos=batch.pos[:, :d],
+            offset=batch.offset,
             temperature=temperature,
             same_tower=same_tower,
             neg_mask=neg_mask,
@@ -114,6 +174,13 @@ def matryoshka_loss(
         for d, wi in zip(dims, w, strict=True)
     )
     return total / sum(w)
+
+
+def _batch(q: Any, pos: Any, gather_across_devices: bool) -> Gathered:
+    """The batch eq. 3 contrasts against: gathered from all processes, or this one's."""
+    if gather_across_devices:
+        return gather_batch(q, pos)
+    return Gathered(q, pos, 0)
 
 
 def student_scores(q: Any, candidates: Any, *, temperature: float = 0.05) -> Any:

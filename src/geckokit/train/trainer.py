@@ -7,6 +7,10 @@ source per batch, no repeated text, per-source weights). Checkpoints, resumption
 logging are the trainer's; the saved folder loads with ``SentenceTransformer(path)``,
 carries the unified-format prompts and records the Matryoshka dimensions.
 
+Under ``torchrun`` (several processes, one per GPU, or gloo on CPUs) ``batch_size`` is the
+global batch: each process takes an equal slice of every planned batch, eq. 3 gathers the
+global batch's queries and positives (``gather_across_devices``), and rank 0 writes the run.
+
 ``objective`` ``kl`` or ``margin-mse`` adds score distillation to eq. 3
 (:func:`geckokit.train.losses.distill_loss`, weighted by ``distill_weight``): FRet rows
 teach the encoder the LLM's scores of ``distill_candidates`` of their query's candidates
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -35,6 +40,7 @@ from geckokit.format import plain_document, plain_query
 from geckokit.io import MANIFEST, environment, read_json, read_shards, write_json
 from geckokit.registry import DEFAULT_ENCODER
 from geckokit.tasks import DOCUMENT_PROMPT, QUERY_PROMPT
+from geckokit.train.distributed import barrier, is_main_process
 from geckokit.train.losses import Objective
 from geckokit.train.teacher import CANDIDATE_COLUMNS, Teacher
 from geckokit.types import ClosedSet
@@ -119,6 +125,14 @@ class TrainConfig(BaseModel):
         "unified: train in Gecko's format (the paper's recipe) and save its prompts with the "
         "model",
     )
+    gather_across_devices: bool = Field(
+        True,
+        description="on several processes (torchrun): gather every process's queries and "
+        "positives, so each query meets the global batch's in-batch and same-tower negatives "
+        "and the loss is that of one process on the global batch (batch_size is the global "
+        "batch, split evenly over the processes); off: each process contrasts its own slice "
+        "alone. No effect on one process",
+    )
     distill_candidates: int = Field(
         8,
         ge=2,
@@ -160,9 +174,13 @@ def build_loss(
     objective: Objective | str = Objective.CONTRASTIVE,
     distill_weight: float = 1.0,
     teacher_temperature: float = 1.0,
+    gather_across_devices: bool = False,
 ) -> Any:
     """The training loss as a sentence-transformers loss module: paper eq. 3 over Matryoshka
     ``dims``; rows whose negative text is empty have no hard negative.
+    ``gather_across_devices``: on several processes, eq. 3 sees the global batch
+    (:func:`geckokit.train.losses.gecko_loss`); the distillation term, one query's own
+    candidates, stays local.
 
     With ``objective`` ``kl`` or ``margin-mse``, ``distill_weight`` times the distillation
     term (:func:`geckokit.train.losses.distill_loss`, over the same ``dims``) is added. Its
@@ -206,6 +224,7 @@ def build_loss(
                 temperature=temperature,
                 same_tower=same_tower,
                 neg_mask=self._neg_mask,
+                gather_across_devices=gather_across_devices,
             )
             if self._teacher is None:
                 return loss
@@ -253,28 +272,37 @@ def build_loss(
 
 
 def _batch_sampler(
-    sources: list[str], texts: list[tuple[str, str, str]], weights: dict[str, float] | None
+    sources: list[str],
+    texts: list[tuple[str, str, str]],
+    weights: dict[str, float] | None,
+    *,
+    world_size: int = 1,
 ) -> Any:
+    """A sampler class over planned batches. The trainer gives it the per-process batch
+    size; it plans global batches of ``world_size`` times that (the same plan on every
+    process: the seed is shared) and yields their slices (:func:`device_slices`), which the
+    trainer's sharded loader deals out one per process."""
     from sentence_transformers.base.sampler import DefaultBatchSampler
 
-    from geckokit.train.batching import plan_batches
+    from geckokit.train.batching import device_slices, plan_batches
 
     class PlannedBatchSampler(DefaultBatchSampler):
         def __init__(self, dataset: Any, batch_size: int, drop_last: bool, **kwargs: Any) -> None:
             super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, **kwargs)
-            self._plan = plan_batches(
-                sources, texts, batch_size=batch_size, weights=weights, seed=self.seed
-            )
+            self._plan = self._slices(self.seed)
 
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def _slices(self, seed: int) -> list[list[int]]:
             plan = plan_batches(
                 sources,
                 texts,
-                batch_size=self.batch_size,
+                batch_size=self.batch_size * world_size,
                 weights=weights,
-                seed=self.seed + self.epoch,
+                seed=seed,
             )
-            yield from plan
+            return device_slices(plan, world_size=world_size)
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            yield from self._slices(self.seed + self.epoch)
 
         def __len__(self) -> int:
             return len(self._plan)
@@ -341,6 +369,7 @@ def train(
         objective=config.objective,
         distill_weight=config.distill_weight,
         teacher_temperature=config.teacher_temperature,
+        gather_across_devices=config.gather_across_devices,
     )
     rows = table.select(["query", "positive", "negative", "source"]).to_pydict()
     fit = _fit(
@@ -360,7 +389,6 @@ def train(
     model.prompts = {"query": QUERY_PROMPT, "document": DOCUMENT_PROMPT} if unified else {}
     model.default_prompt_name = None
     target = out / "model"
-    model.save(str(target))
     info = {
         "geckokit": environment()["geckokit"],
         "base": config.base,
@@ -380,8 +408,6 @@ def train(
         "text_format": config.text_format.value,
         "prompts": model.prompts,
     }
-    (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
-    _append_card(target / "README.md", info, config, fit["steps"])
     manifest = {
         "stage": "train",
         "config": config.model_dump(mode="json"),
@@ -393,7 +419,12 @@ def train(
         "prefinetune": pre_manifest,
         "environment": environment(),
     }
-    write_json(manifest, out / MANIFEST)
+    if is_main_process():  # under torchrun, one process writes the run
+        model.save(str(target))
+        (target / "geckokit.json").write_text(json.dumps(info, indent=2) + "\n")
+        _append_card(target / "README.md", info, config, fit["steps"])
+        write_json(manifest, out / MANIFEST)
+    barrier()
     return manifest
 
 
@@ -547,7 +578,13 @@ def prefinetune_encoder(
     rows["negative"] = [""] * table.num_rows
     model = _load_base(config.base, config)
     width = embedding_width(model)
-    loss = build_loss(model, [width], temperature=config.temperature, same_tower=False)
+    loss = build_loss(
+        model,
+        [width],
+        temperature=config.temperature,
+        same_tower=False,
+        gather_across_devices=config.gather_across_devices,
+    )
     fit = _fit(
         model,
         rows,
@@ -561,7 +598,6 @@ def prefinetune_encoder(
         resume=resume,
         with_negatives=False,
     )
-    model.save(str(out / "model"))
     manifest = {
         "stage": "prefinetune",
         "settings": settings,
@@ -572,7 +608,10 @@ def prefinetune_encoder(
         **fit,
         "environment": environment(),
     }
-    write_json(manifest, out / MANIFEST)
+    if is_main_process():  # under torchrun, one process writes; the others wait to read it
+        model.save(str(out / "model"))
+        write_json(manifest, out / MANIFEST)
+    barrier()
     return manifest
 
 
@@ -627,9 +666,11 @@ def _fit(
     texts = list(zip(rows["query"], rows["positive"], rows["negative"], strict=True))
     columns = ["query", "positive", "negative"] if with_negatives else ["query", "positive"]
     dataset = Dataset.from_dict({**{c: rows[c] for c in columns}, **(extra or {})})
+    world_size = processes()
+    per_device = _per_device_batch(config, world_size)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device,
         num_train_epochs=epochs,
         max_steps=max_steps,
         learning_rate=learning_rate,
@@ -641,7 +682,15 @@ def _fit(
         report_to="none",
         dataloader_drop_last=True,
         disable_tqdm=False,
+        # under torchrun without CUDA the trainer would run each process alone (one process
+        # each, the same batches) unless told it trains on CPUs (accelerate's MULTI_CPU)
+        use_cpu=world_size > 1 and not _cuda(),
     )
+    if args.world_size != world_size:
+        raise ValueError(
+            f"torchrun started {world_size} processes but the trainer sees {args.world_size}; "
+            "each would train alone on the same batches"
+        )
     from geckokit.train.batching import plan_batches
 
     if not plan_batches(sources, texts, batch_size=config.batch_size, weights=weights):
@@ -649,7 +698,7 @@ def _fit(
             f"no full batch of {config.batch_size} rows with distinct texts can be drawn from "
             f"{len(texts)} rows; use a smaller batch size or more data"
         )
-    sampler_class = _batch_sampler(sources, texts, weights)
+    sampler_class = _batch_sampler(sources, texts, weights, world_size=world_size)
 
     class PlannedTrainer(SentenceTransformerTrainer):
         # the sampler lives on the trainer, not in the (pickled) training arguments
@@ -673,7 +722,7 @@ def _fit(
 
     trainer = PlannedTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     _log_instead_of_printing(trainer)
-    checkpoints = _whole_checkpoints(out / "checkpoints")
+    checkpoints = _whole_checkpoints(out / "checkpoints", delete=is_main_process())
     t0 = time.perf_counter()
     resumed_from = str(checkpoints[-1]) if resume and checkpoints else None
     trainer.train(resume_from_checkpoint=resumed_from)
@@ -683,10 +732,59 @@ def _fit(
     ]
     return {
         "steps": trainer.state.global_step,
+        "processes": world_size,
         "resumed_from": resumed_from,
         "seconds": round(seconds, 1),
         "loss_curve": losses,
     }
+
+
+def _cuda() -> bool:
+    torch = require("torch", extra="train", purpose="training")
+    return bool(torch.cuda.is_available())
+
+
+def processes() -> int:
+    """How many processes train together: ``WORLD_SIZE`` as ``torchrun`` sets it (1 when
+    unset). Read before the trainer starts torch.distributed, so the batch can be split."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be a whole number, got {value!r}") from None
+    if size < 1:
+        raise ValueError(f"WORLD_SIZE must be at least 1, got {size}")
+    return size
+
+
+def _per_device_batch(config: TrainConfig, world_size: int) -> int:
+    """Each process's share of the global batch ``config.batch_size``; logs what several
+    processes do with it."""
+    if world_size == 1:
+        return config.batch_size
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size} (it is the global batch)"
+        )
+    per_device = config.batch_size // world_size
+    if config.gather_across_devices:
+        log.info(
+            "%d processes, %d rows each: eq. 3 gathers the global batch of %d from all of them",
+            world_size,
+            per_device,
+            config.batch_size,
+        )
+    else:
+        log.warning(
+            "gather_across_devices is off: each of the %d processes contrasts its %d queries "
+            "with its own slice only, not the global batch of %d (fewer in-batch and "
+            "same-tower negatives than one process would use)",
+            world_size,
+            per_device,
+            config.batch_size,
+        )
+    return per_device
 
 
 #: what a checkpoint holds once written whole: the trainer's state and the model's weights
@@ -694,15 +792,16 @@ _STATE = "trainer_state.json"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-def _whole_checkpoints(folder: Path) -> list[Path]:
+def _whole_checkpoints(folder: Path, *, delete: bool = True) -> list[Path]:
     """The checkpoints under ``folder`` that were written whole, oldest first. One cut
-    short (the run was stopped while writing it) is deleted with a warning, so that a
-    resumed run starts from the newest whole one and writes that step again."""
+    short (the run was stopped while writing it) is deleted with a warning (with
+    ``delete``: under torchrun only rank 0 deletes), so that a resumed run starts from the
+    newest whole one and writes that step again."""
     whole = []
     for path in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
         if (path / _STATE).is_file() and any((path / w).is_file() for w in _WEIGHTS):
             whole.append(path)
-        else:
+        elif delete:
             log.warning(
                 "%s was not written whole (the run stopped while writing it): deleted", path
             )
