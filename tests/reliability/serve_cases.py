@@ -280,23 +280,26 @@ def check_bad(base_url: str, case: BadRequest) -> Tally:
 # bodies sent slowly
 
 
-async def _slow_body(
-    host: str, port: int, *, deadline_s: float, pause_s: float
-) -> tuple[int | None, str | None]:
-    """Announce a 1,000-byte body and send it a byte every ``pause_s``; the status of the
-    answer and what went wrong (the server must answer 408 and close the connection within
-    ``deadline_s``; a reset once the whole answer has come counts as closed)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    head = (
+def _request_head(length: int) -> bytes:
+    return (
         "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {KEY}\r\nContent-Length: 1000\r\n\r\n"
-    )
-    writer.write(head.encode())
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def _trickle(
+    host: str, port: int, *, at_once: bytes, drip: bytes, deadline_s: float, pause_s: float
+) -> tuple[int | None, str | None]:
+    """Send ``at_once``, then ``drip`` a byte every ``pause_s``; the status of the answer
+    and what went wrong (the server must answer 408 request_timeout and close the connection
+    within ``deadline_s``; a reset once the whole answer has come counts as closed)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(at_once)
 
     async def trickle() -> None:
         with suppress(OSError):
-            for _ in range(1000):
-                writer.write(b" ")
+            for byte in drip:
+                writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(pause_s)
 
@@ -345,18 +348,21 @@ async def _watch_health(url: str, stop: asyncio.Event, *, every_s: float = 0.2) 
     return failures
 
 
-def slow_bodies(server: Server, *, connections: int, pause_s: float = 0.25) -> Tally:
-    """``connections`` slow bodies at once; each must be answered 408 and closed within the
-    body timeout plus 5 s, while ``/health`` keeps answering."""
+def _slow_clients(
+    server: Server, sends: list[dict[str, bytes]], *, limit: str, pause_s: float
+) -> Tally:
+    """Each of ``sends`` (what :func:`_trickle` sends) on its own connection at once; each
+    must be answered 408 and closed within ``LIMITS[limit]`` plus 5 s, while ``/health``
+    keeps answering."""
 
     async def main() -> Tally:
         stop = asyncio.Event()
         watch = asyncio.create_task(_watch_health(server.url, stop))
-        deadline = float(LIMITS["body_timeout_s"]) + 5
+        deadline = float(LIMITS[limit]) + 5
         outcomes = await asyncio.gather(
             *(
-                _slow_body("127.0.0.1", server.port, deadline_s=deadline, pause_s=pause_s)
-                for _ in range(connections)
+                _trickle("127.0.0.1", server.port, **send, deadline_s=deadline, pause_s=pause_s)
+                for send in sends
             )
         )
         stop.set()
@@ -370,80 +376,21 @@ def slow_bodies(server: Server, *, connections: int, pause_s: float = 0.25) -> T
     return asyncio.run(main())
 
 
-async def _slow_head(
-    host: str, port: int, *, deadline_s: float, pause_s: float | None
-) -> tuple[int | None, str | None]:
-    """Send a request's line and headers a byte every ``pause_s`` (None: send nothing); the
-    status of the answer and what went wrong (the server must answer 408 and close the
-    connection within ``deadline_s``; a reset once the whole answer has come counts as
-    closed)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    head = (
-        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {KEY}\r\nContent-Length: 2\r\n\r\n"
-    ).encode()
-
-    async def trickle() -> None:
-        if pause_s is None:
-            return
-        with suppress(OSError):
-            for byte in head:
-                writer.write(bytes([byte]))
-                await writer.drain()
-                await asyncio.sleep(pause_s)
-
-    sender = asyncio.create_task(trickle())
-    start = time.monotonic()
-    data = b""
-    try:
-        async with asyncio.timeout(deadline_s):
-            while chunk := await reader.read(65536):  # b"": the server closed it
-                data += chunk
-    except TimeoutError:
-        return _status(data), f"connection still open after {deadline_s:g} s ({data[:80]!r})"
-    except OSError as exc:
-        if not (_status(data) == 408 and data.rstrip().endswith(b"}")):
-            return _status(data), f"connection broken before an answer: {exc!r}"
-    finally:
-        sender.cancel()
-        with suppress(asyncio.CancelledError, OSError):
-            await sender
-        writer.close()
-    status = _status(data)
-    if status != 408 or b'"request_timeout"' not in data:
-        return status, f"expected 408 request_timeout, got {data[:300]!r}"
-    return status, None if time.monotonic() - start < deadline_s else "too late"
+def slow_bodies(server: Server, *, connections: int, pause_s: float = 0.25) -> Tally:
+    """``connections`` clients at once that announce a 1,000-byte body and send it a byte
+    every ``pause_s``: each must get 408 within the body timeout (:func:`_slow_clients`)."""
+    send = {"at_once": _request_head(1000), "drip": b" " * 1000}
+    return _slow_clients(server, [send] * connections, limit="body_timeout_s", pause_s=pause_s)
 
 
 def slow_headers(server: Server, *, connections: int, pause_s: float = 0.25) -> Tally:
-    """``connections`` clients at once that send their headers slowly (every other one:
-    nothing at all); each must be answered 408 and closed within the header timeout plus
-    5 s, while ``/health`` keeps answering."""
-
-    async def main() -> Tally:
-        stop = asyncio.Event()
-        watch = asyncio.create_task(_watch_health(server.url, stop))
-        deadline = float(LIMITS["header_timeout_s"]) + 5
-        outcomes = await asyncio.gather(
-            *(
-                _slow_head(
-                    "127.0.0.1",
-                    server.port,
-                    deadline_s=deadline,
-                    pause_s=None if i % 2 else pause_s,
-                )
-                for i in range(connections)
-            )
-        )
-        stop.set()
-        tally = Tally()
-        for status, problem in outcomes:
-            tally.record(status, problem, clear=status == 408)
-        for failure in await watch:
-            tally.record(None, failure)
-        return tally
-
-    return asyncio.run(main())
+    """``connections`` clients at once that send their request line and headers a byte every
+    ``pause_s`` (every other one: nothing at all): each must get 408 within the header
+    timeout (:func:`_slow_clients`)."""
+    sends = [
+        {"at_once": b"", "drip": b"" if i % 2 else _request_head(2)} for i in range(connections)
+    ]
+    return _slow_clients(server, sends, limit="header_timeout_s", pause_s=pause_s)
 
 
 # ---------------------------------------------------------------------------------------
